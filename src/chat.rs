@@ -1,0 +1,392 @@
+//! The neutral chat model: the only meeting point of the client dialects and the Kimi backends.
+//!
+//! A dialect turns its JSON into a [`Request`] and renders [`Event`]s back into its own wire
+//! format; a backend turns a [`Request`] into [`Event`]s pushed to a [`Sink`] as soon as each is
+//! decoded. Neither side knows the other's types.
+
+use std::fmt;
+
+/// Who said a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    /// The result of a tool call, fed back by the client.
+    Tool,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
+/// One piece of a message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Text(String),
+    /// An image by URL (`http(s)://` or a `data:` URL).
+    Image(String),
+    /// A document by URL (`http(s)://` or a `data:` URL).
+    File(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub role: Role,
+    pub parts: Vec<Part>,
+}
+
+impl Message {
+    pub fn text(role: Role, text: impl Into<String>) -> Self {
+        Message { role, parts: vec![Part::Text(text.into())] }
+    }
+
+    /// The text parts, one per line.
+    pub fn joined_text(&self) -> String {
+        let texts: Vec<&str> = self
+            .parts
+            .iter()
+            .filter_map(|part| match part {
+                Part::Text(text) => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        texts.join("\n")
+    }
+
+    pub fn has_attachments(&self) -> bool {
+        self.parts.iter().any(|part| !matches!(part, Part::Text(_)))
+    }
+}
+
+/// What the model name (and a few request fields) ask of Kimi.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mode {
+    pub search: bool,
+    /// "Explore" deep research.
+    pub research: bool,
+    pub thinking: bool,
+    pub math: bool,
+    /// Hide search citations from the answer.
+    pub silent: bool,
+    /// A Kimi+ agent id (20 characters, from the agent's URL).
+    pub agent: Option<String>,
+}
+
+impl Mode {
+    /// Reads the flags from a model name, as the original project's users write them:
+    /// substrings combine (`kimi-search-silent`), and a bare 20-character `[0-9a-z]` name is a
+    /// Kimi+ agent id and nothing else (so an agent id that happens to contain `k1` stays an
+    /// agent, unlike in the original).
+    pub fn from_model_name(model: &str) -> Mode {
+        let name = model.trim().to_ascii_lowercase();
+        if is_agent_id(&name) {
+            return Mode { agent: Some(name), ..Mode::default() };
+        }
+        let research = name.contains("research");
+        Mode {
+            search: name.contains("search"),
+            research,
+            thinking: name.contains("k1") || name.contains("think") || name.contains("reason"),
+            math: name.contains("math"),
+            silent: name.contains("silent"),
+            agent: None,
+        }
+    }
+}
+
+/// `^[0-9a-z]{20}$`: the shape of Kimi+ agent ids and legacy chat ids.
+pub fn is_agent_id(name: &str) -> bool {
+    name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+}
+
+/// The model names listed by `/v1/models`, with what each does. Any other name works too:
+/// the flags are read from substrings, and unknown names get the default assistant.
+pub const MODELS: &[(&str, &str)] = &[
+    ("kimi", "Kimi's default assistant"),
+    ("kimi-k2", "Kimi's default assistant (K2)"),
+    ("kimi-latest", "Kimi's default assistant"),
+    ("kimi-k2-thinking", "long thinking; reasoning streamed as reasoning_content"),
+    ("kimi-k1", "K1 long thinking; reasoning streamed as reasoning_content"),
+    ("kimi-search", "web search, with citations"),
+    ("kimi-search-silent", "web search, citations hidden"),
+    ("kimi-silent", "citations hidden"),
+    ("kimi-research", "explore (deep research) mode, quota-limited"),
+    ("kimi-math", "math mode"),
+];
+
+/// Whether the upstream chat lives on after the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conversation {
+    /// A fresh chat, deleted afterwards; history is merged into one prompt.
+    Ephemeral,
+    /// A fresh chat that is kept; its id is returned so later turns can continue it.
+    Keep,
+    /// Continue a chat kept earlier: only the new turn is sent, and the chat is kept.
+    Continue(String),
+}
+
+/// A chat request, whatever dialect it came in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The model name exactly as the client sent it (echoed back).
+    pub model: String,
+    pub mode: Mode,
+    pub messages: Vec<Message>,
+    pub conversation: Conversation,
+    pub stream: bool,
+}
+
+impl Request {
+    /// An honest estimate of the prompt's size in tokens.
+    pub fn estimated_prompt_tokens(&self) -> u64 {
+        let tokens: u64 = self.messages.iter().map(|m| estimate_tokens(&m.joined_text())).sum();
+        tokens.max(1)
+    }
+}
+
+/// Why the answer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    Stop,
+    /// Kimi stopped at its length limit (and auto-continue gave up).
+    Length,
+}
+
+/// One thing the backend learned from Kimi, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The upstream chat id; arrives before any content.
+    ConversationId(String),
+    /// A piece of the answer.
+    Text(String),
+    /// A piece of the model's reasoning, before the answer.
+    Thinking(String),
+    /// A web search result the answer draws on.
+    Citation { title: String, url: String },
+    /// The answer is complete; nothing follows.
+    Finish(Finish),
+}
+
+/// The client went away; the backend stops reading and cleans up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Disconnected;
+
+/// Where a backend pushes events as soon as it has decoded them.
+pub trait Sink {
+    fn send(&mut self, event: Event) -> Result<(), Disconnected>;
+}
+
+impl<S: Sink + ?Sized> Sink for &mut S {
+    fn send(&mut self, event: Event) -> Result<(), Disconnected> {
+        (**self).send(event)
+    }
+}
+
+/// The kind of a failure, from which each dialect picks its status code and error type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidRequest,
+    Authentication,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RateLimited,
+    /// Kimi (or this server) is busy: retry later.
+    Overloaded,
+    /// Kimi answered with an error or with something that is not its protocol.
+    Upstream,
+    Timeout,
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::InvalidRequest => 400,
+            ErrorKind::Authentication => 401,
+            ErrorKind::NotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::PayloadTooLarge => 413,
+            ErrorKind::RateLimited => 429,
+            ErrorKind::Internal => 500,
+            ErrorKind::Upstream => 502,
+            ErrorKind::Overloaded => 503,
+            ErrorKind::Timeout => 504,
+        }
+    }
+}
+
+/// A failure in neutral terms. The message never holds a token or a cookie.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error { kind, message: message.into() }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::InvalidRequest, message)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// An honest token estimate (Kimi reports none): about four ASCII bytes per token and one
+/// token per other character (CJK text is close to that). Never 0: clients break on 0.
+pub fn estimate_tokens(text: &str) -> u64 {
+    let ascii = text.bytes().filter(u8::is_ascii).count() as u64;
+    let other = text.chars().filter(|c| !c.is_ascii()).count() as u64;
+    (ascii.div_ceil(4) + other).max(1)
+}
+
+/// Turns citations into answer text the way the original project's users know it, so that
+/// every dialect shows them alike: while streaming, `【检索 N】 [title](url)` lines before the
+/// answer (and a line break before the next answer piece); when aggregating, a
+/// `搜索结果来自：` list after the answer. `silent` models drop them.
+pub struct CitationText<S> {
+    inner: S,
+    streaming: bool,
+    silent: bool,
+    count: usize,
+    break_before_text: bool,
+    collected: String,
+}
+
+impl<S: Sink> CitationText<S> {
+    pub fn new(inner: S, streaming: bool, silent: bool) -> Self {
+        CitationText { inner, streaming, silent, count: 0, break_before_text: false, collected: String::new() }
+    }
+
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Sink> Sink for CitationText<S> {
+    fn send(&mut self, event: Event) -> Result<(), Disconnected> {
+        match event {
+            Event::Citation { title, url } => {
+                if self.silent {
+                    return Ok(());
+                }
+                self.count += 1;
+                let n = self.count;
+                if self.streaming {
+                    self.break_before_text = true;
+                    self.inner.send(Event::Text(format!("【检索 {n}】 [{title}]({url})\n")))
+                } else {
+                    self.collected.push_str(&format!("【检索 {n}】 [{title}]({url})\n\n"));
+                    Ok(())
+                }
+            }
+            Event::Text(text) if self.break_before_text => {
+                self.break_before_text = false;
+                self.inner.send(Event::Text(format!("\n{text}")))
+            }
+            Event::Finish(reason) if !self.collected.is_empty() => {
+                let list = std::mem::take(&mut self.collected);
+                self.inner.send(Event::Text(format!("\n\n搜索结果来自：\n{list}")))?;
+                self.inner.send(Event::Finish(reason))
+            }
+            other => self.inner.send(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Collect(Vec<Event>);
+
+    impl Sink for Collect {
+        fn send(&mut self, event: Event) -> Result<(), Disconnected> {
+            self.0.push(event);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn model_names_combine_flags() {
+        let mode = Mode::from_model_name("kimi-search-silent");
+        assert!(mode.search && mode.silent && !mode.research && !mode.thinking);
+        let mode = Mode::from_model_name("kimi-research");
+        assert!(mode.research && mode.search);
+        assert!(Mode::from_model_name("kimi-k1").thinking);
+        assert!(Mode::from_model_name("kimi-k2-thinking").thinking);
+        assert!(!Mode::from_model_name("kimi-k2").thinking);
+        assert!(Mode::from_model_name("kimi-math").math);
+        assert_eq!(Mode::from_model_name("gpt-4o"), Mode::default());
+    }
+
+    #[test]
+    fn agent_ids_are_only_agents() {
+        let mode = Mode::from_model_name("coo6l3pkqq4ri39f36bg");
+        assert_eq!(mode.agent.as_deref(), Some("coo6l3pkqq4ri39f36bg"));
+        // Contains "k1" but is an agent id: no thinking flag.
+        let mode = Mode::from_model_name("abk1defghijklmnopqrs");
+        assert!(!mode.thinking && mode.agent.is_some());
+        assert!(!is_agent_id("coo6l3pkqq4ri39f36bgx"));
+        assert!(!is_agent_id("COO6L3PKQQ4RI39F36BG"));
+    }
+
+    #[test]
+    fn token_estimate_is_never_zero() {
+        assert_eq!(estimate_tokens(""), 1);
+        assert_eq!(estimate_tokens("abcdefgh"), 2);
+        assert_eq!(estimate_tokens("你好"), 2);
+    }
+
+    #[test]
+    fn streamed_citations_become_lines_before_the_answer() {
+        let mut out = Collect::default();
+        let mut sink = CitationText::new(&mut out, true, false);
+        sink.send(Event::Citation { title: "T".into(), url: "http://u".into() }).unwrap();
+        sink.send(Event::Text("answer".into())).unwrap();
+        sink.send(Event::Text(" more".into())).unwrap();
+        assert_eq!(
+            out.0,
+            vec![
+                Event::Text("【检索 1】 [T](http://u)\n".into()),
+                Event::Text("\nanswer".into()),
+                Event::Text(" more".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn aggregated_citations_follow_the_answer_and_silent_drops_them() {
+        let mut out = Collect::default();
+        let mut sink = CitationText::new(&mut out, false, false);
+        sink.send(Event::Citation { title: "T".into(), url: "http://u".into() }).unwrap();
+        sink.send(Event::Text("answer".into())).unwrap();
+        sink.send(Event::Finish(Finish::Stop)).unwrap();
+        assert_eq!(out.0[1], Event::Text("\n\n搜索结果来自：\n【检索 1】 [T](http://u)\n\n".into()));
+        assert_eq!(out.0[2], Event::Finish(Finish::Stop));
+
+        let mut out = Collect::default();
+        let mut sink = CitationText::new(&mut out, true, true);
+        sink.send(Event::Citation { title: "T".into(), url: "http://u".into() }).unwrap();
+        sink.send(Event::Text("answer".into())).unwrap();
+        assert_eq!(out.0, vec![Event::Text("answer".into())]);
+    }
+}

@@ -1,0 +1,242 @@
+//! Every knob of the server, with its default, its flag and its environment variable.
+//!
+//! Flags win over the environment; the environment wins over the defaults. The names are fixed
+//! (DESIGN.md) because deploy files, benchmarks and users' scripts rely on them.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The server's configuration, fully resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    /// Legacy REST + SSE API (refresh_token era).
+    pub kimi_base_url: String,
+    /// Connect RPC API (kimi-auth JWT era).
+    pub kimi_connect_base_url: String,
+    /// Requests served at once; a long stream holds one worker for its whole life.
+    pub workers: usize,
+    /// Requests waiting for a worker before the server answers `503`.
+    pub queue_depth: usize,
+    /// Longest silence tolerated from Kimi (waiting for headers, or between two reads of a
+    /// stream) before the request fails with `504`.
+    pub upstream_timeout: Duration,
+    /// Largest request body accepted (`413` beyond it).
+    pub max_body_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "0.0.0.0".into(),
+            port: 8000,
+            kimi_base_url: "https://kimi.moonshot.cn".into(),
+            kimi_connect_base_url: "https://www.kimi.com".into(),
+            workers: 256,
+            queue_depth: 64,
+            upstream_timeout: Duration::from_secs(120),
+            max_body_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// What the command line asked for.
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    Serve(Config),
+    Help,
+    Version,
+}
+
+/// A flag or environment variable that could not be understood.
+#[derive(Debug, PartialEq)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// One knob: its flag, its environment variable, and a line for `--help`.
+struct Knob {
+    flag: &'static str,
+    env: &'static str,
+    help: &'static str,
+}
+
+const KNOBS: &[Knob] = &[
+    Knob { flag: "--host", env: "HOST", help: "address to listen on [0.0.0.0]" },
+    Knob { flag: "--port", env: "PORT", help: "port to listen on [8000]" },
+    Knob {
+        flag: "--kimi-base-url",
+        env: "KIMI_BASE_URL",
+        help: "legacy Kimi API, for refresh tokens [https://kimi.moonshot.cn]",
+    },
+    Knob {
+        flag: "--kimi-connect-base-url",
+        env: "KIMI_CONNECT_BASE_URL",
+        help: "Connect RPC Kimi API, for kimi-auth tokens [https://www.kimi.com]",
+    },
+    Knob {
+        flag: "--workers",
+        env: "WORKERS",
+        help: "requests served at once; each open stream holds one [256]",
+    },
+    Knob {
+        flag: "--queue",
+        env: "QUEUE_DEPTH",
+        help: "requests waiting for a worker before 503 [64]",
+    },
+    Knob {
+        flag: "--upstream-timeout",
+        env: "UPSTREAM_TIMEOUT",
+        help: "seconds of silence from Kimi before 504 [120]",
+    },
+    Knob {
+        flag: "--max-body",
+        env: "MAX_BODY_BYTES",
+        help: "largest request body in bytes, 413 beyond [33554432]",
+    },
+];
+
+/// The `--help` text.
+pub fn help_text() -> String {
+    let mut text = String::from(
+        "kimi-free-api: your Kimi web-chat account behind the OpenAI, Anthropic and Gemini APIs\n\n\
+         usage: kimi-free-api [FLAG VALUE]...\n\n\
+         Every flag has an environment variable of the same meaning; flags win.\n\n",
+    );
+    for knob in KNOBS {
+        text.push_str(&format!("  {:<26} {:<22} {}\n", knob.flag, knob.env, knob.help));
+    }
+    text.push_str("  --help                     show this text\n  --version                  show the version\n");
+    text
+}
+
+impl Config {
+    fn set(&mut self, flag: &str, value: &str, origin: &str) -> Result<(), ConfigError> {
+        let bad = |what: &str| ConfigError(format!("{origin}: {what}, got {value:?}"));
+        match flag {
+            "--host" => self.host = value.to_string(),
+            "--port" => self.port = value.parse().map_err(|_| bad("expected a port number"))?,
+            "--kimi-base-url" => self.kimi_base_url = base_url(value).ok_or_else(|| bad("expected an http(s) URL"))?,
+            "--kimi-connect-base-url" => {
+                self.kimi_connect_base_url = base_url(value).ok_or_else(|| bad("expected an http(s) URL"))?
+            }
+            "--workers" => self.workers = positive(value).ok_or_else(|| bad("expected a whole number above 0"))?,
+            "--queue" => self.queue_depth = positive(value).ok_or_else(|| bad("expected a whole number above 0"))?,
+            "--upstream-timeout" => {
+                let secs: f64 = value.parse().map_err(|_| bad("expected seconds"))?;
+                if !(secs > 0.0 && secs <= 86_400.0) {
+                    return Err(bad("expected seconds between 0 and 86400"));
+                }
+                self.upstream_timeout = Duration::from_secs_f64(secs);
+            }
+            "--max-body" => self.max_body_bytes = positive(value).ok_or_else(|| bad("expected a byte count above 0"))?,
+            _ => return Err(ConfigError(format!("unknown flag {flag}; see --help"))),
+        }
+        Ok(())
+    }
+}
+
+fn positive(value: &str) -> Option<usize> {
+    value.parse().ok().filter(|n| *n > 0)
+}
+
+fn base_url(value: &str) -> Option<String> {
+    let trimmed = value.trim_end_matches('/');
+    (trimmed.starts_with("http://") || trimmed.starts_with("https://")).then(|| trimmed.to_string())
+}
+
+/// Resolves the command line and environment into a [`Command`].
+///
+/// `env` is a lookup function so that tests need not touch the process environment.
+pub fn parse<I, E>(args: I, env: E) -> Result<Command, ConfigError>
+where
+    I: IntoIterator<Item = String>,
+    E: Fn(&str) -> Option<String>,
+{
+    let mut config = Config::default();
+    for knob in KNOBS {
+        if let Some(value) = env(knob.env).filter(|v| !v.is_empty()) {
+            config.set(knob.flag, &value, knob.env)?;
+        }
+    }
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            _ => {}
+        }
+        let (flag, value) = match arg.split_once('=') {
+            Some((flag, value)) => (flag.to_string(), value.to_string()),
+            None => {
+                let value = args.next().ok_or_else(|| ConfigError(format!("{arg} needs a value")))?;
+                (arg.clone(), value)
+            }
+        };
+        config.set(&flag, &value, &flag)?;
+    }
+    Ok(Command::Serve(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn defaults_without_flags() {
+        assert_eq!(parse(args(&[]), no_env), Ok(Command::Serve(Config::default())));
+    }
+
+    #[test]
+    fn flags_win_over_environment() {
+        let env = |name: &str| (name == "PORT").then(|| "9000".to_string());
+        let Ok(Command::Serve(config)) = parse(args(&["--port", "9100"]), env) else { panic!() };
+        assert_eq!(config.port, 9100);
+        let Ok(Command::Serve(config)) = parse(args(&[]), env) else { panic!() };
+        assert_eq!(config.port, 9000);
+    }
+
+    #[test]
+    fn equals_form_and_trailing_slash() {
+        let Ok(Command::Serve(config)) = parse(args(&["--kimi-base-url=http://127.0.0.1:9/"]), no_env) else {
+            panic!()
+        };
+        assert_eq!(config.kimi_base_url, "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = parse(args(&["--workers", "0"]), no_env).unwrap_err();
+        assert!(err.to_string().contains("--workers"), "{err}");
+        let err = parse(args(&["--nope", "1"]), no_env).unwrap_err();
+        assert!(err.to_string().contains("unknown flag --nope"), "{err}");
+        let env = |name: &str| (name == "QUEUE_DEPTH").then(|| "x".to_string());
+        let err = parse(args(&[]), env).unwrap_err();
+        assert!(err.to_string().starts_with("QUEUE_DEPTH"), "{err}");
+        assert!(parse(args(&["--port"]), no_env).is_err());
+    }
+
+    #[test]
+    fn help_lists_every_knob() {
+        let text = help_text();
+        for knob in KNOBS {
+            assert!(text.contains(knob.flag) && text.contains(knob.env));
+        }
+        assert_eq!(parse(args(&["--help"]), no_env), Ok(Command::Help));
+    }
+}

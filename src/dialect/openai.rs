@@ -1,0 +1,534 @@
+//! OpenAI Chat Completions (`client-apis.md` §2): request parsing, `chat.completion.chunk`
+//! streaming with `reasoning_content` deltas, the aggregated `chat.completion`, and errors.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Aggregator, StreamRenderer, unix_now};
+use crate::chat::{self, Conversation, ErrorKind, Event, Finish, Message, Mode, Part, Role, estimate_tokens};
+
+#[derive(Deserialize)]
+struct Body {
+    model: Option<String>,
+    messages: Option<Vec<RawMessage>>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    /// The original project's native multi-turn: `"none"` keeps the new chat, an id continues one.
+    #[serde(default)]
+    conversation_id: Option<String>,
+    /// The original project's switch, same as a `search` model.
+    #[serde(default)]
+    use_search: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+#[derive(Deserialize)]
+struct RawMessage {
+    role: String,
+    #[serde(default)]
+    content: Value,
+    #[serde(default)]
+    tool_calls: Vec<RawToolCall>,
+}
+
+#[derive(Deserialize)]
+struct RawToolCall {
+    #[serde(default)]
+    function: RawFunction,
+}
+
+#[derive(Deserialize, Default)]
+struct RawFunction {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    arguments: String,
+}
+
+/// A parsed OpenAI request: the neutral request plus what only the OpenAI renderer needs.
+pub struct ParsedRequest {
+    pub chat: chat::Request,
+    pub include_usage: bool,
+}
+
+/// Parses a `POST /v1/chat/completions` body.
+pub fn parse(body: &[u8]) -> Result<ParsedRequest, chat::Error> {
+    let body: Body =
+        serde_json::from_slice(body).map_err(|e| chat::Error::invalid(format!("invalid JSON body: {e}")))?;
+    let model = body.model.filter(|m| !m.trim().is_empty()).ok_or_else(|| chat::Error::invalid("`model` is required"))?;
+    let raw_messages = body.messages.unwrap_or_default();
+    if raw_messages.is_empty() {
+        return Err(chat::Error::invalid("`messages` must be a non-empty array"));
+    }
+    let messages = raw_messages.into_iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<_, _>>()?;
+    let mut mode = Mode::from_model_name(&model);
+    mode.search |= body.use_search.unwrap_or(false);
+    let conversation = match body.conversation_id.as_deref().map(str::trim) {
+        None | Some("") => Conversation::Ephemeral,
+        Some(id) if id.eq_ignore_ascii_case("none") => Conversation::Keep,
+        Some(id) => Conversation::Continue(id.to_string()),
+    };
+    Ok(ParsedRequest {
+        include_usage: body.stream_options.is_some_and(|o| o.include_usage),
+        chat: chat::Request { model, mode, messages, conversation, stream: body.stream.unwrap_or(false) },
+    })
+}
+
+fn message(index: usize, raw: RawMessage) -> Result<Message, chat::Error> {
+    let role = match raw.role.as_str() {
+        "system" | "developer" => Role::System,
+        "user" => Role::User,
+        "assistant" => Role::Assistant,
+        "tool" | "function" => Role::Tool,
+        other => return Err(chat::Error::invalid(format!("messages[{index}].role {other:?} is not a known role"))),
+    };
+    let mut parts = match raw.content {
+        Value::Null => Vec::new(),
+        Value::String(text) => vec![Part::Text(text)],
+        Value::Array(items) => items.iter().filter_map(content_part).collect(),
+        _ => return Err(chat::Error::invalid(format!("messages[{index}].content must be a string or an array"))),
+    };
+    for call in raw.tool_calls {
+        parts.push(Part::Text(format!("[called {}({})]", call.function.name, call.function.arguments)));
+    }
+    Ok(Message { role, parts })
+}
+
+/// One content part; unknown part types are skipped, not rejected.
+fn content_part(item: &Value) -> Option<Part> {
+    let url_of = |v: &Value| match v {
+        Value::String(url) => Some(url.clone()),
+        other => other.get("url").and_then(Value::as_str).map(str::to_string),
+    };
+    match item.get("type").and_then(Value::as_str)? {
+        "text" | "input_text" => Some(Part::Text(item.get("text")?.as_str()?.to_string())),
+        "image_url" => url_of(item.get("image_url")?).map(Part::Image),
+        "file" => {
+            let file = item.get("file_url").or_else(|| item.get("file"))?;
+            url_of(file).or_else(|| file.get("file_data").and_then(Value::as_str).map(str::to_string)).map(Part::File)
+        }
+        _ => None,
+    }
+}
+
+/// The OpenAI error body and status for a failure.
+pub fn error_response(error: &chat::Error) -> (u16, Vec<u8>) {
+    (error.kind.status(), serde_json::to_vec(&ErrorBody::from(error)).unwrap_or_default())
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    param: Option<&'a str>,
+    code: &'static str,
+}
+
+impl<'a> From<&'a chat::Error> for ErrorBody<'a> {
+    fn from(error: &'a chat::Error) -> Self {
+        let (kind, code) = match error.kind {
+            ErrorKind::InvalidRequest => ("invalid_request_error", "invalid_request"),
+            ErrorKind::Authentication => ("authentication_error", "invalid_api_key"),
+            ErrorKind::NotFound => ("invalid_request_error", "not_found"),
+            ErrorKind::MethodNotAllowed => ("invalid_request_error", "method_not_allowed"),
+            ErrorKind::PayloadTooLarge => ("invalid_request_error", "request_too_large"),
+            ErrorKind::RateLimited => ("rate_limit_exceeded", "rate_limit_exceeded"),
+            ErrorKind::Overloaded => ("server_error", "overloaded"),
+            ErrorKind::Upstream => ("server_error", "upstream_error"),
+            ErrorKind::Timeout => ("server_error", "upstream_timeout"),
+            ErrorKind::Internal => ("server_error", "internal_error"),
+        };
+        ErrorBody { error: ErrorDetail { message: &error.message, kind, param: None, code } }
+    }
+}
+
+fn finish_reason(finish: Finish) -> &'static str {
+    match finish {
+        Finish::Stop => "stop",
+        Finish::Length => "length",
+    }
+}
+
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    completion_tokens_details: UsageDetails,
+}
+
+#[derive(Serialize)]
+struct UsageDetails {
+    reasoning_tokens: u64,
+}
+
+/// Counts what the answer held, for an honest usage estimate.
+#[derive(Default)]
+struct Counter {
+    text: u64,
+    reasoning: u64,
+}
+
+impl Counter {
+    fn usage(&self, prompt_tokens: u64) -> Usage {
+        let completion = (self.text + self.reasoning).max(1);
+        Usage {
+            prompt_tokens,
+            completion_tokens: completion,
+            total_tokens: prompt_tokens + completion,
+            completion_tokens_details: UsageDetails { reasoning_tokens: self.reasoning },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    system_fingerprint: Option<&'a str>,
+    choices: &'a [ChunkChoice<'a>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(Serialize, Default)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+}
+
+/// Streams `chat.completion.chunk`s: a role chunk, content and reasoning deltas, a finish
+/// chunk, the usage chunk when asked for, and `[DONE]`.
+pub struct Stream {
+    id: String,
+    model: String,
+    created: u64,
+    include_usage: bool,
+    prompt_tokens: u64,
+    started: bool,
+    counter: Counter,
+}
+
+impl Stream {
+    pub fn new(request: &ParsedRequest) -> Self {
+        Stream {
+            id: format!("chatcmpl-{}", unix_now()),
+            model: request.chat.model.clone(),
+            created: unix_now(),
+            include_usage: request.include_usage,
+            prompt_tokens: request.chat.estimated_prompt_tokens(),
+            started: false,
+            counter: Counter::default(),
+        }
+    }
+
+    fn chunk(&self, out: &mut Vec<u8>, delta: Delta<'_>, finish: Option<&'static str>) {
+        let choices = [ChunkChoice { index: 0, delta, logprobs: None, finish_reason: finish }];
+        self.write(out, &choices, None);
+    }
+
+    fn write(&self, out: &mut Vec<u8>, choices: &[ChunkChoice<'_>], usage: Option<Usage>) {
+        let chunk = Chunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            system_fingerprint: None,
+            choices,
+            usage,
+        };
+        out.extend_from_slice(b"data: ");
+        // Serializing these plain structs cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &chunk);
+        out.extend_from_slice(b"\n\n");
+    }
+
+    fn start(&mut self, out: &mut Vec<u8>) {
+        if !self.started {
+            self.started = true;
+            self.chunk(out, Delta { role: Some("assistant"), content: Some(""), ..Delta::default() }, None);
+        }
+    }
+}
+
+impl StreamRenderer for Stream {
+    fn event(&mut self, event: Event, out: &mut Vec<u8>) {
+        match event {
+            Event::ConversationId(id) => self.id = id,
+            Event::Text(text) => {
+                self.start(out);
+                self.counter.text += estimate_tokens(&text);
+                self.chunk(out, Delta { content: Some(&text), ..Delta::default() }, None);
+            }
+            Event::Thinking(text) => {
+                self.start(out);
+                self.counter.reasoning += estimate_tokens(&text);
+                self.chunk(out, Delta { reasoning_content: Some(&text), ..Delta::default() }, None);
+            }
+            // Citations reach this renderer as text (see `chat::CitationText`).
+            Event::Citation { .. } => {}
+            Event::Finish(finish) => {
+                self.start(out);
+                self.chunk(out, Delta::default(), Some(finish_reason(finish)));
+                if self.include_usage {
+                    self.write(out, &[], Some(self.counter.usage(self.prompt_tokens)));
+                }
+                out.extend_from_slice(b"data: [DONE]\n\n");
+            }
+        }
+    }
+
+    fn error(&mut self, error: &chat::Error, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"data: ");
+        let _ = serde_json::to_writer(&mut *out, &ErrorBody::from(error));
+        out.extend_from_slice(b"\n\ndata: [DONE]\n\n");
+    }
+}
+
+/// Collects a whole `chat.completion`.
+pub struct Complete {
+    id: String,
+    model: String,
+    prompt_tokens: u64,
+    content: String,
+    reasoning: String,
+    finish: Finish,
+}
+
+impl Complete {
+    pub fn new(request: &ParsedRequest) -> Self {
+        Complete {
+            id: format!("chatcmpl-{}", unix_now()),
+            model: request.chat.model.clone(),
+            prompt_tokens: request.chat.estimated_prompt_tokens(),
+            content: String::new(),
+            reasoning: String::new(),
+            finish: Finish::Stop,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Completion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [Choice<'a>; 1],
+    usage: Usage,
+    system_fingerprint: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    index: u32,
+    message: AssistantMessage<'a>,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct AssistantMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+    refusal: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+}
+
+impl Aggregator for Complete {
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::ConversationId(id) => self.id = id,
+            Event::Text(text) => self.content.push_str(&text),
+            Event::Thinking(text) => self.reasoning.push_str(&text),
+            Event::Citation { .. } => {}
+            Event::Finish(finish) => self.finish = finish,
+        }
+    }
+
+    fn body(&self) -> Vec<u8> {
+        let counter = Counter {
+            text: if self.content.is_empty() { 0 } else { estimate_tokens(&self.content) },
+            reasoning: if self.reasoning.is_empty() { 0 } else { estimate_tokens(&self.reasoning) },
+        };
+        let completion = Completion {
+            id: &self.id,
+            object: "chat.completion",
+            created: unix_now(),
+            model: &self.model,
+            choices: [Choice {
+                index: 0,
+                message: AssistantMessage {
+                    role: "assistant",
+                    content: &self.content,
+                    refusal: None,
+                    reasoning_content: (!self.reasoning.is_empty()).then_some(self.reasoning.as_str()),
+                },
+                logprobs: None,
+                finish_reason: finish_reason(self.finish),
+            }],
+            usage: counter.usage(self.prompt_tokens),
+            system_fingerprint: None,
+        };
+        serde_json::to_vec(&completion).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(body: &str) -> ParsedRequest {
+        parse(body.as_bytes()).unwrap()
+    }
+
+    fn frames(out: &[u8]) -> Vec<Value> {
+        let text = std::str::from_utf8(out).unwrap();
+        text.split("\n\n")
+            .filter(|f| !f.is_empty())
+            .map(|f| {
+                let data = f.strip_prefix("data: ").unwrap();
+                if data == "[DONE]" { Value::String("[DONE]".into()) } else { serde_json::from_str(data).unwrap() }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parses_messages_parts_and_flags() {
+        let request = parsed(
+            r#"{"model":"kimi-search","stream":true,"stream_options":{"include_usage":true},
+                "messages":[{"role":"developer","content":"be brief"},
+                            {"role":"user","content":[{"type":"text","text":"a"},
+                                {"type":"image_url","image_url":{"url":"data:image/png;base64,AA"}},
+                                {"type":"mystery"}]},
+                            {"role":"assistant","content":null,
+                             "tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]}],
+                "temperature":0.2,"unknown":{"x":1}}"#,
+        );
+        assert!(request.include_usage && request.chat.stream && request.chat.mode.search);
+        let messages = &request.chat.messages;
+        assert_eq!(messages[0], Message::text(Role::System, "be brief"));
+        assert_eq!(messages[1].parts, vec![Part::Text("a".into()), Part::Image("data:image/png;base64,AA".into())]);
+        assert_eq!(messages[2].parts, vec![Part::Text("[called f({})]".into())]);
+        assert_eq!(request.chat.conversation, Conversation::Ephemeral);
+    }
+
+    #[test]
+    fn conversation_ids() {
+        let body = |id: &str| format!(r#"{{"model":"kimi","messages":[{{"role":"user","content":"x"}}],"conversation_id":"{id}"}}"#);
+        assert_eq!(parsed(&body("none")).chat.conversation, Conversation::Keep);
+        assert_eq!(
+            parsed(&body("cnndivilnl96vah411dg")).chat.conversation,
+            Conversation::Continue("cnndivilnl96vah411dg".into())
+        );
+    }
+
+    #[test]
+    fn bad_requests_are_named() {
+        let cases = [
+            ("{", "invalid JSON"),
+            (r#"{"messages":[{"role":"user","content":"x"}]}"#, "`model`"),
+            (r#"{"model":"kimi","messages":[]}"#, "`messages`"),
+            (r#"{"model":"kimi","messages":[{"role":"wizard","content":"x"}]}"#, "messages[0].role"),
+            (r#"{"model":"kimi","messages":[{"role":"user","content":5}]}"#, "messages[0].content"),
+        ];
+        for (body, needle) in cases {
+            let error = parse(body.as_bytes()).err().unwrap();
+            assert_eq!(error.kind, ErrorKind::InvalidRequest);
+            assert!(error.message.contains(needle), "{body}: {}", error.message);
+        }
+    }
+
+    #[test]
+    fn stream_frames_in_order() {
+        let request = parsed(r#"{"model":"kimi","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#);
+        let mut stream = Stream::new(&request);
+        let mut out = Vec::new();
+        stream.event(Event::ConversationId("chat1".into()), &mut out);
+        assert!(out.is_empty());
+        stream.event(Event::Thinking("hmm".into()), &mut out);
+        stream.event(Event::Text("Hello".into()), &mut out);
+        stream.event(Event::Finish(Finish::Length), &mut out);
+        let frames = frames(&out);
+        assert_eq!(frames.len(), 6);
+        assert_eq!(frames[0]["choices"][0]["delta"], serde_json::json!({"role":"assistant","content":""}));
+        assert_eq!(frames[1]["choices"][0]["delta"]["reasoning_content"], "hmm");
+        assert_eq!(frames[2]["choices"][0]["delta"]["content"], "Hello");
+        assert_eq!(frames[3]["choices"][0]["finish_reason"], "length");
+        assert_eq!(frames[4]["choices"], serde_json::json!([]));
+        assert!(frames[4]["usage"]["completion_tokens"].as_u64().unwrap() >= 2);
+        assert_eq!(frames[5], "[DONE]");
+        assert!(frames[..5].iter().all(|f| f["id"] == "chat1" && f["object"] == "chat.completion.chunk"));
+    }
+
+    #[test]
+    fn mid_stream_error_ends_with_done() {
+        let request = parsed(r#"{"model":"kimi","messages":[{"role":"user","content":"hi"}]}"#);
+        let mut out = Vec::new();
+        Stream::new(&request).error(&chat::Error::new(ErrorKind::Upstream, "cut"), &mut out);
+        let frames = frames(&out);
+        assert_eq!(frames[0]["error"]["message"], "cut");
+        assert_eq!(frames[0]["error"]["type"], "server_error");
+        assert_eq!(frames[1], "[DONE]");
+    }
+
+    #[test]
+    fn aggregated_completion() {
+        let request = parsed(r#"{"model":"kimi-k1","messages":[{"role":"user","content":"hi"}]}"#);
+        let mut complete = Complete::new(&request);
+        for event in [
+            Event::ConversationId("chat1".into()),
+            Event::Thinking("hmm".into()),
+            Event::Text("Hel".into()),
+            Event::Text("lo".into()),
+            Event::Finish(Finish::Stop),
+        ] {
+            complete.event(event);
+        }
+        let body: Value = serde_json::from_slice(&complete.body()).unwrap();
+        assert_eq!(body["id"], "chat1");
+        assert_eq!(body["object"], "chat.completion");
+        assert_eq!(body["model"], "kimi-k1");
+        assert_eq!(body["choices"][0]["message"]["content"], "Hello");
+        assert_eq!(body["choices"][0]["message"]["reasoning_content"], "hmm");
+        assert_eq!(body["choices"][0]["finish_reason"], "stop");
+        assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() >= 1);
+    }
+
+    #[test]
+    fn error_shape() {
+        let (status, body) = error_response(&chat::Error::new(ErrorKind::RateLimited, "slow down"));
+        assert_eq!(status, 429);
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["message"], "slow down");
+        assert_eq!(body["error"]["type"], "rate_limit_exceeded");
+    }
+}

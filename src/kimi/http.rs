@@ -1,0 +1,157 @@
+//! The HTTP client all backends share: one ureq agent (pooled connections), timeouts from the
+//! configuration, and the translation of transport failures and error bodies into [`Error`].
+
+use std::io::{self, Read};
+use std::time::Duration;
+
+use serde::Deserialize;
+use ureq::Agent;
+use ureq::http::Response;
+
+use super::Error;
+
+/// Largest non-streamed upstream body read (token refresh, user, chat creation...).
+const MAX_JSON_BODY: u64 = 1024 * 1024;
+
+/// A browser's user agent: Kimi's web API is made for browsers.
+pub const USER_AGENT: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) \
+                              Chrome/131.0.0.0 Safari/537.36";
+
+pub struct Upstream {
+    agent: Agent,
+}
+
+impl Upstream {
+    /// `timeout` bounds both the wait for response headers and every silence while a body
+    /// streams; the total length of a stream is not bounded (research answers run minutes).
+    pub fn new(timeout: Duration) -> Self {
+        let config = Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_recv_response(Some(timeout))
+            .timeout_per_read(Some(timeout))
+            .user_agent(USER_AGENT)
+            // Buffers sized for many concurrent streams rather than for bulk downloads.
+            .input_buffer_size(32 * 1024)
+            .output_buffer_size(32 * 1024)
+            .max_response_header_size(32 * 1024)
+            .max_idle_connections_per_host(32)
+            .build();
+        Upstream { agent: config.new_agent() }
+    }
+
+    pub fn agent(&self) -> &Agent {
+        &self.agent
+    }
+}
+
+/// Reads a small JSON body, or turns an error status into an [`Error`].
+pub fn read_json<T: for<'de> Deserialize<'de>>(response: Response<ureq::Body>) -> Result<T, Error> {
+    let status = response.status().as_u16();
+    let body = read_small(response)?;
+    if !(200..300).contains(&status) {
+        return Err(error_from_body(status, &body));
+    }
+    serde_json::from_slice(&body).map_err(|e| Error::Upstream(format!("unexpected answer from Kimi: {e}")))
+}
+
+/// Reads a small body whole (bounded by [`MAX_JSON_BODY`]).
+pub fn read_small(response: Response<ureq::Body>) -> Result<Vec<u8>, Error> {
+    let mut body = Vec::new();
+    response
+        .into_body()
+        .into_reader()
+        .take(MAX_JSON_BODY)
+        .read_to_end(&mut body)
+        .map_err(|e| from_io(&e))?;
+    Ok(body)
+}
+
+/// The legacy error body `{"error_type","message"}`; Connect's `{"code","message"}` is read too.
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    error_type: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// Maps an upstream error status and body onto [`Error`].
+pub fn error_from_body(status: u16, body: &[u8]) -> Error {
+    let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
+    let message = if parsed.message.is_empty() { format!("HTTP {status}") } else { parsed.message.clone() };
+    classify(status, if parsed.error_type.is_empty() { &parsed.code } else { &parsed.error_type }, message)
+}
+
+/// Maps an upstream error type (legacy `error_type` or Connect `code`) and status onto [`Error`].
+pub fn classify(status: u16, error_type: &str, message: String) -> Error {
+    match error_type {
+        "auth.token.invalid" | "unauthenticated" => return Error::Unauthorized(message),
+        "chat.user_stream_pushing" => {
+            return Error::RateLimited(format!("another answer is streaming on this Kimi account ({message})"));
+        }
+        "chat.not_found" | "not_found" => return Error::NotFound(message),
+        "resource_exhausted" => return Error::RateLimited(message),
+        "invalid_argument" | "openai.completion.token_length_too_long" => return Error::Rejected(message),
+        "openai.completion.stream" | "unavailable" | "deadline_exceeded" => return Error::Overloaded(message),
+        _ => {}
+    }
+    match status {
+        401 | 403 => Error::Unauthorized(message),
+        404 => Error::NotFound(message),
+        429 => Error::RateLimited(message),
+        400..=499 => Error::Rejected(message),
+        503 => Error::Overloaded(message),
+        _ if error_type.is_empty() => Error::Upstream(format!("Kimi answered HTTP {status}: {message}")),
+        _ => Error::Upstream(format!("{error_type}: {message}")),
+    }
+}
+
+/// Maps a ureq failure (connect, send, headers) onto [`Error`].
+pub fn from_ureq(error: ureq::Error) -> Error {
+    match error {
+        ureq::Error::Timeout(_) => Error::Timeout,
+        ureq::Error::Io(e) => from_io(&e),
+        other => Error::Transport(other.to_string()),
+    }
+}
+
+/// Maps a failed read of a streaming body onto [`Error`].
+pub fn from_io(error: &io::Error) -> Error {
+    if matches!(error.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) {
+        return Error::Timeout;
+    }
+    if let Some(inner) = error.get_ref().and_then(|e| e.downcast_ref::<ureq::Error>()) {
+        if matches!(inner, ureq::Error::Timeout(_)) {
+            return Error::Timeout;
+        }
+        return Error::Transport(inner.to_string());
+    }
+    Error::Transport(error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_map_to_kinds() {
+        let body = br#"{"error_type":"auth.token.invalid","message":"expired"}"#;
+        assert_eq!(error_from_body(401, body), Error::Unauthorized("expired".into()));
+        let body = br#"{"error_type":"chat.user_stream_pushing","message":"busy"}"#;
+        assert!(matches!(error_from_body(400, body), Error::RateLimited(_)));
+        assert!(matches!(error_from_body(502, b"<html>"), Error::Upstream(m) if m.contains("HTTP 502")));
+        assert!(matches!(error_from_body(503, b""), Error::Overloaded(_)));
+        assert!(matches!(error_from_body(429, b"{}"), Error::RateLimited(_)));
+        let body = br#"{"code":"unauthenticated","message":"token expired"}"#;
+        assert!(matches!(error_from_body(401, body), Error::Unauthorized(_)));
+    }
+
+    #[test]
+    fn timeouts_are_recognised_in_io_errors() {
+        assert_eq!(from_io(&io::Error::new(io::ErrorKind::TimedOut, "t")), Error::Timeout);
+        assert!(matches!(from_io(&io::Error::new(io::ErrorKind::ConnectionReset, "r")), Error::Transport(_)));
+    }
+}

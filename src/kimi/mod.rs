@@ -1,0 +1,172 @@
+//! The Kimi side: credentials, the upstream HTTP client and the protocol backends.
+//!
+//! [`Kimi::chat`] picks an account from the caller's credential, runs the request on the
+//! backend that credential belongs to, and retries transient failures while nothing has
+//! reached the client yet.
+
+mod accounts;
+mod http;
+mod legacy;
+pub mod legacy_event;
+pub mod prompt;
+mod session;
+mod token;
+pub mod sse;
+
+use std::fmt;
+use std::thread;
+use std::time::Duration;
+
+use crate::chat::{self, Disconnected, ErrorKind, Event, Sink};
+use crate::config::Config;
+
+pub use http::Upstream;
+
+/// A failure talking to Kimi. Messages never contain a token or a cookie.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// The credential is missing, malformed, expired or refused.
+    Unauthorized(String),
+    /// Kimi refuses for now: a quota, or another answer streaming on the same account.
+    RateLimited(String),
+    /// Kimi is overloaded; worth retrying.
+    Overloaded(String),
+    /// Kimi says the request itself is wrong.
+    Rejected(String),
+    /// The conversation to continue does not exist.
+    NotFound(String),
+    /// Kimi answered with an error status, or with bytes that are not its protocol.
+    Upstream(String),
+    /// The connection to Kimi failed or was cut.
+    Transport(String),
+    /// Kimi went silent for longer than the configured upstream timeout.
+    Timeout,
+    /// The client went away; nothing more to do.
+    Disconnected,
+}
+
+impl Error {
+    /// The neutral kind a dialect renders.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Unauthorized(_) => ErrorKind::Authentication,
+            Error::RateLimited(_) => ErrorKind::RateLimited,
+            Error::Overloaded(_) => ErrorKind::Overloaded,
+            Error::Rejected(_) => ErrorKind::InvalidRequest,
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::Upstream(_) | Error::Transport(_) | Error::Disconnected => ErrorKind::Upstream,
+            Error::Timeout => ErrorKind::Timeout,
+        }
+    }
+
+    /// Whether another attempt may succeed where this one failed.
+    fn is_transient(&self) -> bool {
+        matches!(self, Error::Upstream(_) | Error::Transport(_) | Error::Overloaded(_))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Unauthorized(why) => write!(f, "Kimi refused the credential: {why}"),
+            Error::RateLimited(why) => write!(f, "Kimi rate limit: {why}"),
+            Error::Overloaded(why) => write!(f, "Kimi is overloaded: {why}"),
+            Error::Rejected(why) => write!(f, "Kimi rejected the request: {why}"),
+            Error::NotFound(why) => write!(f, "not found on Kimi: {why}"),
+            Error::Upstream(why) => write!(f, "Kimi upstream error: {why}"),
+            Error::Transport(why) => write!(f, "cannot reach Kimi: {why}"),
+            Error::Timeout => write!(f, "Kimi did not answer in time"),
+            Error::Disconnected => write!(f, "the client disconnected"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Error> for chat::Error {
+    fn from(error: Error) -> Self {
+        chat::Error::new(error.kind(), error.to_string())
+    }
+}
+
+impl From<Disconnected> for Error {
+    fn from(_: Disconnected) -> Self {
+        Error::Disconnected
+    }
+}
+
+/// How many times a transient failure is retried while the client has seen nothing.
+const RETRIES: u32 = 2;
+/// The first retry's pause; each later one doubles it.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// The Kimi client shared by every worker.
+pub struct Kimi {
+    upstream: Upstream,
+    legacy_base: String,
+    sessions: session::Sessions,
+}
+
+impl Kimi {
+    pub fn new(config: &Config) -> Self {
+        Kimi {
+            upstream: Upstream::new(config.upstream_timeout),
+            legacy_base: config.kimi_base_url.clone(),
+            sessions: session::Sessions::default(),
+        }
+    }
+
+    /// Runs one chat request for the caller's credential (one token or a comma-separated
+    /// pool), pushing events to `sink` as they are decoded. The upstream chat is deleted on
+    /// every path unless the request keeps its conversation.
+    pub fn chat(&self, credential: &str, request: &chat::Request, sink: &mut dyn Sink) -> Result<(), Error> {
+        let token = accounts::pick(credential)?;
+        let mut sink = Progress::new(sink);
+        let mut attempt = 0;
+        loop {
+            let result = legacy::chat(self.legacy(), token, request, &mut sink);
+            match result {
+                Err(error) if error.is_transient() && !sink.delivered() && attempt < RETRIES => {
+                    thread::sleep(RETRY_PAUSE * 2u32.pow(attempt));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether a credential is accepted by Kimi (every token of a pool must be).
+    pub fn check_token(&self, credential: &str) -> bool {
+        let tokens = accounts::all(credential);
+        !tokens.is_empty() && tokens.iter().all(|token| legacy::check_token(self.legacy(), token))
+    }
+
+    fn legacy(&self) -> legacy::Context<'_> {
+        legacy::Context { upstream: &self.upstream, base: &self.legacy_base, sessions: &self.sessions }
+    }
+}
+
+/// Remembers whether any content reached the client: once it has, a retry would repeat it.
+pub(crate) struct Progress<'a> {
+    inner: &'a mut dyn Sink,
+    delivered: bool,
+}
+
+impl<'a> Progress<'a> {
+    fn new(inner: &'a mut dyn Sink) -> Self {
+        Progress { inner, delivered: false }
+    }
+
+    fn delivered(&self) -> bool {
+        self.delivered
+    }
+}
+
+impl Sink for Progress<'_> {
+    fn send(&mut self, event: Event) -> Result<(), Disconnected> {
+        if !matches!(event, Event::ConversationId(_)) {
+            self.delivered = true;
+        }
+        self.inner.send(event)
+    }
+}

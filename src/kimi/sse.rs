@@ -1,0 +1,160 @@
+//! An incremental Server-Sent Events decoder: bytes in as they arrive, complete events out.
+//!
+//! Pure (no I/O) so it is tested without sockets. Text is decoded only from complete lines,
+//! so a UTF-8 character split across two reads is never lost or mangled.
+
+use std::fmt;
+
+/// The decoder refuses an event larger than this, so a broken upstream cannot fill memory.
+pub const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SseError {
+    /// One event grew past [`MAX_EVENT_BYTES`] without ending.
+    TooLarge,
+}
+
+impl fmt::Display for SseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SseError::TooLarge => write!(f, "an upstream event exceeds {MAX_EVENT_BYTES} bytes"),
+        }
+    }
+}
+
+/// Accumulates bytes and yields the `data` of each complete event.
+#[derive(Debug, Default)]
+pub struct SseDecoder {
+    /// Bytes read; those before `start` are consumed.
+    pending: Vec<u8>,
+    /// The first byte of the line not yet complete.
+    start: usize,
+    /// Where the search for the next line break resumes in `pending`.
+    scanned: usize,
+    /// `data` lines of the event being assembled.
+    data: Option<String>,
+}
+
+impl SseDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds bytes read from the stream.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            // Compact once per read, not once per line.
+            self.pending.drain(..self.start);
+            self.scanned -= self.start;
+            self.start = 0;
+        }
+        self.pending.extend_from_slice(bytes);
+    }
+
+    /// The next complete event's data, if one is complete. Comments, `event:`, `id:` and
+    /// `retry:` lines are skipped; several `data:` lines of one event are joined with `\n`.
+    pub fn next_event(&mut self) -> Result<Option<String>, SseError> {
+        loop {
+            let Some(offset) = self.pending[self.scanned..].iter().position(|&b| b == b'\n') else {
+                self.scanned = self.pending.len();
+                let buffered = self.pending.len() - self.start + self.data.as_ref().map_or(0, String::len);
+                return if buffered > MAX_EVENT_BYTES { Err(SseError::TooLarge) } else { Ok(None) };
+            };
+            let end = self.scanned + offset;
+            let mut line = &self.pending[self.start..end];
+            if line.last() == Some(&b'\r') {
+                line = &line[..line.len() - 1];
+            }
+            let event = if line.is_empty() {
+                self.data.take()
+            } else {
+                if let Some(value) = line.strip_prefix(b"data:") {
+                    let value = value.strip_prefix(b" ").unwrap_or(value);
+                    let text = String::from_utf8_lossy(value);
+                    match &mut self.data {
+                        Some(data) => {
+                            data.push('\n');
+                            data.push_str(&text);
+                        }
+                        None => self.data = Some(text.into_owned()),
+                    }
+                }
+                None
+            };
+            self.start = end + 1;
+            self.scanned = self.start;
+            if event.is_some() {
+                return Ok(event);
+            }
+        }
+    }
+
+    /// The data of an event the stream ended in the middle of (no closing blank line).
+    pub fn finish(&mut self) -> Option<String> {
+        if self.pending.len() > self.start {
+            self.push(b"\n\n");
+            return self.next_event().ok().flatten();
+        }
+        self.data.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(chunks: &[&[u8]]) -> Vec<String> {
+        let mut decoder = SseDecoder::new();
+        let mut events = Vec::new();
+        for chunk in chunks {
+            decoder.push(chunk);
+            while let Some(event) = decoder.next_event().unwrap() {
+                events.push(event);
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn decodes_events_and_skips_other_lines() {
+        let stream = b": keep-alive\nevent: x\nid: 3\ndata: {\"a\":1}\n\ndata:two\r\ndata: lines\r\n\r\n";
+        assert_eq!(decode_all(&[stream]), vec!["{\"a\":1}".to_string(), "two\nlines".to_string()]);
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_events() {
+        let stream = "data: {\"text\":\"你好，世界\"}\n\ndata: {\"text\":\"🎉 done\"}\n\n".as_bytes();
+        let whole = decode_all(&[stream]);
+        assert_eq!(whole.len(), 2);
+        for a in 0..stream.len() {
+            for b in a..stream.len() {
+                let parts = [&stream[..a], &stream[a..b], &stream[b..]];
+                assert_eq!(decode_all(&parts), whole, "split at {a},{b}");
+            }
+        }
+    }
+
+    #[test]
+    fn byte_at_a_time() {
+        let stream = "data: ñandú\n\n".as_bytes();
+        let chunks: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(decode_all(&chunks), vec!["ñandú".to_string()]);
+    }
+
+    #[test]
+    fn unfinished_event_is_returned_by_finish() {
+        let mut decoder = SseDecoder::new();
+        decoder.push(b"data: {\"event\":\"all_done\"}");
+        assert_eq!(decoder.next_event().unwrap(), None);
+        assert_eq!(decoder.finish().as_deref(), Some("{\"event\":\"all_done\"}"));
+        assert_eq!(decoder.finish(), None);
+    }
+
+    #[test]
+    fn oversized_event_is_refused() {
+        let mut decoder = SseDecoder::new();
+        decoder.push(b"data: ");
+        decoder.push(&vec![b'a'; MAX_EVENT_BYTES + 1]);
+        assert_eq!(decoder.next_event(), Err(SseError::TooLarge));
+    }
+}

@@ -1,0 +1,194 @@
+//! One HTTP exchange: reading the request body and credential, answering with JSON or an
+//! error, and streaming SSE with a flush after every event.
+//!
+//! Streams are written through `Request::into_writer()` with chunked framing of our own:
+//! `Request::respond` with a body of unknown length buffers 8 KiB before sending anything,
+//! which would turn a token-by-token stream into lumps.
+
+use std::io::{self, Read, Write};
+
+use tiny_http::{Header, Request, Response};
+
+use crate::chat::{self, Disconnected, ErrorKind, Event, Sink};
+use crate::dialect::{StreamRenderer, openai};
+
+/// The CORS headers every answer carries, so browser chat UIs can call the server.
+pub const CORS: &[(&str, &str)] = &[
+    ("Access-Control-Allow-Origin", "*"),
+    ("Access-Control-Allow-Headers", "*"),
+    ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+];
+
+fn header(name: &str, value: &str) -> Option<Header> {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
+}
+
+/// Answers with a complete body.
+pub fn respond(request: Request, status: u16, content_type: &str, body: Vec<u8>, extra: &[(&str, &str)]) {
+    let mut response = Response::from_data(body).with_status_code(status);
+    for (name, value) in CORS.iter().chain(extra).chain(&[("Content-Type", content_type)]) {
+        if let Some(h) = header(name, value) {
+            response.add_header(h);
+        }
+    }
+    // The client may have gone; there is no one left to tell.
+    let _ = request.respond(response);
+}
+
+pub fn respond_json(request: Request, status: u16, body: Vec<u8>) {
+    respond(request, status, "application/json", body, &[]);
+}
+
+/// Answers with an error in the OpenAI shape (the dialect of every route but the others').
+pub fn respond_error(request: Request, error: &chat::Error, extra: &[(&str, &str)]) {
+    let (status, body) = openai::error_response(error);
+    respond(request, status, "application/json", body, extra);
+}
+
+/// Reads the whole body, refusing more than `limit` bytes.
+pub fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, chat::Error> {
+    let too_large = || chat::Error::new(ErrorKind::PayloadTooLarge, format!("the request body exceeds {limit} bytes"));
+    if request.body_length().is_some_and(|len| len > limit) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    request
+        .as_reader()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| chat::Error::invalid(format!("could not read the request body: {e}")))?;
+    if body.len() > limit {
+        return Err(too_large());
+    }
+    Ok(body)
+}
+
+/// The caller's Kimi credential: `Authorization: Bearer`, `x-api-key`, `x-goog-api-key` or
+/// `?key=`, whichever is present and not empty.
+pub fn credential(request: &Request) -> Option<String> {
+    let from_header = |name: &'static str| {
+        request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str().trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let bearer = from_header("Authorization").and_then(|value| {
+        let (scheme, token) = value.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+    });
+    bearer
+        .or_else(|| from_header("x-api-key"))
+        .or_else(|| from_header("x-goog-api-key"))
+        .or_else(|| query_param(request.url(), "key"))
+        .filter(|token| !token.is_empty())
+}
+
+/// A query parameter's raw value.
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| value.to_string())
+    })
+}
+
+/// A live SSE response. Headers are sent with the first bytes an event produces, so a
+/// failure before then can still be answered with a real status code.
+pub struct EventStream<R> {
+    state: State,
+    renderer: R,
+    chunked: bool,
+    buf: Vec<u8>,
+    pub conversation_id: Option<String>,
+}
+
+enum State {
+    Pending(Request),
+    Open(Box<dyn Write + Send>),
+    Gone,
+}
+
+impl<R: StreamRenderer> EventStream<R> {
+    pub fn new(request: Request, renderer: R) -> Self {
+        // HTTP/1.0 has no chunked encoding: the body then ends when the connection closes.
+        let chunked = request.http_version() >= &tiny_http::HTTPVersion(1, 1);
+        EventStream { state: State::Pending(request), renderer, chunked, buf: Vec::new(), conversation_id: None }
+    }
+
+    /// Ends a finished stream.
+    pub fn finish(mut self) {
+        if let State::Open(writer) = &mut self.state
+            && self.chunked
+        {
+            let _ = writer.write_all(b"0\r\n\r\n").and_then(|()| writer.flush());
+        }
+    }
+
+    /// Ends the stream after a failure: a real error response if nothing was sent yet,
+    /// otherwise the dialect's error frames and a proper end of the body.
+    pub fn fail(mut self, error: &chat::Error) -> u16 {
+        match std::mem::replace(&mut self.state, State::Gone) {
+            State::Pending(request) => {
+                respond_error(request, error, &[]);
+                error.kind.status()
+            }
+            state => {
+                self.state = state;
+                let mut out = Vec::new();
+                self.renderer.error(error, &mut out);
+                let _ = self.write(&out);
+                self.finish();
+                200
+            }
+        }
+    }
+
+    fn open(request: Request, chunked: bool) -> io::Result<Box<dyn Write + Send>> {
+        let mut head = String::from("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n");
+        head.push_str("Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
+        for (name, value) in CORS {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str(if chunked { "Transfer-Encoding: chunked\r\n\r\n" } else { "Connection: close\r\n\r\n" });
+        let mut writer = request.into_writer();
+        writer.write_all(head.as_bytes())?;
+        Ok(writer)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if let State::Pending(_) = self.state {
+            let State::Pending(request) = std::mem::replace(&mut self.state, State::Gone) else { unreachable!() };
+            self.state = State::Open(Self::open(request, self.chunked)?);
+        }
+        let State::Open(writer) = &mut self.state else {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        };
+        let result = if self.chunked {
+            write!(writer, "{:x}\r\n", bytes.len())
+                .and_then(|()| writer.write_all(bytes))
+                .and_then(|()| writer.write_all(b"\r\n"))
+        } else {
+            writer.write_all(bytes)
+        };
+        result.and_then(|()| writer.flush()).inspect_err(|_| self.state = State::Gone)
+    }
+}
+
+impl<R: StreamRenderer> Sink for EventStream<R> {
+    fn send(&mut self, event: Event) -> Result<(), Disconnected> {
+        if let Event::ConversationId(id) = &event {
+            self.conversation_id = Some(id.clone());
+        }
+        let mut out = std::mem::take(&mut self.buf);
+        out.clear();
+        self.renderer.event(event, &mut out);
+        let result = self.write(&out).map_err(|_| Disconnected);
+        self.buf = out;
+        result
+    }
+}
