@@ -272,7 +272,14 @@ pub struct CitationText<S> {
 
 impl<S: Sink> CitationText<S> {
     pub fn new(inner: S, streaming: bool, silent: bool) -> Self {
-        CitationText { inner, streaming, silent, count: 0, break_before_text: false, collected: String::new() }
+        CitationText {
+            inner,
+            streaming,
+            silent,
+            count: 0,
+            break_before_text: false,
+            collected: String::new(),
+        }
     }
 
     pub fn into_inner(self) -> S {

@@ -86,11 +86,7 @@ const KNOBS: &[Knob] = &[
         env: "WORKERS",
         help: "requests served at once; each open stream holds one [256]",
     },
-    Knob {
-        flag: "--queue",
-        env: "QUEUE_DEPTH",
-        help: "requests waiting for a worker before 503 [64]",
-    },
+    Knob { flag: "--queue", env: "QUEUE_DEPTH", help: "requests waiting for a worker before 503 [64]" },
     Knob {
         flag: "--upstream-timeout",
         env: "UPSTREAM_TIMEOUT",
@@ -113,7 +109,9 @@ pub fn help_text() -> String {
     for knob in KNOBS {
         text.push_str(&format!("  {:<26} {:<22} {}\n", knob.flag, knob.env, knob.help));
     }
-    text.push_str("  --help                     show this text\n  --version                  show the version\n");
+    text.push_str(
+        "  --help                     show this text\n  --version                  show the version\n",
+    );
     text
 }
 
@@ -123,12 +121,18 @@ impl Config {
         match flag {
             "--host" => self.host = value.to_string(),
             "--port" => self.port = value.parse().map_err(|_| bad("expected a port number"))?,
-            "--kimi-base-url" => self.kimi_base_url = base_url(value).ok_or_else(|| bad("expected an http(s) URL"))?,
+            "--kimi-base-url" => {
+                self.kimi_base_url = base_url(value).ok_or_else(|| bad("expected an http(s) URL"))?
+            }
             "--kimi-connect-base-url" => {
                 self.kimi_connect_base_url = base_url(value).ok_or_else(|| bad("expected an http(s) URL"))?
             }
-            "--workers" => self.workers = positive(value).ok_or_else(|| bad("expected a whole number above 0"))?,
-            "--queue" => self.queue_depth = positive(value).ok_or_else(|| bad("expected a whole number above 0"))?,
+            "--workers" => {
+                self.workers = positive(value).ok_or_else(|| bad("expected a whole number above 0"))?
+            }
+            "--queue" => {
+                self.queue_depth = positive(value).ok_or_else(|| bad("expected a whole number above 0"))?
+            }
             "--upstream-timeout" => {
                 let secs: f64 = value.parse().map_err(|_| bad("expected seconds"))?;
                 if !(secs > 0.0 && secs <= 86_400.0) {
@@ -136,7 +140,9 @@ impl Config {
                 }
                 self.upstream_timeout = Duration::from_secs_f64(secs);
             }
-            "--max-body" => self.max_body_bytes = positive(value).ok_or_else(|| bad("expected a byte count above 0"))?,
+            "--max-body" => {
+                self.max_body_bytes = positive(value).ok_or_else(|| bad("expected a byte count above 0"))?
+            }
             _ => return Err(ConfigError(format!("unknown flag {flag}; see --help"))),
         }
         Ok(())

@@ -62,12 +62,16 @@ pub struct ParsedRequest {
 pub fn parse(body: &[u8]) -> Result<ParsedRequest, chat::Error> {
     let body: Body =
         serde_json::from_slice(body).map_err(|e| chat::Error::invalid(format!("invalid JSON body: {e}")))?;
-    let model = body.model.filter(|m| !m.trim().is_empty()).ok_or_else(|| chat::Error::invalid("`model` is required"))?;
+    let model = body
+        .model
+        .filter(|m| !m.trim().is_empty())
+        .ok_or_else(|| chat::Error::invalid("`model` is required"))?;
     let raw_messages = body.messages.unwrap_or_default();
     if raw_messages.is_empty() {
         return Err(chat::Error::invalid("`messages` must be a non-empty array"));
     }
-    let messages = raw_messages.into_iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<_, _>>()?;
+    let messages =
+        raw_messages.into_iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<_, _>>()?;
     let mut mode = Mode::from_model_name(&model);
     mode.search |= body.use_search.unwrap_or(false);
     let conversation = match body.conversation_id.as_deref().map(str::trim) {
@@ -87,13 +91,19 @@ fn message(index: usize, raw: RawMessage) -> Result<Message, chat::Error> {
         "user" => Role::User,
         "assistant" => Role::Assistant,
         "tool" | "function" => Role::Tool,
-        other => return Err(chat::Error::invalid(format!("messages[{index}].role {other:?} is not a known role"))),
+        other => {
+            return Err(chat::Error::invalid(format!("messages[{index}].role {other:?} is not a known role")));
+        }
     };
     let mut parts = match raw.content {
         Value::Null => Vec::new(),
         Value::String(text) => vec![Part::Text(text)],
         Value::Array(items) => items.iter().filter_map(content_part).collect(),
-        _ => return Err(chat::Error::invalid(format!("messages[{index}].content must be a string or an array"))),
+        _ => {
+            return Err(chat::Error::invalid(format!(
+                "messages[{index}].content must be a string or an array"
+            )));
+        }
     };
     for call in raw.tool_calls {
         parts.push(Part::Text(format!("[called {}({})]", call.function.name, call.function.arguments)));
@@ -112,7 +122,9 @@ fn content_part(item: &Value) -> Option<Part> {
         "image_url" => url_of(item.get("image_url")?).map(Part::Image),
         "file" => {
             let file = item.get("file_url").or_else(|| item.get("file"))?;
-            url_of(file).or_else(|| file.get("file_data").and_then(Value::as_str).map(str::to_string)).map(Part::File)
+            url_of(file)
+                .or_else(|| file.get("file_data").and_then(Value::as_str).map(str::to_string))
+                .map(Part::File)
         }
         _ => None,
     }
@@ -416,7 +428,11 @@ mod tests {
             .filter(|f| !f.is_empty())
             .map(|f| {
                 let data = f.strip_prefix("data: ").unwrap();
-                if data == "[DONE]" { Value::String("[DONE]".into()) } else { serde_json::from_str(data).unwrap() }
+                if data == "[DONE]" {
+                    Value::String("[DONE]".into())
+                } else {
+                    serde_json::from_str(data).unwrap()
+                }
             })
             .collect()
     }
@@ -436,14 +452,21 @@ mod tests {
         assert!(request.include_usage && request.chat.stream && request.chat.mode.search);
         let messages = &request.chat.messages;
         assert_eq!(messages[0], Message::text(Role::System, "be brief"));
-        assert_eq!(messages[1].parts, vec![Part::Text("a".into()), Part::Image("data:image/png;base64,AA".into())]);
+        assert_eq!(
+            messages[1].parts,
+            vec![Part::Text("a".into()), Part::Image("data:image/png;base64,AA".into())]
+        );
         assert_eq!(messages[2].parts, vec![Part::Text("[called f({})]".into())]);
         assert_eq!(request.chat.conversation, Conversation::Ephemeral);
     }
 
     #[test]
     fn conversation_ids() {
-        let body = |id: &str| format!(r#"{{"model":"kimi","messages":[{{"role":"user","content":"x"}}],"conversation_id":"{id}"}}"#);
+        let body = |id: &str| {
+            format!(
+                r#"{{"model":"kimi","messages":[{{"role":"user","content":"x"}}],"conversation_id":"{id}"}}"#
+            )
+        };
         assert_eq!(parsed(&body("none")).chat.conversation, Conversation::Keep);
         assert_eq!(
             parsed(&body("cnndivilnl96vah411dg")).chat.conversation,
@@ -469,7 +492,9 @@ mod tests {
 
     #[test]
     fn stream_frames_in_order() {
-        let request = parsed(r#"{"model":"kimi","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#);
+        let request = parsed(
+            r#"{"model":"kimi","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#,
+        );
         let mut stream = Stream::new(&request);
         let mut out = Vec::new();
         stream.event(Event::ConversationId("chat1".into()), &mut out);

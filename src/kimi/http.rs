@@ -58,12 +58,7 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(response: Response<ureq::Body>) -
 /// Reads a small body whole (bounded by [`MAX_JSON_BODY`]).
 pub fn read_small(response: Response<ureq::Body>) -> Result<Vec<u8>, Error> {
     let mut body = Vec::new();
-    response
-        .into_body()
-        .into_reader()
-        .take(MAX_JSON_BODY)
-        .read_to_end(&mut body)
-        .map_err(|e| from_io(&e))?;
+    response.into_body().into_reader().take(MAX_JSON_BODY).read_to_end(&mut body).map_err(|e| from_io(&e))?;
     Ok(body)
 }
 
@@ -90,12 +85,16 @@ pub fn classify(status: u16, error_type: &str, message: String) -> Error {
     match error_type {
         "auth.token.invalid" | "unauthenticated" => return Error::Unauthorized(message),
         "chat.user_stream_pushing" => {
-            return Error::RateLimited(format!("another answer is streaming on this Kimi account ({message})"));
+            return Error::RateLimited(format!(
+                "another answer is streaming on this Kimi account ({message})"
+            ));
         }
         "chat.not_found" | "not_found" => return Error::NotFound(message),
         "resource_exhausted" => return Error::RateLimited(message),
         "invalid_argument" | "openai.completion.token_length_too_long" => return Error::Rejected(message),
-        "openai.completion.stream" | "unavailable" | "deadline_exceeded" => return Error::Overloaded(message),
+        "openai.completion.stream" | "unavailable" | "deadline_exceeded" => {
+            return Error::Overloaded(message);
+        }
         _ => {}
     }
     match status {

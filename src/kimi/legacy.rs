@@ -35,7 +35,12 @@ pub struct Context<'a> {
 
 /// Runs one chat. A refused access token is refreshed once and the request tried again
 /// (it may have expired early), as long as nothing reached the client.
-pub fn chat(ctx: Context<'_>, refresh_token: &str, request: &chat::Request, sink: &mut Progress) -> Result<(), Error> {
+pub fn chat(
+    ctx: Context<'_>,
+    refresh_token: &str,
+    request: &chat::Request,
+    sink: &mut Progress,
+) -> Result<(), Error> {
     let (session, fresh) = ctx.sessions.get(refresh_token, |token| login(ctx, token))?;
     match run(ctx, &session, request, sink) {
         Err(Error::Unauthorized(_)) if !fresh && !sink.delivered() => {
@@ -101,7 +106,10 @@ fn login(ctx: Context<'_>, refresh_token: &str) -> Result<Session, Error> {
         refresh_at: session::refresh_deadline(&tokens.access_token, now),
         access_token: tokens.access_token,
         user_id: user.id,
-        refresh_token: tokens.refresh_token.filter(|t| !t.is_empty()).unwrap_or_else(|| refresh_token.to_string()),
+        refresh_token: tokens
+            .refresh_token
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| refresh_token.to_string()),
     })
 }
 
@@ -112,7 +120,12 @@ fn client_ids() -> &'static (String, String) {
 }
 
 /// The headers of Kimi's web client on an authenticated call.
-fn signed<B>(builder: RequestBuilder<B>, ctx: Context<'_>, session: &Session, chat_id: Option<&str>) -> RequestBuilder<B> {
+fn signed<B>(
+    builder: RequestBuilder<B>,
+    ctx: Context<'_>,
+    session: &Session,
+    chat_id: Option<&str>,
+) -> RequestBuilder<B> {
     let (device_id, session_id) = client_ids();
     let referer = match chat_id {
         Some(id) => format!("{}/chat/{id}", ctx.base),
@@ -179,13 +192,20 @@ impl Drop for ChatGuard<'_> {
     }
 }
 
-fn run(ctx: Context<'_>, session: &Session, request: &chat::Request, sink: &mut dyn Sink) -> Result<(), Error> {
+fn run(
+    ctx: Context<'_>,
+    session: &Session,
+    request: &chat::Request,
+    sink: &mut dyn Sink,
+) -> Result<(), Error> {
     let mode = &request.mode;
     if mode.research {
         check_research_quota(ctx, session)?;
     }
     let (chat_id, keep, content) = match &request.conversation {
-        Conversation::Continue(id) if chat::is_agent_id(id) => (id.clone(), true, prompt::new_turn(&request.messages)),
+        Conversation::Continue(id) if chat::is_agent_id(id) => {
+            (id.clone(), true, prompt::new_turn(&request.messages))
+        }
         Conversation::Continue(_) => {
             return Err(Error::Rejected(
                 "conversation_id must be \"none\" or the 20-character id an earlier answer returned".into(),
@@ -314,7 +334,12 @@ fn stream_completion(
 }
 
 /// Acts on one event; `Ok(true)` when the stream is over.
-fn handle(data: &str, sink: &mut dyn Sink, segment_id: &mut Option<String>, length: &mut bool) -> Result<bool, Error> {
+fn handle(
+    data: &str,
+    sink: &mut dyn Sink,
+    segment_id: &mut Option<String>,
+    length: &mut bool,
+) -> Result<bool, Error> {
     let event = legacy_event::parse(data)
         .map_err(|e| Error::Upstream(format!("Kimi sent an event that is not its protocol: {e}")))?;
     match event {

@@ -87,9 +87,10 @@ mod tests {
     #[test]
     fn parses_the_catalogue() {
         let cases = [
-            (r#"{"content":"1+1","event":"req","group_id":"g","id":"seg1","refs":[]}"#, LegacyEvent::Request {
-                segment_id: "seg1".into(),
-            }),
+            (
+                r#"{"content":"1+1","event":"req","group_id":"g","id":"seg1","refs":[]}"#,
+                LegacyEvent::Request { segment_id: "seg1".into() },
+            ),
             (r#"{"event":"cmpl","text":"你好"}"#, LegacyEvent::Text("你好".into())),
             (r#"{"event":"k1","text":"thinking"}"#, LegacyEvent::Thinking("thinking".into())),
             (

@@ -10,8 +10,8 @@ mod legacy;
 pub mod legacy_event;
 pub mod prompt;
 mod session;
-mod token;
 pub mod sse;
+mod token;
 
 use std::fmt;
 use std::thread;

@@ -35,7 +35,8 @@ pub fn merge_history(messages: &[Message]) -> String {
 /// already holds the rest), texts joined by line breaks.
 pub fn new_turn(messages: &[Message]) -> String {
     let from = messages.iter().rposition(|m| m.role == Role::Assistant).map_or(0, |i| i + 1);
-    let turn = if from < messages.len() { &messages[from..] } else { &messages[messages.len().saturating_sub(1)..] };
+    let turn =
+        if from < messages.len() { &messages[from..] } else { &messages[messages.len().saturating_sub(1)..] };
     let texts: Vec<String> = turn.iter().map(message_text).collect();
     texts.join("\n")
 }
@@ -107,7 +108,10 @@ mod tests {
 
     #[test]
     fn reminder_mentions_files_when_the_last_message_has_one() {
-        let last = Message { role: Role::User, parts: vec![Part::Text("what is this".into()), Part::Image("x".into())] };
+        let last = Message {
+            role: Role::User,
+            parts: vec![Part::Text("what is this".into()), Part::Image("x".into())],
+        };
         let merged = merge_history(&[Message::text(Role::User, "a"), last]);
         assert!(merged.contains("system:关注用户最新发送文件和消息\nuser:what is this\n"), "{merged}");
     }
@@ -119,7 +123,8 @@ mod tests {
             "read <url id=\"\" type=\"url\" status=\"\" title=\"\" wc=\"\">https://a.b/c?d=1</url> and \
              <url id=\"\" type=\"url\" status=\"\" title=\"\" wc=\"\">http://x.y</url>"
         );
-        let merged = merge_history(&[Message::text(Role::Assistant, "see http://q"), Message::text(Role::User, "ok")]);
+        let merged =
+            merge_history(&[Message::text(Role::Assistant, "see http://q"), Message::text(Role::User, "ok")]);
         assert!(merged.contains("assistant:see http://q\n"));
     }
 

@@ -47,7 +47,8 @@ pub fn respond_error(request: Request, error: &chat::Error, extra: &[(&str, &str
 
 /// Reads the whole body, refusing more than `limit` bytes.
 pub fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, chat::Error> {
-    let too_large = || chat::Error::new(ErrorKind::PayloadTooLarge, format!("the request body exceeds {limit} bytes"));
+    let too_large =
+        || chat::Error::new(ErrorKind::PayloadTooLarge, format!("the request body exceeds {limit} bytes"));
     if request.body_length().is_some_and(|len| len > limit) {
         return Err(too_large());
     }
@@ -114,7 +115,13 @@ impl<R: StreamRenderer> EventStream<R> {
     pub fn new(request: Request, renderer: R) -> Self {
         // HTTP/1.0 has no chunked encoding: the body then ends when the connection closes.
         let chunked = request.http_version() >= &tiny_http::HTTPVersion(1, 1);
-        EventStream { state: State::Pending(request), renderer, chunked, buf: Vec::new(), conversation_id: None }
+        EventStream {
+            state: State::Pending(request),
+            renderer,
+            chunked,
+            buf: Vec::new(),
+            conversation_id: None,
+        }
     }
 
     /// Ends a finished stream.
@@ -151,7 +158,11 @@ impl<R: StreamRenderer> EventStream<R> {
         for (name, value) in CORS {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
-        head.push_str(if chunked { "Transfer-Encoding: chunked\r\n\r\n" } else { "Connection: close\r\n\r\n" });
+        head.push_str(if chunked {
+            "Transfer-Encoding: chunked\r\n\r\n"
+        } else {
+            "Connection: close\r\n\r\n"
+        });
         let mut writer = request.into_writer();
         writer.write_all(head.as_bytes())?;
         Ok(writer)
@@ -162,7 +173,9 @@ impl<R: StreamRenderer> EventStream<R> {
             return Ok(());
         }
         if let State::Pending(_) = self.state {
-            let State::Pending(request) = std::mem::replace(&mut self.state, State::Gone) else { unreachable!() };
+            let State::Pending(request) = std::mem::replace(&mut self.state, State::Gone) else {
+                unreachable!()
+            };
             self.state = State::Open(Self::open(request, self.chunked)?);
         }
         let State::Open(writer) = &mut self.state else {

@@ -77,7 +77,8 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
             match sender.try_send(request) {
                 Ok(()) => {}
                 Err(TrySendError::Full(request)) => {
-                    let error = chat::Error::new(chat::ErrorKind::Overloaded, "the server is busy; retry shortly");
+                    let error =
+                        chat::Error::new(chat::ErrorKind::Overloaded, "the server is busy; retry shortly");
                     exchange::respond_error(request, &error, &[("Retry-After", "1")]);
                 }
                 Err(TrySendError::Disconnected(_)) => break,

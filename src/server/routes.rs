@@ -59,13 +59,20 @@ fn route(app: &App, request: Request, method: &Method, path: &str) -> Outcome {
         return preflight(request);
     }
     if !allowed.contains(method) {
-        let error = chat::Error::new(ErrorKind::MethodNotAllowed, format!("{method} is not allowed on {path}"));
+        let error =
+            chat::Error::new(ErrorKind::MethodNotAllowed, format!("{method} is not allowed on {path}"));
         exchange::respond_error(request, &error, &[("Allow", &allowed_list(allowed))]);
         return Outcome::plain(405);
     }
     match path {
         "/" => {
-            exchange::respond(request, 200, "text/html; charset=utf-8", WELCOME_PAGE.as_bytes().to_vec(), &[]);
+            exchange::respond(
+                request,
+                200,
+                "text/html; charset=utf-8",
+                WELCOME_PAGE.as_bytes().to_vec(),
+                &[],
+            );
             Outcome::plain(200)
         }
         "/ping" => {
@@ -74,7 +81,11 @@ fn route(app: &App, request: Request, method: &Method, path: &str) -> Outcome {
         }
         "/v1/models" => {
             let data: Vec<_> = MODELS.iter().map(|(id, description)| model_object(id, description)).collect();
-            exchange::respond_json(request, 200, json!({"object": "list", "data": data}).to_string().into_bytes());
+            exchange::respond_json(
+                request,
+                200,
+                json!({"object": "list", "data": data}).to_string().into_bytes(),
+            );
             Outcome::plain(200)
         }
         "/v1/chat/completions" => chat_completions(app, request),
@@ -124,7 +135,8 @@ fn chat_completions(app: &App, mut request: Request) -> Outcome {
     let silent = parsed.chat.mode.silent;
     if parsed.chat.stream {
         let mut stream = EventStream::new(request, openai::Stream::new(&parsed));
-        let result = app.kimi.chat(&credential, &parsed.chat, &mut CitationText::new(&mut stream, true, silent));
+        let result =
+            app.kimi.chat(&credential, &parsed.chat, &mut CitationText::new(&mut stream, true, silent));
         let chat_id = stream.conversation_id.clone();
         let status = match result {
             Ok(()) => {
@@ -136,7 +148,8 @@ fn chat_completions(app: &App, mut request: Request) -> Outcome {
         Outcome { status, dialect, chat_id }
     } else {
         let mut sink = Collector { aggregator: openai::Complete::new(&parsed), chat_id: None };
-        let result = app.kimi.chat(&credential, &parsed.chat, &mut CitationText::new(&mut sink, false, silent));
+        let result =
+            app.kimi.chat(&credential, &parsed.chat, &mut CitationText::new(&mut sink, false, silent));
         let status = match result {
             Ok(()) => {
                 exchange::respond_json(request, 200, sink.aggregator.body());
@@ -174,7 +187,8 @@ fn token_check(app: &App, mut request: Request) -> Outcome {
         token: String,
     }
     let parsed = exchange::read_body(&mut request, app.config.max_body_bytes).and_then(|body| {
-        serde_json::from_slice::<Body>(&body).map_err(|e| chat::Error::invalid(format!("expected {{\"token\": \"...\"}}: {e}")))
+        serde_json::from_slice::<Body>(&body)
+            .map_err(|e| chat::Error::invalid(format!("expected {{\"token\": \"...\"}}: {e}")))
     });
     match parsed {
         Ok(body) => {

@@ -1,0 +1,158 @@
+//! The server around the chat route: fixed endpoints, routing errors, the worker pool's
+//! back-pressure, and the binary's command line and logs.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::json;
+use support::{Harness, MockKimi, Script, TOKEN, get, post, post_json, request};
+
+#[test]
+fn ping_welcome_and_models() {
+    let h = Harness::start();
+    let ping = get(&h.url("/ping"));
+    assert_eq!((ping.status, ping.body.as_str()), (200, "pong"));
+    let page = get(&h.url("/"));
+    assert_eq!(page.status, 200);
+    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    assert!(page.body.contains("/v1/chat/completions") && page.body.contains("curl"));
+    let models = get(&h.url("/v1/models")).json();
+    assert_eq!(models["object"], "list");
+    let ids: Vec<&str> =
+        models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    for id in [
+        "kimi",
+        "kimi-k2",
+        "kimi-k2-thinking",
+        "kimi-latest",
+        "kimi-search",
+        "kimi-research",
+        "kimi-k1",
+        "kimi-math",
+        "kimi-silent",
+    ] {
+        assert!(ids.contains(&id), "{id} listed");
+    }
+    assert!(models["data"].as_array().unwrap().iter().all(|m| m["object"] == "model"));
+    assert_eq!(get(&h.url("/v1/models/kimi-search")).json()["id"], "kimi-search");
+}
+
+#[test]
+fn unknown_routes_and_methods_in_the_openai_shape() {
+    let h = Harness::start();
+    let missing = get(&h.url("/v2/nothing"));
+    assert_eq!(missing.status, 404);
+    assert!(missing.json()["error"]["message"].as_str().unwrap().contains("/v2/nothing"));
+    let wrong = get(&h.url("/v1/chat/completions"));
+    assert_eq!(wrong.status, 405);
+    assert_eq!(wrong.header("allow"), Some("POST"));
+    assert!(wrong.json()["error"]["type"].is_string());
+    let preflight = request("OPTIONS", &h.url("/v1/chat/completions"));
+    assert_eq!(preflight.status, 204);
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
+}
+
+#[test]
+fn token_check_says_live_or_not() {
+    let h = Harness::start();
+    let url = h.url("/token/check");
+    assert_eq!(post_json(&url, None, &json!({"token": TOKEN})).json(), json!({"live": true}));
+    assert_eq!(post_json(&url, None, &json!({"token": "bad-one"})).json(), json!({"live": false}));
+    assert_eq!(post_json(&url, None, &json!({"token": "rt-a,bad-b"})).json(), json!({"live": false}));
+    assert_eq!(post(&url, None, "{}").status, 400);
+}
+
+#[test]
+fn a_full_queue_answers_503_at_once() {
+    let h = Harness::start_with(|c| {
+        c.workers = 1;
+        c.queue_depth = 1;
+    });
+    h.mock.script(Script { text: vec!["slow ".into(); 8], delay_ms: 100, ..Script::default() });
+    let (done, results) = mpsc::channel();
+    for _ in 0..4 {
+        let (url, done) = (h.url("/v1/chat/completions"), done.clone());
+        std::thread::spawn(move || {
+            let reply = post_json(
+                &url,
+                Some(TOKEN),
+                &json!({"model": "kimi", "messages": [{"role": "user", "content": "x"}]}),
+            );
+            done.send((reply.status, reply.header("retry-after").map(str::to_string))).unwrap();
+        });
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut statuses: Vec<_> =
+        (0..4).map(|_| results.recv_timeout(Duration::from_secs(20)).unwrap()).collect();
+    statuses.sort();
+    assert_eq!(statuses[0], (200, None));
+    assert_eq!(statuses[1], (200, None));
+    assert_eq!(statuses[3], (503, Some("1".to_string())), "{statuses:?}");
+    assert!(h.mock.settled().live_chats.is_empty());
+}
+
+#[test]
+fn binary_help_lists_the_knobs() {
+    let output = Command::new(env!("CARGO_BIN_EXE_kimi-free-api")).arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for name in [
+        "--host",
+        "HOST",
+        "--port",
+        "PORT",
+        "--kimi-base-url",
+        "KIMI_BASE_URL",
+        "--kimi-connect-base-url",
+        "--workers",
+        "WORKERS",
+        "--queue",
+        "QUEUE_DEPTH",
+    ] {
+        assert!(help.contains(name), "{name} in --help");
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_kimi-free-api")).args(["--port", "x"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--port"));
+}
+
+#[test]
+fn the_binary_logs_one_line_per_request_and_no_secret() {
+    let mock = MockKimi::start();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kimi-free-api"))
+        .args(["--host", "127.0.0.1", "--port", "0", "--kimi-base-url", mock.url(), "--workers", "2"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    let base = first.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(base.starts_with("http://127.0.0.1:"), "{first}");
+
+    let secret = "rt-very-secret-token";
+    let body = json!({"model": "kimi", "messages": [{"role": "user", "content": "hi"}]});
+    assert_eq!(post_json(&format!("{base}/v1/chat/completions"), Some(secret), &body).status, 200);
+    let with_query = post_json(&format!("{base}/v1/chat/completions?key={secret}"), None, &body);
+    assert_eq!(with_query.status, 200, "?key= is a credential too");
+    assert_eq!(post_json(&format!("{base}/v1/chat/completions"), Some("bad-secret"), &body).status, 401);
+    std::thread::sleep(Duration::from_millis(200));
+    child.kill().unwrap();
+    let mut log = String::new();
+    stderr.read_to_string(&mut log).unwrap();
+    let _ = child.wait();
+    let lines: Vec<&str> = log.lines().filter(|l| l.starts_with("POST ")).collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    assert!(
+        lines[0].contains("/v1/chat/completions openai 200") && lines[0].contains("chat=cm"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[2].contains(" 401 "), "{}", lines[2]);
+    assert!(!log.contains("secret"), "a token reached the log:\n{log}");
+    assert!(!log.contains("access-"), "an access token reached the log:\n{log}");
+}

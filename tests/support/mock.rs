@@ -1,0 +1,507 @@
+//! A mock Kimi upstream on 127.0.0.1, speaking the legacy REST + SSE protocol of
+//! `kimi-upstream.md` §1, scripted per test, with fault injection and recorded statistics.
+//!
+//! Tests script it directly ([`MockKimi::script`]) or over HTTP (`POST /_mock/script` with a
+//! JSON [`Script`], `GET /_mock/stats`), which is how the Python SDK tests drive it.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// What the next completions answer. Every field has a default, so `{}` is a plain answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Script {
+    /// Answer pieces, one `cmpl` event each.
+    pub text: Vec<String>,
+    /// K1 reasoning pieces, one `k1` event each, before the answer.
+    pub thinking: Vec<String>,
+    /// Search results (title, url), one `search_plus` `get_res` event each, before the answer.
+    pub search: Vec<(String, String)>,
+    /// Pause before each event.
+    pub delay_ms: u64,
+    /// How many completions end with `length` before one ends normally.
+    pub length_cuts: u32,
+    /// Send every event in two writes, splitting it inside a multi-byte character.
+    pub split_utf8: bool,
+    /// Answer with the received prompt instead of `text`.
+    pub echo: bool,
+    pub fault: Option<Fault>,
+    /// How many requests the fault hits (then answers normally); `None` means all of them.
+    pub fault_times: Option<u32>,
+    /// `GET /api/chat/research/usage` says the quota is used up.
+    pub research_used_up: bool,
+    /// Stamp each event with its send time (`"ts"`, microseconds since the Unix epoch).
+    pub stamp: bool,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Script {
+            text: ["Hello", " from", " the", " mock", " Kimi."].map(String::from).to_vec(),
+            thinking: Vec::new(),
+            search: Vec::new(),
+            delay_ms: 0,
+            length_cuts: 0,
+            split_utf8: false,
+            echo: false,
+            fault: None,
+            fault_times: None,
+            research_used_up: false,
+            stamp: false,
+        }
+    }
+}
+
+/// A failure to inject. `after` counts answer events sent before it strikes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fault {
+    /// The token refresh answers 401 `auth.token.invalid`.
+    RefreshUnauthorized,
+    /// The completion answers 401 `auth.token.invalid` (an access token that expired early).
+    AccessExpired,
+    /// The completion answers this status and legacy error body.
+    CompletionStatus { status: u16, error_type: String },
+    /// Chat creation answers this status.
+    CreateStatus { status: u16 },
+    /// An SSE `error` event.
+    ErrorEvent { error_type: String, message: String, after: usize },
+    /// The connection is cut (no `all_done`, no end of the chunked body).
+    Cut { after: usize },
+    /// A line that is not JSON.
+    Malformed { after: usize },
+    /// The stream goes silent for `ms` milliseconds.
+    Stall { after: usize, ms: u64 },
+}
+
+/// What the mock saw.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Stats {
+    pub refreshes: u32,
+    pub user_calls: u32,
+    pub chats_created: u32,
+    pub chats_deleted: u32,
+    pub live_chats: BTreeSet<String>,
+    pub completions: u32,
+    /// The body of the last completion request.
+    pub last_completion: Option<Value>,
+    /// The body of the last chat creation.
+    pub last_create: Option<Value>,
+    /// `X-Traffic-Id` of the last completion.
+    pub last_traffic_id: Option<String>,
+    /// Refresh tokens seen by the refresh endpoint, in order.
+    pub refresh_tokens: Vec<String>,
+}
+
+#[derive(Default)]
+struct State {
+    script: Script,
+    stats: Stats,
+    faults_used: u32,
+    next_id: u64,
+    /// access token → user id
+    access: HashMap<String, String>,
+    /// chat id → completions seen on it
+    chats: HashMap<String, u32>,
+}
+
+/// A running mock; it stops when the process ends.
+#[derive(Clone)]
+pub struct MockKimi {
+    url: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl MockKimi {
+    pub fn start() -> MockKimi {
+        Self::start_on("127.0.0.1:0")
+    }
+
+    pub fn start_on(addr: &str) -> MockKimi {
+        let listener = TcpListener::bind(addr).expect("mock binds");
+        let url = format!("http://{}", listener.local_addr().expect("bound address"));
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let state = shared.clone();
+                thread::spawn(move || connection(&state, stream));
+            }
+        });
+        MockKimi { url, state }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn script(&self, script: Script) {
+        let mut state = self.state.lock().unwrap();
+        state.script = script;
+        state.faults_used = 0;
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.state.lock().unwrap().stats.clone()
+    }
+
+    /// Waits (bounded) until no chat is live, and returns the stats then.
+    pub fn settled(&self) -> Stats {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let stats = self.stats();
+            if stats.live_chats.is_empty() || Instant::now() > deadline {
+                return stats;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// One request read off a connection. The mock speaks just enough HTTP/1.1 for a client:
+/// `Content-Length` bodies in, keep-alive, and chunked streams out that it can also cut.
+pub struct Request {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    stream: TcpStream,
+}
+
+/// Whether the connection can serve another request.
+enum Flow {
+    KeepAlive,
+    Close,
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Request>> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    let mut words = line.split_whitespace();
+    let (method, path) = (words.next().unwrap_or("").to_string(), words.next().unwrap_or("").to_string());
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    let length =
+        headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    let stream = reader.get_ref().try_clone()?;
+    Ok(Some(Request { method, path, headers, body, stream }))
+}
+
+fn connection(state: &Mutex<State>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let Ok(read_half) = stream.try_clone() else { return };
+    let mut reader = BufReader::new(read_half);
+    while let Ok(Some(request)) = read_request(&mut reader) {
+        if let Flow::Close = serve(state, request) {
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+}
+
+fn status_text(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+fn json_response(mut request: Request, status: u16, body: Value) -> Flow {
+    let body = body.to_string();
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        status_text(status),
+        body.len()
+    );
+    match request.stream.write_all(format!("{head}{body}").as_bytes()) {
+        Ok(()) => Flow::KeepAlive,
+        Err(_) => Flow::Close,
+    }
+}
+
+fn legacy_error(request: Request, status: u16, error_type: &str) -> Flow {
+    json_response(request, status, json!({"error_type": error_type, "message": format!("mock {error_type}")}))
+}
+
+fn request_header(request: &Request, name: &str) -> Option<String> {
+    let name = name.to_ascii_lowercase();
+    request.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())
+}
+
+fn bearer(request: &Request) -> String {
+    request_header(request, "Authorization")
+        .and_then(|v| v.strip_prefix("Bearer ").map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn serve(state: &Mutex<State>, request: Request) -> Flow {
+    let path = request.path.split('?').next().unwrap_or("").to_string();
+    let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+    let method = request.method.clone();
+    match (method.as_str(), path.as_str()) {
+        ("POST", "/_mock/script") => match serde_json::from_value::<Script>(body) {
+            Ok(script) => {
+                let mut st = state.lock().unwrap();
+                st.script = script;
+                st.faults_used = 0;
+                drop(st);
+                json_response(request, 200, json!({}))
+            }
+            Err(e) => json_response(request, 400, json!({"error": e.to_string()})),
+        },
+        ("GET", "/_mock/stats") => {
+            let stats = state.lock().unwrap().stats.clone();
+            json_response(request, 200, serde_json::to_value(stats).unwrap())
+        }
+        ("GET", "/api/auth/token/refresh") => refresh(state, request),
+        ("GET", "/api/user") => {
+            let token = bearer(&request);
+            let mut st = state.lock().unwrap();
+            st.stats.user_calls += 1;
+            match st.access.get(&token).cloned() {
+                Some(user) => {
+                    drop(st);
+                    json_response(request, 200, json!({"id": user, "name": "mock user"}))
+                }
+                None => {
+                    drop(st);
+                    legacy_error(request, 401, "auth.token.invalid")
+                }
+            }
+        }
+        ("GET", "/api/chat/research/usage") => {
+            let used_up = state.lock().unwrap().script.research_used_up;
+            let used = if used_up { 30 } else { 3 };
+            json_response(request, 200, json!({"remain": 30 - used, "total": 30, "used": used}))
+        }
+        ("POST", "/api/chat") => create_chat(state, request, body),
+        ("DELETE", p) if p.starts_with("/api/chat/") => {
+            let id = p["/api/chat/".len()..].to_string();
+            let mut st = state.lock().unwrap();
+            if st.stats.live_chats.remove(&id) {
+                st.stats.chats_deleted += 1;
+                drop(st);
+                json_response(request, 200, json!({}))
+            } else {
+                drop(st);
+                legacy_error(request, 404, "chat.not_found")
+            }
+        }
+        ("POST", p) if p.starts_with("/api/chat/") && p.ends_with("/completion/stream") => {
+            let id = p["/api/chat/".len()..p.len() - "/completion/stream".len()].to_string();
+            completion(state, request, &id, body)
+        }
+        _ => legacy_error(request, 404, "mock.no_route"),
+    }
+}
+
+fn fault_applies(st: &mut State) -> Option<Fault> {
+    let fault = st.script.fault.clone()?;
+    if st.script.fault_times.is_some_and(|n| st.faults_used >= n) {
+        return None;
+    }
+    st.faults_used += 1;
+    Some(fault)
+}
+
+fn refresh(state: &Mutex<State>, request: Request) -> Flow {
+    let token = bearer(&request);
+    let mut st = state.lock().unwrap();
+    st.stats.refreshes += 1;
+    st.stats.refresh_tokens.push(token.clone());
+    let refused = token.is_empty()
+        || token.starts_with("bad")
+        || (st.script.fault == Some(Fault::RefreshUnauthorized) && fault_applies(&mut st).is_some());
+    if refused {
+        drop(st);
+        return legacy_error(request, 401, "auth.token.invalid");
+    }
+    st.next_id += 1;
+    let access = format!("access-{}", st.next_id);
+    let user: String = format!("user{:016}", token.bytes().map(u64::from).sum::<u64>());
+    st.access.insert(access.clone(), user);
+    drop(st);
+    json_response(request, 200, json!({"access_token": access, "refresh_token": token}))
+}
+
+fn create_chat(state: &Mutex<State>, request: Request, body: Value) -> Flow {
+    let mut st = state.lock().unwrap();
+    if !st.access.contains_key(&bearer(&request)) {
+        drop(st);
+        return legacy_error(request, 401, "auth.token.invalid");
+    }
+    if let Some(Fault::CreateStatus { status }) = st.script.fault.clone()
+        && fault_applies(&mut st).is_some()
+    {
+        drop(st);
+        return legacy_error(request, status, "mock.create_failed");
+    }
+    st.next_id += 1;
+    let id = format!("cm{:018}", st.next_id);
+    st.stats.chats_created += 1;
+    st.stats.live_chats.insert(id.clone());
+    st.stats.last_create = Some(body);
+    st.chats.insert(id.clone(), 0);
+    drop(st);
+    json_response(request, 200, json!({"id": id, "name": "未命名会话"}))
+}
+
+/// A chunked HTTP body written event by event (the socket is unbuffered: one write each).
+struct Chunked(TcpStream);
+
+impl Chunked {
+    fn open(mut request: Request) -> io::Result<Chunked> {
+        request.stream.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+        )?;
+        Ok(Chunked(request.stream))
+    }
+
+    fn chunk(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut frame = format!("{:x}\r\n", bytes.len()).into_bytes();
+        frame.extend_from_slice(bytes);
+        frame.extend_from_slice(b"\r\n");
+        self.0.write_all(&frame)
+    }
+
+    fn end(mut self) -> Flow {
+        match self.0.write_all(b"0\r\n\r\n") {
+            Ok(()) => Flow::KeepAlive,
+            Err(_) => Flow::Close,
+        }
+    }
+}
+
+fn now_micros() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros()
+}
+
+fn completion(state: &Mutex<State>, request: Request, chat_id: &str, body: Value) -> Flow {
+    let mut st = state.lock().unwrap();
+    let user = st.access.get(&bearer(&request)).cloned();
+    st.stats.completions += 1;
+    st.stats.last_completion = Some(body.clone());
+    st.stats.last_traffic_id = request_header(&request, "X-Traffic-Id");
+    let Some(user) = user else {
+        drop(st);
+        return legacy_error(request, 401, "auth.token.invalid");
+    };
+    if st.stats.last_traffic_id.as_deref() != Some(user.as_str()) {
+        drop(st);
+        return legacy_error(request, 400, "mock.traffic_id_mismatch");
+    }
+    let Some(seen) = st.chats.get_mut(chat_id) else {
+        drop(st);
+        return legacy_error(request, 404, "chat.not_found");
+    };
+    *seen += 1;
+    let round = *seen;
+    let script = st.script.clone();
+    let fault = fault_applies(&mut st);
+    drop(st);
+    match &fault {
+        Some(Fault::AccessExpired) => return legacy_error(request, 401, "auth.token.invalid"),
+        Some(Fault::CompletionStatus { status, error_type }) => {
+            return legacy_error(request, *status, error_type);
+        }
+        _ => {}
+    }
+    let prompt = body["messages"][0]["content"].as_str().unwrap_or_default().to_string();
+    let mut events: Vec<Value> = vec![
+        json!({"event": "req", "id": format!("seg{round}"), "group_id": "grp", "content": prompt, "refs": []}),
+        json!({"event": "resp", "id": format!("resp{round}"), "group_id": "grp"}),
+    ];
+    let mut content = Vec::new();
+    for (title, url) in &script.search {
+        content.push(json!({"event": "search_plus", "msg": {"type": "get_res", "title": title, "url": url}}));
+    }
+    for piece in &script.thinking {
+        content.push(json!({"event": "k1", "text": piece}));
+    }
+    let text = if script.echo { vec![prompt.clone()] } else { script.text.clone() };
+    for piece in &text {
+        content.push(json!({"event": "cmpl", "text": piece}));
+    }
+    events.extend(content);
+    if round <= script.length_cuts {
+        events.push(json!({"event": "length"}));
+    }
+    events.push(json!({"event": "all_done"}));
+
+    let Ok(mut out) = Chunked::open(request) else { return Flow::Close };
+    let mut answered = 0;
+    for mut event in events {
+        let is_answer = matches!(event["event"].as_str(), Some("cmpl" | "k1" | "search_plus"));
+        if is_answer {
+            match &fault {
+                Some(Fault::ErrorEvent { error_type, message, after }) if answered == *after => {
+                    let error =
+                        json!({"event": "error", "error": {"error_type": error_type, "message": message}});
+                    let _ = out.chunk(format!("data: {error}\n\n").as_bytes());
+                    return out.end();
+                }
+                Some(Fault::Cut { after }) if answered == *after => return Flow::Close,
+                Some(Fault::Malformed { after }) if answered == *after => {
+                    let _ = out.chunk(b"data: {this is not json\n\n");
+                }
+                Some(Fault::Stall { after, ms }) if answered == *after => {
+                    thread::sleep(Duration::from_millis(*ms))
+                }
+                _ => {}
+            }
+            answered += 1;
+        }
+        if script.delay_ms > 0 {
+            thread::sleep(Duration::from_millis(script.delay_ms));
+        }
+        if script.stamp {
+            event["ts"] = json!(now_micros() as u64);
+        }
+        let frame = format!("data: {event}\n\n");
+        let bytes = frame.as_bytes();
+        let written = if script.split_utf8 {
+            // Split inside the first multi-byte character, if any.
+            let cut =
+                frame.char_indices().find(|(_, c)| c.len_utf8() > 1).map_or(bytes.len() / 2, |(i, _)| i + 1);
+            out.chunk(&bytes[..cut]).and_then(|()| {
+                thread::sleep(Duration::from_millis(2));
+                out.chunk(&bytes[cut..])
+            })
+        } else {
+            out.chunk(bytes)
+        };
+        if written.is_err() {
+            return Flow::Close;
+        }
+    }
+    out.end()
+}

@@ -1,0 +1,199 @@
+//! Shared test support: the mock Kimi upstream, the real server started in-process on a free
+//! loopback port, and a small HTTP client that records when each SSE frame arrived.
+
+#![allow(dead_code)]
+
+pub mod mock;
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use kimi_free_api::config::Config;
+use kimi_free_api::server::{self, RunningServer};
+use serde_json::Value;
+
+#[allow(unused_imports)] // each test file uses its own subset
+pub use mock::{Fault, MockKimi, Script};
+
+/// A refresh token the mock accepts.
+pub const TOKEN: &str = "rt-good-1";
+
+/// The mock and the server pointed at it.
+pub struct Harness {
+    pub mock: MockKimi,
+    pub server: RunningServer,
+    pub base: String,
+}
+
+impl Harness {
+    pub fn start() -> Harness {
+        Self::start_with(|_| {})
+    }
+
+    pub fn start_with(adjust: impl FnOnce(&mut Config)) -> Harness {
+        let mock = MockKimi::start();
+        let mut config = Config {
+            host: "127.0.0.1".into(),
+            port: 0,
+            kimi_base_url: mock.url().to_string(),
+            kimi_connect_base_url: mock.url().to_string(),
+            workers: 8,
+            queue_depth: 8,
+            upstream_timeout: Duration::from_secs(1),
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let server = server::start(config).expect("server starts");
+        let base = format!("http://{}", server.addr());
+        Harness { mock, server, base }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .new_agent()
+}
+
+/// A complete answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+fn reply(response: ureq::http::Response<ureq::Body>) -> Reply {
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    let body = response.into_body().read_to_string().unwrap_or_default();
+    Reply { status, headers, body }
+}
+
+pub fn get(url: &str) -> Reply {
+    reply(agent().get(url).call().expect("GET completes"))
+}
+
+pub fn request(method: &str, url: &str) -> Reply {
+    let request = ureq::http::Request::builder().method(method).uri(url).body(()).unwrap();
+    reply(agent().run(request).expect("request completes"))
+}
+
+pub fn post(url: &str, token: Option<&str>, body: &str) -> Reply {
+    let mut builder = agent().post(url).header("Content-Type", "application/json");
+    if let Some(token) = token {
+        builder = builder.header("Authorization", format!("Bearer {token}"));
+    }
+    reply(builder.send(body.as_bytes()).expect("POST completes"))
+}
+
+pub fn post_json(url: &str, token: Option<&str>, body: &Value) -> Reply {
+    post(url, token, &body.to_string())
+}
+
+/// One SSE frame's data and when it arrived.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub at: Instant,
+    pub data: String,
+}
+
+impl Frame {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("frame is not JSON ({e}): {}", self.data))
+    }
+}
+
+/// A streamed answer: status, content type and each `data:` frame with its arrival time.
+#[derive(Debug)]
+pub struct Streamed {
+    pub status: u16,
+    pub content_type: String,
+    pub frames: Vec<Frame>,
+    /// Whether the body ended properly (terminating chunk).
+    pub complete: bool,
+    pub body_if_error: String,
+}
+
+impl Streamed {
+    pub fn data(&self) -> Vec<&str> {
+        self.frames.iter().map(|f| f.data.as_str()).collect()
+    }
+
+    /// The concatenated `delta.content` of OpenAI chunks.
+    pub fn content(&self) -> String {
+        self.field("content")
+    }
+
+    pub fn reasoning(&self) -> String {
+        self.field("reasoning_content")
+    }
+
+    fn field(&self, name: &str) -> String {
+        self.frames
+            .iter()
+            .filter(|f| f.data != "[DONE]")
+            .filter_map(|f| f.json()["choices"][0]["delta"][name].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+/// Posts and reads the SSE answer incrementally, stamping each frame as it arrives.
+pub fn stream(url: &str, token: Option<&str>, body: &Value) -> Streamed {
+    let mut builder = agent().post(url).header("Content-Type", "application/json");
+    if let Some(token) = token {
+        builder = builder.header("Authorization", format!("Bearer {token}"));
+    }
+    let response = builder.send(body.to_string().as_bytes()).expect("POST completes");
+    let status = response.status().as_u16();
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    if !content_type.starts_with("text/event-stream") {
+        let body_if_error = response.into_body().read_to_string().unwrap_or_default();
+        return Streamed { status, content_type, frames: Vec::new(), complete: true, body_if_error };
+    }
+    let mut reader = response.into_body().into_reader();
+    let mut pending = Vec::new();
+    let mut frames = Vec::new();
+    let mut buf = [0u8; 4096];
+    let complete = loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => {
+                let at = Instant::now();
+                pending.extend_from_slice(&buf[..n]);
+                while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
+                    let frame: Vec<u8> = pending.drain(..end + 2).collect();
+                    let text = String::from_utf8(frame).expect("frames are UTF-8");
+                    for line in text.lines() {
+                        if let Some(data) = line.strip_prefix("data: ") {
+                            frames.push(Frame { at, data: data.to_string() });
+                        }
+                    }
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    Streamed { status, content_type, frames, complete, body_if_error: String::new() }
+}
