@@ -213,3 +213,16 @@ fn a_client_that_leaves_mid_stream_does_not_leak_the_chat() {
         200
     );
 }
+
+#[test]
+fn image_parts_are_refused_clearly_for_now() {
+    let h = Harness::start();
+    let body = json!({"model": "kimi", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is this"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+    ]}]});
+    let reply = post_json(&h.url("/v1/chat/completions"), Some(TOKEN), &body);
+    assert_eq!(reply.status, 400);
+    assert!(error_of(&reply)["message"].as_str().unwrap().contains("image"));
+    assert!(h.mock.settled().live_chats.is_empty());
+}

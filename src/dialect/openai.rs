@@ -92,7 +92,9 @@ fn message(index: usize, raw: RawMessage) -> Result<Message, chat::Error> {
         "assistant" => Role::Assistant,
         "tool" | "function" => Role::Tool,
         other => {
-            return Err(chat::Error::invalid(format!("messages[{index}].role {other:?} is not a known role")));
+            return Err(chat::Error::invalid(format!(
+                "messages[{index}].role {other:?} is not a known role"
+            )));
         }
     };
     let mut parts = match raw.content {

@@ -199,6 +199,9 @@ fn run(
     sink: &mut dyn Sink,
 ) -> Result<(), Error> {
     let mode = &request.mode;
+    if request.messages.last().is_some_and(chat::Message::has_attachments) {
+        return Err(Error::Rejected("image and file parts are not supported yet; send text".into()));
+    }
     if mode.research {
         check_research_quota(ctx, session)?;
     }

@@ -1,0 +1,121 @@
+"""The official OpenAI Python SDK against the server, over the legacy Kimi backend."""
+
+import time
+
+import openai
+import pytest
+from conftest import TOKEN
+
+
+def client(stack, token=TOKEN, **options):
+    return openai.OpenAI(base_url=stack.url + "/v1", api_key=token, **options)
+
+
+def settled(stack):
+    """Waits (bounded) for the server's clean-up, then returns the mock's stats."""
+    deadline = time.monotonic() + 5
+    while True:
+        stats = stack.stats()
+        if not stats["live_chats"] or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.02)
+
+
+def test_create(kimi):
+    completion = client(kimi).chat.completions.create(
+        model="kimi", messages=[{"role": "user", "content": "hi"}])
+    assert completion.choices[0].message.content == "Hello from the mock Kimi."
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.model == "kimi"
+    assert completion.usage.total_tokens > 0
+    assert settled(kimi)["live_chats"] == []
+
+
+def test_create_stream_with_usage(kimi):
+    stream = client(kimi).chat.completions.create(
+        model="kimi", stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "hi"}])
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Hello from the mock Kimi."
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["stop"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
+    assert len({c.id for c in chunks}) == 1
+
+
+def test_stream_helper_and_reasoning(kimi):
+    kimi.script(thinking=["Let me ", "think."], text=["42"])
+    with client(kimi).chat.completions.stream(
+            model="kimi-k1", messages=[{"role": "user", "content": "q"}]) as stream:
+        reasoning = "".join(
+            getattr(event.chunk.choices[0].delta, "reasoning_content", None) or ""
+            for event in stream if event.type == "chunk" and event.chunk.choices)
+        final = stream.get_final_completion()
+    assert reasoning == "Let me think."
+    assert final.choices[0].message.content == "42"
+    completion = client(kimi).chat.completions.create(
+        model="kimi-k1", messages=[{"role": "user", "content": "q"}])
+    assert completion.choices[0].message.model_extra["reasoning_content"] == "Let me think."
+
+
+def test_multi_turn_with_system_prompt(kimi):
+    client(kimi).chat.completions.create(model="kimi", messages=[
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "hi"},
+        {"role": "user", "content": "again"}])
+    sent = kimi.stats()["last_completion"]["messages"][0]["content"]
+    assert sent == "system:be brief\nuser:hello\nassistant:hi\nsystem:关注用户最新的消息\nuser:again\n"
+
+
+def test_search_citations(kimi):
+    kimi.script(search=[["Doc", "https://d.example"]], text=["Found."])
+    stream = client(kimi).chat.completions.create(
+        model="kimi-search", stream=True, messages=[{"role": "user", "content": "find"}])
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "【检索 1】 [Doc](https://d.example)\n\nFound."
+
+
+def test_models_list(kimi):
+    ids = [model.id for model in client(kimi).models.list()]
+    assert "kimi" in ids and "kimi-search" in ids
+
+
+def test_bad_token_raises_authentication_error(kimi):
+    with pytest.raises(openai.AuthenticationError):
+        client(kimi, token="bad-token").chat.completions.create(
+            model="kimi", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_busy_account_raises_rate_limit_error(kimi):
+    kimi.script(fault={"kind": "completion_status", "status": 400, "error_type": "chat.user_stream_pushing"})
+    with pytest.raises(openai.RateLimitError):
+        client(kimi, max_retries=0).chat.completions.create(
+            model="kimi", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_upstream_failure_raises_internal_server_error(kimi):
+    kimi.script(fault={"kind": "completion_status", "status": 500, "error_type": ""})
+    with pytest.raises(openai.InternalServerError):
+        client(kimi, max_retries=0).chat.completions.create(
+            model="kimi", stream=True, messages=[{"role": "user", "content": "hi"}])
+    assert settled(kimi)["live_chats"] == []
+
+
+def test_bad_request_raises_bad_request_error(kimi):
+    with pytest.raises(openai.BadRequestError):
+        client(kimi).chat.completions.create(model="kimi", messages=[])
+
+
+def test_mid_stream_error_raises_api_error(kimi):
+    kimi.script(fault={"kind": "error_event", "error_type": "x", "message": "boom", "after": 1})
+    stream = client(kimi, max_retries=0).chat.completions.create(
+        model="kimi", stream=True, messages=[{"role": "user", "content": "hi"}])
+    received = []
+    with pytest.raises(openai.APIError, match="boom"):
+        for chunk in stream:
+            if chunk.choices:
+                received.append(chunk.choices[0].delta.content or "")
+    assert "".join(received) == "Hello"
+    assert settled(kimi)["live_chats"] == []
