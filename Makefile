@@ -1,5 +1,6 @@
 # kimi-free-api — every task a developer or CI runs. `make run` and `make test` are the two
-# set-up commands of the README; both work on a fresh machine.
+# set-up commands of the README; both work on a fresh machine (missing tools are installed
+# from crates.io, PyPI and Debian by the targets below).
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -7,7 +8,16 @@ PYTHON ?= python3
 VENV := .venv
 VENV_STAMP := $(VENV)/.installed
 
-.PHONY: run build test lint unit sdk-test clean
+MUSL_TARGET := x86_64-unknown-linux-musl
+RELEASE_BIN := target/$(MUSL_TARGET)/release/kimi-free-api
+IMAGE := localhost/kimi-free-api:latest
+BUILDAH := buildah --storage-driver vfs
+# Reproducible release builds: no build path and no registry path in the binary.
+RELEASE_FLAGS := --remap-path-prefix=$(CURDIR)=/build --remap-path-prefix=$(HOME)/.cargo=/cargo
+MAX_BINARY_BYTES := 4000000
+
+.PHONY: run build test lint source-check unit sdk-test release reproducible image image-test \
+        unit-check deny musl-toolchain clean
 
 ## Build the release binary and start the server on :8000.
 run:
@@ -17,12 +27,20 @@ run:
 build:
 	$(CARGO) build --bins --examples
 
-## Everything CI checks: lints, Rust unit and behaviour tests, the official SDKs.
-test: lint unit sdk-test
+## Everything CI checks.
+test: lint source-check deny unit-check unit image-test reproducible sdk-test
 
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+
+## The original project hid its payload after ~1000 spaces on one line: refuse long lines and
+## runs of trailing white space in every tracked text file, and any build script.
+source-check:
+	@bad=$$(git ls-files -z | xargs -0 awk 'length($$0) > 200 || /[ \t]{8,}$$/ { print FILENAME ":" FNR; exit }'); \
+	if [ -n "$$bad" ]; then echo "long line or trailing white space at: $$bad"; exit 1; fi
+	@if git ls-files | grep -q '\(^\|/\)build\.rs$$'; then echo "a build.rs is not allowed"; exit 1; fi
+	@echo "source-check: no long lines, no trailing white space runs, no build script"
 
 unit:
 	$(CARGO) test
@@ -35,6 +53,54 @@ $(VENV_STAMP): tests/sdk/requirements.txt
 ## The official Python SDKs against the real binary and the mock Kimi, on loopback.
 sdk-test: build $(VENV_STAMP)
 	cd tests/sdk && ../../$(VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+## Licenses, bans and sources of every dependency (the advisory database needs a network
+## this machine does not have, so `advisories` is left to a developer's machine).
+deny:
+	@command -v cargo-deny >/dev/null || $(CARGO) install --locked cargo-deny@0.20.2
+	$(CARGO) deny check bans licenses sources
+
+musl-toolchain:
+	@rustup target list --installed | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET)
+	@command -v musl-gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq musl-tools; }
+
+## The static musl binary (LTO, stripped, panics still unwind so one request cannot kill the
+## server); fails if it grows past 4 MB.
+release: musl-toolchain
+	RUSTFLAGS="$(RELEASE_FLAGS)" $(CARGO) build --release --locked --target $(MUSL_TARGET)
+	@size=$$(stat -c %s $(RELEASE_BIN)); echo "$(RELEASE_BIN): $$size bytes"; \
+	[ $$size -le $(MAX_BINARY_BYTES) ] || { echo "binary over $(MAX_BINARY_BYTES) bytes"; exit 1; }
+	@sha256sum $(RELEASE_BIN)
+
+## Two clean release builds in different target directories must be byte-identical.
+reproducible: musl-toolchain
+	rm -rf target/repro-a target/repro-b
+	for dir in target/repro-a target/repro-b; do \
+	  RUSTFLAGS="$(RELEASE_FLAGS)" CARGO_TARGET_DIR=$$dir $(CARGO) build --release --locked \
+	    --target $(MUSL_TARGET) || exit 1; done
+	cmp target/repro-a/$(MUSL_TARGET)/release/kimi-free-api target/repro-b/$(MUSL_TARGET)/release/kimi-free-api
+	sha256sum target/repro-a/$(MUSL_TARGET)/release/kimi-free-api
+
+## The FROM-scratch image, built with buildah.
+image: release
+	@command -v buildah >/dev/null || { apt-get update -qq && apt-get install -y -qq buildah; }
+	$(BUILDAH) bud --isolation chroot --quiet -f Containerfile -t $(IMAGE) .
+	@$(BUILDAH) images --format '{{.Name}}:{{.Tag}} {{.Size}}' $(IMAGE)
+
+## Runs the image's binary against the mock Kimi: /ping and a chat completion.
+image-test: image build
+	tests/image.sh $(IMAGE) target/debug/examples/mock_kimi
+
+## The systemd unit: `systemd-analyze verify` clean and security exposure at most 2.0.
+unit-check: build
+	@command -v systemd-analyze >/dev/null || { apt-get update -qq && apt-get install -y -qq systemd; }
+	@tmp=$$(mktemp -d); \
+	sed "s|^ExecStart=.*|ExecStart=$(CURDIR)/target/debug/kimi-free-api|" deploy/kimi-free-api.service \
+	  > $$tmp/kimi-free-api.service; \
+	out=$$(systemd-analyze verify $$tmp/kimi-free-api.service 2>&1); rc=$$?; rm -rf $$tmp; \
+	if [ $$rc -ne 0 ] || [ -n "$$out" ]; then echo "systemd-analyze verify: $$out"; exit 1; fi
+	@out=$$(systemd-analyze security --offline=yes --threshold=20 deploy/kimi-free-api.service 2>&1) \
+	  || { echo "$$out"; echo "security exposure above 2.0"; exit 1; }; echo "$$out" | tail -n 1
 
 clean:
 	$(CARGO) clean
