@@ -1,12 +1,28 @@
-//! The OpenAI Chat Completions route over the legacy Kimi backend: every feature, driven over
-//! HTTP against the mock, asserting on the answer and on what the mock received.
+//! The OpenAI Chat Completions route over both Kimi backends: every feature, driven over HTTP
+//! against the mock, asserting on the answer and on what the mock received. Each test body runs
+//! once with a legacy refresh_token and once with a kimi-auth JWT.
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Harness, Script, TOKEN, post_json, stream};
+use support::{Harness, Kind, Script, post_json, stream};
+
+both_backends!(
+    plain_answer_and_the_chat_is_deleted,
+    stream_frames_in_the_openai_order,
+    usage_chunk_when_asked,
+    events_are_forwarded_as_they_arrive,
+    history_is_merged_with_the_system_prompt,
+    model_name_flags_reach_kimi,
+    search_citations_as_the_original_renders_them,
+    thinking_streams_as_reasoning_content,
+    native_conversation_is_kept_and_continued,
+    utf8_split_across_reads_is_kept_whole,
+    a_pool_spreads_requests_over_its_tokens,
+);
 
 fn ask(model: &str, content: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": content}]})
@@ -17,10 +33,9 @@ fn streamed(mut body: Value) -> Value {
     body
 }
 
-#[test]
-fn plain_answer_and_the_chat_is_deleted() {
+fn plain_answer_and_the_chat_is_deleted(kind: Kind) {
     let h = Harness::start();
-    let reply = post_json(&h.url("/v1/chat/completions"), Some(TOKEN), &ask("kimi", "hi"));
+    let reply = post_json(&h.url("/v1/chat/completions"), Some(&kind.token()), &ask("kimi", "hi"));
     assert_eq!(reply.status, 200, "{}", reply.body);
     let body = reply.json();
     assert_eq!(body["object"], "chat.completion");
@@ -31,24 +46,32 @@ fn plain_answer_and_the_chat_is_deleted() {
     assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
     assert!(body["usage"]["completion_tokens"].as_u64().unwrap() > 0);
     let stats = h.mock.settled();
-    assert_eq!(body["id"].as_str(), stats.last_create.as_ref().map(|_| "cm000000000000000002"));
     assert_eq!((stats.chats_created, stats.chats_deleted), (1, 1));
     assert!(stats.live_chats.is_empty());
+    assert_eq!(stats.last_prompt.as_deref(), Some("hi\n"));
+    assert!(stats.last_traffic_id.is_some(), "the user id is sent as X-Traffic-Id");
     let sent = stats.last_completion.unwrap();
-    assert_eq!(sent["messages"], json!([{"role": "user", "content": "hi\n"}]));
-    assert_eq!(sent["kimiplus_id"], "kimi");
-    assert_eq!(
-        (sent["use_search"].clone(), sent["use_research"].clone(), sent["use_math"].clone()),
-        (json!(false), json!(false), json!(false))
-    );
-    assert_eq!(stats.last_create.unwrap()["kimiplus_id"], "kimi");
-    assert!(stats.last_traffic_id.is_some());
+    match kind {
+        Kind::Legacy => {
+            assert_eq!(body["id"], "cm000000000000000002", "the id is Kimi's chat id");
+            assert_eq!(sent["kimiplus_id"], "kimi");
+            for flag in ["use_search", "use_research", "use_math"] {
+                assert_eq!(sent[flag], false, "{flag}");
+            }
+            assert_eq!(stats.last_create.unwrap()["kimiplus_id"], "kimi");
+        }
+        Kind::Connect => {
+            assert!(body["id"].as_str().unwrap().starts_with("19be5aab-"), "the id is Kimi's chat id");
+            assert_eq!(sent["scenario"], "SCENARIO_K2D5");
+            assert_eq!(sent["options"]["thinking"], false);
+            assert!(sent.get("tools").is_none() && sent.get("chat_id").is_none());
+        }
+    }
 }
 
-#[test]
-fn stream_frames_in_the_openai_order() {
+fn stream_frames_in_the_openai_order(kind: Kind) {
     let h = Harness::start();
-    let answer = stream(&h.url("/v1/chat/completions"), Some(TOKEN), &streamed(ask("kimi", "hi")));
+    let answer = stream(&h.url("/v1/chat/completions"), Some(&kind.token()), &streamed(ask("kimi", "hi")));
     assert_eq!(answer.status, 200);
     assert!(answer.content_type.starts_with("text/event-stream"));
     assert!(answer.complete, "the body must end properly");
@@ -67,12 +90,11 @@ fn stream_frames_in_the_openai_order() {
     assert!(h.mock.settled().live_chats.is_empty());
 }
 
-#[test]
-fn usage_chunk_when_asked() {
+fn usage_chunk_when_asked(kind: Kind) {
     let h = Harness::start();
     let mut body = streamed(ask("kimi", "hi"));
     body["stream_options"] = json!({"include_usage": true});
-    let answer = stream(&h.url("/v1/chat/completions"), Some(TOKEN), &body);
+    let answer = stream(&h.url("/v1/chat/completions"), Some(&kind.token()), &body);
     let data = answer.data();
     let usage: Value = serde_json::from_str(data[data.len() - 2]).unwrap();
     assert_eq!(usage["choices"], json!([]));
@@ -84,12 +106,11 @@ fn usage_chunk_when_asked() {
     );
 }
 
-#[test]
-fn events_are_forwarded_as_they_arrive() {
+fn events_are_forwarded_as_they_arrive(kind: Kind) {
     let h = Harness::start();
     let pieces: Vec<String> = (0..6).map(|i| format!("p{i} ")).collect();
     h.mock.script(Script { text: pieces.clone(), delay_ms: 120, ..Script::default() });
-    let answer = stream(&h.url("/v1/chat/completions"), Some(TOKEN), &streamed(ask("kimi", "hi")));
+    let answer = stream(&h.url("/v1/chat/completions"), Some(&kind.token()), &streamed(ask("kimi", "hi")));
     assert_eq!(answer.content(), pieces.concat());
     let content_frames: Vec<_> = answer
         .frames
@@ -114,8 +135,7 @@ fn events_are_forwarded_as_they_arrive() {
     }
 }
 
-#[test]
-fn history_is_merged_with_the_system_prompt() {
+fn history_is_merged_with_the_system_prompt(kind: Kind) {
     let h = Harness::start();
     let body = json!({"model": "kimi", "messages": [
         {"role": "system", "content": "be brief"},
@@ -123,91 +143,107 @@ fn history_is_merged_with_the_system_prompt() {
         {"role": "assistant", "content": "hi!"},
         {"role": "user", "content": [{"type": "text", "text": "read https://example.com/a"}]},
     ]});
-    assert_eq!(post_json(&h.url("/v1/chat/completions"), Some(TOKEN), &body).status, 200);
-    let sent = h.mock.stats().last_completion.unwrap();
+    assert_eq!(post_json(&h.url("/v1/chat/completions"), Some(&kind.token()), &body).status, 200);
     assert_eq!(
-        sent["messages"][0]["content"],
+        h.mock.stats().last_prompt.unwrap(),
         "system:be brief\nuser:hello\nassistant:hi!\nsystem:关注用户最新的消息\n\
          user:read <url id=\"\" type=\"url\" status=\"\" title=\"\" wc=\"\">https://example.com/a</url>\n"
     );
 }
 
-#[test]
-fn model_name_flags_reach_kimi() {
+fn model_name_flags_reach_kimi(kind: Kind) {
     let h = Harness::start();
-    let cases = [
-        ("kimi-search", "use_search", "kimi"),
-        ("kimi-research", "use_research", "kimi"),
-        ("kimi-math", "use_math", "kimi"),
-        ("kimi-k1", "", "crm40ee9e5jvhsn7ptcg"),
-        ("coo6l3pkqq4ri39f36bg", "", "coo6l3pkqq4ri39f36bg"),
-    ];
-    for (model, flag, kimiplus_id) in cases {
-        let reply = post_json(&h.url("/v1/chat/completions"), Some(TOKEN), &ask(model, "x"));
+    let token = kind.token();
+    let send = |model: &str| {
+        let reply = post_json(&h.url("/v1/chat/completions"), Some(&token), &ask(model, "x"));
         assert_eq!(reply.status, 200, "{model}: {}", reply.body);
-        let stats = h.mock.stats();
-        let sent = stats.last_completion.unwrap();
-        for name in ["use_search", "use_research", "use_math"] {
-            let expected = name == flag || (model == "kimi-research" && name == "use_search");
-            assert_eq!(sent[name], json!(expected), "{model} {name}");
+        h.mock.stats()
+    };
+    match kind {
+        Kind::Legacy => {
+            let cases = [
+                ("kimi-search", "use_search", "kimi"),
+                ("kimi-research", "use_research", "kimi"),
+                ("kimi-math", "use_math", "kimi"),
+                ("kimi-k1", "", "crm40ee9e5jvhsn7ptcg"),
+                ("coo6l3pkqq4ri39f36bg", "", "coo6l3pkqq4ri39f36bg"),
+            ];
+            for (model, flag, kimiplus_id) in cases {
+                let stats = send(model);
+                let sent = stats.last_completion.unwrap();
+                for name in ["use_search", "use_research", "use_math"] {
+                    let expected = name == flag || (model == "kimi-research" && name == "use_search");
+                    assert_eq!(sent[name], json!(expected), "{model} {name}");
+                }
+                assert_eq!(sent["kimiplus_id"], kimiplus_id, "{model}");
+                assert_eq!(stats.last_create.unwrap()["kimiplus_id"], kimiplus_id, "{model}");
+            }
         }
-        assert_eq!(sent["kimiplus_id"], kimiplus_id, "{model}");
-        assert_eq!(stats.last_create.unwrap()["kimiplus_id"], kimiplus_id, "{model}");
+        Kind::Connect => {
+            let search = json!([{"type": "TOOL_TYPE_SEARCH", "search": {}}]);
+            let sent = send("kimi-search").last_completion.unwrap();
+            assert_eq!((&sent["tools"], &sent["options"]["thinking"]), (&search, &json!(false)));
+            let sent = send("kimi-k2-thinking").last_completion.unwrap();
+            assert_eq!(sent["options"]["thinking"], true);
+            assert!(sent.get("tools").is_none());
+            let sent = send("kimi-research").last_completion.unwrap();
+            assert_eq!((&sent["tools"], &sent["options"]["thinking"]), (&search, &json!(true)));
+            let sent = send("coo6l3pkqq4ri39f36bg").last_completion.unwrap();
+            assert_eq!(sent["kimiplus_id"], "coo6l3pkqq4ri39f36bg");
+        }
     }
     let mut body = ask("kimi", "x");
     body["use_search"] = json!(true);
-    post_json(&h.url("/v1/chat/completions"), Some(TOKEN), &body);
-    assert_eq!(h.mock.stats().last_completion.unwrap()["use_search"], true);
+    post_json(&h.url("/v1/chat/completions"), Some(&token), &body);
+    let sent = h.mock.stats().last_completion.unwrap();
+    assert!(sent["use_search"] == true || sent["tools"][0]["type"] == "TOOL_TYPE_SEARCH", "{sent}");
 }
 
-#[test]
-fn search_citations_as_the_original_renders_them() {
+fn search_citations_as_the_original_renders_them(kind: Kind) {
     let h = Harness::start();
     let results = vec![("Weather".to_string(), "https://w.example/1".to_string())];
     h.mock.script(Script { search: results, text: vec!["Sunny.".into()], ..Script::default() });
-    let url = h.url("/v1/chat/completions");
+    let (url, token) = (h.url("/v1/chat/completions"), kind.token());
 
-    let answer = stream(&url, Some(TOKEN), &streamed(ask("kimi-search", "weather")));
+    let answer = stream(&url, Some(&token), &streamed(ask("kimi-search", "weather")));
     assert_eq!(answer.content(), "【检索 1】 [Weather](https://w.example/1)\n\nSunny.");
 
-    let reply = post_json(&url, Some(TOKEN), &ask("kimi-search", "weather"));
+    let reply = post_json(&url, Some(&token), &ask("kimi-search", "weather"));
     assert_eq!(
         reply.json()["choices"][0]["message"]["content"],
         "Sunny.\n\n搜索结果来自：\n【检索 1】 [Weather](https://w.example/1)\n\n"
     );
 
-    let answer = stream(&url, Some(TOKEN), &streamed(ask("kimi-search-silent", "weather")));
+    let answer = stream(&url, Some(&token), &streamed(ask("kimi-search-silent", "weather")));
     assert_eq!(answer.content(), "Sunny.");
-    let reply = post_json(&url, Some(TOKEN), &ask("kimi-search-silent", "weather"));
+    let reply = post_json(&url, Some(&token), &ask("kimi-search-silent", "weather"));
     assert_eq!(reply.json()["choices"][0]["message"]["content"], "Sunny.");
 }
 
-#[test]
-fn thinking_streams_as_reasoning_content() {
+fn thinking_streams_as_reasoning_content(kind: Kind) {
     let h = Harness::start();
     let thinking = vec!["Let me".to_string(), " think.".to_string()];
     h.mock.script(Script { thinking, text: vec!["42".into()], ..Script::default() });
-    let url = h.url("/v1/chat/completions");
-    let answer = stream(&url, Some(TOKEN), &streamed(ask("kimi-k1", "q")));
+    let (url, token) = (h.url("/v1/chat/completions"), kind.token());
+    let answer = stream(&url, Some(&token), &streamed(ask("kimi-k1", "q")));
     assert_eq!(answer.reasoning(), "Let me think.");
     assert_eq!(answer.content(), "42");
     let first_content = answer.frames.iter().position(|f| f.data.contains("\"content\":\"42\"")).unwrap();
     let last_reasoning = answer.frames.iter().rposition(|f| f.data.contains("reasoning_content")).unwrap();
     assert!(last_reasoning < first_content, "reasoning comes before the answer");
 
-    let reply = post_json(&url, Some(TOKEN), &ask("kimi-k1", "q"));
+    let reply = post_json(&url, Some(&token), &ask("kimi-k2-thinking", "q"));
     let message = &reply.json()["choices"][0]["message"];
     assert_eq!(message["reasoning_content"], "Let me think.");
     assert_eq!(message["content"], "42");
 }
 
-#[test]
-fn native_conversation_is_kept_and_continued() {
+fn native_conversation_is_kept_and_continued(kind: Kind) {
     let h = Harness::start();
-    let url = h.url("/v1/chat/completions");
+    let (url, token) = (h.url("/v1/chat/completions"), kind.token());
     let mut first = ask("kimi", "remember 7");
     first["conversation_id"] = json!("none");
-    let reply = post_json(&url, Some(TOKEN), &first);
+    let reply = post_json(&url, Some(&token), &first);
     assert_eq!(reply.status, 200);
     let chat_id = reply.json()["id"].as_str().unwrap().to_string();
     std::thread::sleep(Duration::from_millis(100));
@@ -219,29 +255,69 @@ fn native_conversation_is_kept_and_continued() {
         {"role": "assistant", "content": "ok"},
         {"role": "user", "content": "which number?"},
     ]});
-    let answer = stream(&url, Some(TOKEN), &streamed(second));
+    let answer = stream(&url, Some(&token), &streamed(second));
     assert_eq!(answer.status, 200);
     assert_eq!(answer.frames[0].json()["id"], chat_id.as_str());
     std::thread::sleep(Duration::from_millis(100));
     let stats = h.mock.stats();
     assert_eq!(stats.chats_created, 1, "no new chat for a continued conversation");
     assert_eq!(stats.completions, 2);
-    assert_eq!(stats.last_completion.unwrap()["messages"][0]["content"], "which number?");
+    assert_eq!(stats.last_prompt.as_deref(), Some("which number?"));
     assert!(stats.live_chats.contains(&chat_id));
+    if kind == Kind::Connect {
+        let sent = stats.last_completion.unwrap();
+        assert_eq!(sent["chat_id"], chat_id.as_str());
+        assert!(stats.last_parent_id.is_some_and(|p| p.starts_with("msg-")), "parent_id is the last answer");
+    }
 
     let mut bad = ask("kimi", "x");
     bad["conversation_id"] = json!("not-a-chat-id");
-    let reply = post_json(&url, Some(TOKEN), &bad);
-    assert_eq!(reply.status, 400, "{}", reply.body);
-    assert!(reply.json()["error"]["message"].as_str().unwrap().contains("conversation_id"));
+    let reply = post_json(&url, Some(&token), &bad);
+    assert!(matches!(reply.status, 400 | 404), "{}", reply.body);
+}
+
+fn utf8_split_across_reads_is_kept_whole(kind: Kind) {
+    let h = Harness::start();
+    let text: Vec<String> = ["你好，", "世界！", "🎉 完成"].map(String::from).to_vec();
+    h.mock.script(Script { text: text.clone(), split_utf8: true, ..Script::default() });
+    let answer = stream(&h.url("/v1/chat/completions"), Some(&kind.token()), &streamed(ask("kimi", "hi")));
+    assert_eq!(answer.content(), text.concat());
+    let reply = post_json(&h.url("/v1/chat/completions"), Some(&kind.token()), &ask("kimi", "hi"));
+    assert_eq!(reply.json()["choices"][0]["message"]["content"], text.concat());
+}
+
+fn a_pool_spreads_requests_over_its_tokens(kind: Kind) {
+    let h = Harness::start();
+    let (a, b) = (kind.token_for("pool-a"), kind.token_for("pool-b"));
+    let pool = format!("{a}, {b}");
+    let mut users = std::collections::HashSet::new();
+    for _ in 0..24 {
+        assert_eq!(post_json(&h.url("/v1/chat/completions"), Some(&pool), &ask("kimi", "x")).status, 200);
+        users.insert(h.mock.stats().last_traffic_id.unwrap());
+        if users.len() == 2 {
+            return;
+        }
+    }
+    panic!("24 requests never used both accounts of the pool: {users:?}");
 }
 
 #[test]
-fn answers_cut_at_the_length_limit_are_continued() {
+fn a_pool_may_mix_both_kinds() {
+    let h = Harness::start();
+    let pool = format!("{},{}", Kind::Legacy.token(), Kind::Connect.token());
+    for _ in 0..8 {
+        let reply = post_json(&h.url("/v1/chat/completions"), Some(&pool), &ask("kimi", "x"));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    assert!(h.mock.settled().live_chats.is_empty());
+}
+
+#[test]
+fn legacy_answers_cut_at_the_length_limit_are_continued() {
     let h = Harness::start();
     h.mock.script(Script { text: vec!["part ".into()], length_cuts: 2, ..Script::default() });
-    let url = h.url("/v1/chat/completions");
-    let reply = post_json(&url, Some(TOKEN), &ask("kimi", "long"));
+    let (url, token) = (h.url("/v1/chat/completions"), Kind::Legacy.token());
+    let reply = post_json(&url, Some(&token), &ask("kimi", "long"));
     assert_eq!(reply.json()["choices"][0]["message"]["content"], "part part part ");
     assert_eq!(reply.json()["choices"][0]["finish_reason"], "stop");
     let stats = h.mock.settled();
@@ -252,37 +328,12 @@ fn answers_cut_at_the_length_limit_are_continued() {
     assert_eq!(stats.chats_created, 1);
     assert!(stats.live_chats.is_empty());
 
-    let answer = stream(&url, Some(TOKEN), &streamed(ask("kimi", "long")));
+    let answer = stream(&url, Some(&token), &streamed(ask("kimi", "long")));
     assert_eq!(answer.content(), "part part part ");
 }
 
 #[test]
-fn utf8_split_across_reads_is_kept_whole() {
-    let h = Harness::start();
-    let text: Vec<String> = ["你好，", "世界！", "🎉 完成"].map(String::from).to_vec();
-    h.mock.script(Script { text: text.clone(), split_utf8: true, ..Script::default() });
-    let answer = stream(&h.url("/v1/chat/completions"), Some(TOKEN), &streamed(ask("kimi", "hi")));
-    assert_eq!(answer.content(), text.concat());
-    let reply = post_json(&h.url("/v1/chat/completions"), Some(TOKEN), &ask("kimi", "hi"));
-    assert_eq!(reply.json()["choices"][0]["message"]["content"], text.concat());
-}
-
-#[test]
-fn a_pool_spreads_requests_over_its_tokens() {
-    let h = Harness::start();
-    let pool = "rt-pool-a, rt-pool-b";
-    for _ in 0..24 {
-        assert_eq!(post_json(&h.url("/v1/chat/completions"), Some(pool), &ask("kimi", "x")).status, 200);
-        let seen = h.mock.stats().refresh_tokens;
-        if seen.contains(&"rt-pool-a".to_string()) && seen.contains(&"rt-pool-b".to_string()) {
-            return;
-        }
-    }
-    panic!("24 requests never used both tokens of the pool: {:?}", h.mock.stats().refresh_tokens);
-}
-
-#[test]
-fn one_refresh_for_a_burst_of_requests() {
+fn legacy_refreshes_once_for_a_burst_of_requests() {
     let h = Harness::start();
     h.mock.script(Script { delay_ms: 20, ..Script::default() });
     let url = h.url("/v1/chat/completions");

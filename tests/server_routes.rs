@@ -64,6 +64,10 @@ fn token_check_says_live_or_not() {
     assert_eq!(post_json(&url, None, &json!({"token": "bad-one"})).json(), json!({"live": false}));
     assert_eq!(post_json(&url, None, &json!({"token": "rt-a,bad-b"})).json(), json!({"live": false}));
     assert_eq!(post(&url, None, "{}").status, 400);
+    let connect = support::connect_token("user-9");
+    assert_eq!(post_json(&url, None, &json!({"token": connect})).json(), json!({"live": true}));
+    let expired = support::connect_token("expired-user");
+    assert_eq!(post_json(&url, None, &json!({"token": expired})).json(), json!({"live": false}));
 }
 
 #[test]
@@ -123,12 +127,15 @@ fn binary_help_lists_the_knobs() {
 #[test]
 fn the_binary_logs_one_line_per_request_and_no_secret() {
     let mock = MockKimi::start();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kimi-free-api"))
+    let child = Command::new(env!("CARGO_BIN_EXE_kimi-free-api"))
         .args(["--host", "127.0.0.1", "--port", "0", "--kimi-base-url", mock.url(), "--workers", "2"])
+        .args(["--kimi-connect-base-url", mock.url()])
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut child = KillOnDrop(child);
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
     let mut first = String::new();
     stderr.read_line(&mut first).unwrap();
     let base = first.trim().rsplit(' ').next().unwrap().to_string();
@@ -140,19 +147,35 @@ fn the_binary_logs_one_line_per_request_and_no_secret() {
     let with_query = post_json(&format!("{base}/v1/chat/completions?key={secret}"), None, &body);
     assert_eq!(with_query.status, 200, "?key= is a credential too");
     assert_eq!(post_json(&format!("{base}/v1/chat/completions"), Some("bad-secret"), &body).status, 401);
+    let jwt = support::connect_token("secret-user");
+    assert_eq!(post_json(&format!("{base}/v1/chat/completions"), Some(&jwt), &body).status, 200);
     std::thread::sleep(Duration::from_millis(200));
-    child.kill().unwrap();
+    drop(child);
     let mut log = String::new();
     stderr.read_to_string(&mut log).unwrap();
-    let _ = child.wait();
     let lines: Vec<&str> = log.lines().filter(|l| l.starts_with("POST ")).collect();
-    assert_eq!(lines.len(), 3, "{log}");
+    assert_eq!(lines.len(), 4, "{log}");
     assert!(
-        lines[0].contains("/v1/chat/completions openai 200") && lines[0].contains("chat=cm"),
+        lines[0].contains("/v1/chat/completions openai legacy 200") && lines[0].contains("chat=cm"),
         "{}",
         lines[0]
     );
     assert!(lines[2].contains(" 401 "), "{}", lines[2]);
+    assert!(lines[3].contains("openai connect 200"), "{}", lines[3]);
+    assert!(
+        !log.contains(&jwt[..20]) && !log.contains(jwt.split('.').nth(1).unwrap()),
+        "a JWT reached the log"
+    );
     assert!(!log.contains("secret"), "a token reached the log:\n{log}");
     assert!(!log.contains("access-"), "an access token reached the log:\n{log}");
+}
+
+/// Ends the child process however the test ends, so no server outlives it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

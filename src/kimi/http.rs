@@ -83,7 +83,9 @@ pub fn error_from_body(status: u16, body: &[u8]) -> Error {
 /// Maps an upstream error type (legacy `error_type` or Connect `code`) and status onto [`Error`].
 pub fn classify(status: u16, error_type: &str, message: String) -> Error {
     match error_type {
-        "auth.token.invalid" | "unauthenticated" => return Error::Unauthorized(message),
+        "auth.token.invalid" | "unauthenticated" | "permission_denied" => {
+            return Error::Unauthorized(message);
+        }
         "chat.user_stream_pushing" => {
             return Error::RateLimited(format!(
                 "another answer is streaming on this Kimi account ({message})"

@@ -15,7 +15,7 @@ use super::http::{self, Upstream};
 use super::legacy_event::{self, LegacyEvent};
 use super::session::{self, Session, Sessions};
 use super::sse::SseDecoder;
-use super::{Error, Progress, accounts, prompt};
+use super::{ChatGuard, Error, Progress, accounts, prompt};
 use crate::chat::{self, Conversation, Event, Finish, Sink};
 
 /// The Kimi+ id of the K1 long-thinking assistant.
@@ -164,34 +164,6 @@ fn kimiplus_id(mode: &chat::Mode) -> &str {
     }
 }
 
-/// Deletes the chat when dropped, so every path out of a request (success, error, client
-/// gone, even a panic) cleans up, unless the caller keeps the conversation.
-struct ChatGuard<'a> {
-    ctx: Context<'a>,
-    session: &'a Session,
-    chat_id: String,
-    keep: bool,
-}
-
-impl Drop for ChatGuard<'_> {
-    fn drop(&mut self) {
-        if self.keep {
-            return;
-        }
-        let builder: RequestBuilder<WithoutBody> =
-            self.ctx.upstream.agent().delete(format!("{}/api/chat/{}", self.ctx.base, self.chat_id));
-        let result = signed(builder, self.ctx, self.session, Some(&self.chat_id)).call();
-        let failure = match result {
-            Ok(response) if response.status().is_success() => None,
-            Ok(response) => Some(format!("HTTP {}", response.status().as_u16())),
-            Err(error) => Some(http::from_ureq(error).to_string()),
-        };
-        if let Some(why) = failure {
-            eprintln!("kimi: could not delete chat {}: {why}", self.chat_id);
-        }
-    }
-}
-
 fn run(
     ctx: Context<'_>,
     session: &Session,
@@ -219,8 +191,19 @@ fn run(
             (id, *other == Conversation::Keep, prompt::merge_history(&request.messages))
         }
     };
-    let guard = ChatGuard { ctx, session, chat_id, keep };
-    sink.send(Event::ConversationId(guard.chat_id.clone()))?;
+    let delete = |id: &str| {
+        let builder: RequestBuilder<WithoutBody> =
+            ctx.upstream.agent().delete(format!("{}/api/chat/{id}", ctx.base));
+        let response = signed(builder, ctx, session, Some(id)).call().map_err(http::from_ureq)?;
+        let status = response.status().as_u16();
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(http::error_from_body(status, &http::read_small(response)?))
+        }
+    };
+    let guard = ChatGuard::new(chat_id, keep, delete);
+    sink.send(Event::ConversationId(guard.chat_id().to_string()))?;
 
     let mut body = json!({
         "kimiplus_id": kimiplus_id(mode),
@@ -233,7 +216,7 @@ fn run(
         "extend": {"sidebar": true},
     });
     for _ in 0..=MAX_CONTINUATIONS {
-        match stream_completion(ctx, session, &guard.chat_id, &body, sink)? {
+        match stream_completion(ctx, session, guard.chat_id(), &body, sink)? {
             Ending::Done => return Ok(sink.send(Event::Finish(Finish::Stop))?),
             Ending::Length { segment_id: Some(segment_id) } => {
                 body = json!({

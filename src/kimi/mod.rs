@@ -5,13 +5,16 @@
 //! reached the client yet.
 
 mod accounts;
+mod connect;
+pub mod connect_event;
+pub mod envelope;
 mod http;
 mod legacy;
 pub mod legacy_event;
 pub mod prompt;
 mod session;
 pub mod sse;
-mod token;
+pub mod token;
 
 use std::fmt;
 use std::thread;
@@ -100,11 +103,32 @@ const RETRIES: u32 = 2;
 /// The first retry's pause; each later one doubles it.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
+/// Which Kimi API served a request (for the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// No backend was reached (the credential was refused before).
+    None,
+    Legacy,
+    Connect,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::None => "-",
+            Backend::Legacy => "legacy",
+            Backend::Connect => "connect",
+        }
+    }
+}
+
 /// The Kimi client shared by every worker.
 pub struct Kimi {
     upstream: Upstream,
     legacy_base: String,
+    connect_base: String,
     sessions: session::Sessions,
+    parents: connect::Parents,
 }
 
 impl Kimi {
@@ -112,25 +136,45 @@ impl Kimi {
         Kimi {
             upstream: Upstream::new(config.upstream_timeout),
             legacy_base: config.kimi_base_url.clone(),
+            connect_base: config.kimi_connect_base_url.clone(),
             sessions: session::Sessions::default(),
+            parents: connect::Parents::default(),
         }
     }
 
     /// Runs one chat request for the caller's credential (one token or a comma-separated
-    /// pool), pushing events to `sink` as they are decoded. The upstream chat is deleted on
-    /// every path unless the request keeps its conversation.
-    pub fn chat(&self, credential: &str, request: &chat::Request, sink: &mut dyn Sink) -> Result<(), Error> {
-        let token = accounts::pick(credential)?;
+    /// pool of either kind), pushing events to `sink` as they are decoded. The upstream chat
+    /// is deleted on every path unless the request keeps its conversation.
+    pub fn chat(
+        &self,
+        credential: &str,
+        request: &chat::Request,
+        sink: &mut dyn Sink,
+    ) -> (Backend, Result<(), Error>) {
+        let picked = accounts::pick(credential).and_then(|token| Ok((token, token::kind(token)?)));
+        let (token, kind) = match picked {
+            Ok(picked) => picked,
+            Err(error) => return (Backend::None, Err(error)),
+        };
+        let backend = match kind {
+            token::TokenKind::Refresh => Backend::Legacy,
+            token::TokenKind::Connect(_) => Backend::Connect,
+        };
         let mut sink = Progress::new(sink);
         let mut attempt = 0;
         loop {
-            let result = legacy::chat(self.legacy(), token, request, &mut sink);
+            let result = match &kind {
+                token::TokenKind::Refresh => legacy::chat(self.legacy(), token, request, &mut sink),
+                token::TokenKind::Connect(who) => {
+                    connect::chat(self.connect(), token, who, request, &mut sink)
+                }
+            };
             match result {
                 Err(error) if error.is_transient() && !sink.delivered() && attempt < RETRIES => {
                     thread::sleep(RETRY_PAUSE * 2u32.pow(attempt));
                     attempt += 1;
                 }
-                other => return other,
+                other => return (backend, other),
             }
         }
     }
@@ -138,11 +182,51 @@ impl Kimi {
     /// Whether a credential is accepted by Kimi (every token of a pool must be).
     pub fn check_token(&self, credential: &str) -> bool {
         let tokens = accounts::all(credential);
-        !tokens.is_empty() && tokens.iter().all(|token| legacy::check_token(self.legacy(), token))
+        !tokens.is_empty()
+            && tokens.iter().all(|token| match token::kind(token) {
+                Ok(token::TokenKind::Refresh) => legacy::check_token(self.legacy(), token),
+                Ok(token::TokenKind::Connect(who)) => connect::check_token(self.connect(), token, &who),
+                Err(_) => false,
+            })
     }
 
     fn legacy(&self) -> legacy::Context<'_> {
         legacy::Context { upstream: &self.upstream, base: &self.legacy_base, sessions: &self.sessions }
+    }
+
+    fn connect(&self) -> connect::Context<'_> {
+        connect::Context { upstream: &self.upstream, base: &self.connect_base, parents: &self.parents }
+    }
+}
+
+/// Deletes an upstream chat when dropped, so every path out of a request (success, error,
+/// client gone, even a panic) cleans up, unless the caller keeps the conversation.
+pub(crate) struct ChatGuard<'a> {
+    chat_id: String,
+    keep: bool,
+    delete: Box<DeleteChat<'a>>,
+}
+
+/// A backend's call that deletes one chat by id.
+type DeleteChat<'a> = dyn FnMut(&str) -> Result<(), Error> + 'a;
+
+impl<'a> ChatGuard<'a> {
+    fn new(chat_id: String, keep: bool, delete: impl FnMut(&str) -> Result<(), Error> + 'a) -> Self {
+        ChatGuard { chat_id, keep, delete: Box::new(delete) }
+    }
+
+    fn chat_id(&self) -> &str {
+        &self.chat_id
+    }
+}
+
+impl Drop for ChatGuard<'_> {
+    fn drop(&mut self) {
+        if !self.keep
+            && let Err(error) = (self.delete)(&self.chat_id)
+        {
+            eprintln!("kimi: could not delete chat {}: {error}", self.chat_id);
+        }
     }
 }
 

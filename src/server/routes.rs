@@ -9,6 +9,7 @@ use super::App;
 use super::exchange::{self, EventStream};
 use crate::chat::{self, CitationText, ErrorKind, MODELS};
 use crate::dialect::{Aggregator, openai};
+use crate::kimi::Backend;
 
 const WELCOME_PAGE: &str = include_str!("welcome.html");
 
@@ -16,12 +17,13 @@ const WELCOME_PAGE: &str = include_str!("welcome.html");
 struct Outcome {
     status: u16,
     dialect: &'static str,
+    backend: Backend,
     chat_id: Option<String>,
 }
 
 impl Outcome {
     fn plain(status: u16) -> Self {
-        Outcome { status, dialect: "-", chat_id: None }
+        Outcome { status, dialect: "-", backend: Backend::None, chat_id: None }
     }
 }
 
@@ -32,8 +34,9 @@ pub fn handle(app: &App, request: Request) {
     let path = request.url().split('?').next().unwrap_or("").to_string();
     let outcome = route(app, request, &method, &path);
     eprintln!(
-        "{method} {path} {} {} {}ms chat={}",
+        "{method} {path} {} {} {} {}ms chat={}",
         outcome.dialect,
+        outcome.backend.name(),
         outcome.status,
         started.elapsed().as_millis(),
         outcome.chat_id.as_deref().unwrap_or("-"),
@@ -128,14 +131,14 @@ fn chat_completions(app: &App, mut request: Request) -> Outcome {
         Ok(parsed) => parsed,
         Err(error) => {
             exchange::respond_error(request, &error, &[]);
-            return Outcome { status: error.kind.status(), dialect, chat_id: None };
+            return Outcome { status: error.kind.status(), dialect, backend: Backend::None, chat_id: None };
         }
     };
     let (credential, parsed) = parsed;
     let silent = parsed.chat.mode.silent;
     if parsed.chat.stream {
         let mut stream = EventStream::new(request, openai::Stream::new(&parsed));
-        let result =
+        let (backend, result) =
             app.kimi.chat(&credential, &parsed.chat, &mut CitationText::new(&mut stream, true, silent));
         let chat_id = stream.conversation_id.clone();
         let status = match result {
@@ -145,10 +148,10 @@ fn chat_completions(app: &App, mut request: Request) -> Outcome {
             }
             Err(error) => stream.fail(&error.into()),
         };
-        Outcome { status, dialect, chat_id }
+        Outcome { status, dialect, backend, chat_id }
     } else {
         let mut sink = Collector { aggregator: openai::Complete::new(&parsed), chat_id: None };
-        let result =
+        let (backend, result) =
             app.kimi.chat(&credential, &parsed.chat, &mut CitationText::new(&mut sink, false, silent));
         let status = match result {
             Ok(()) => {
@@ -161,7 +164,7 @@ fn chat_completions(app: &App, mut request: Request) -> Outcome {
                 error.kind.status()
             }
         };
-        Outcome { status, dialect, chat_id: sink.chat_id }
+        Outcome { status, dialect, backend, chat_id: sink.chat_id }
     }
 }
 

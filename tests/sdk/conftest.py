@@ -4,6 +4,7 @@ The binaries come from `cargo build --bins --examples` (the Makefile builds them
 paths can be overridden with KIMI_FREE_API_BIN and MOCK_KIMI_BIN.
 """
 
+import base64
 import json
 import os
 import subprocess
@@ -16,7 +17,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_BIN = os.environ.get("KIMI_FREE_API_BIN", str(ROOT / "target/debug/kimi-free-api"))
 MOCK_BIN = os.environ.get("MOCK_KIMI_BIN", str(ROOT / "target/debug/examples/mock_kimi"))
-TOKEN = "rt-sdk-token"
+LEGACY_TOKEN = "rt-sdk-token"
+
+
+def connect_token(sub):
+    """A kimi-auth JWT (payload typ=access, app_id=kimi) that the mock accepts."""
+    def b64(data):
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+    claims = {"typ": "access", "app_id": "kimi", "sub": sub, "ssid": "17310864", "device_id": "76518041"}
+    return f"{b64({'alg': 'HS512'})}.{b64(claims)}.c2ln"
 
 
 class Stack:
@@ -66,8 +75,11 @@ def stack():
     running.stop()
 
 
-@pytest.fixture
-def kimi(stack):
-    """The stack with the mock's default script."""
+@pytest.fixture(params=["legacy", "connect"])
+def kimi(stack, request):
+    """The stack with the mock's default script, and a token of each Kimi backend in turn."""
     stack.script()
+    stack.token = LEGACY_TOKEN if request.param == "legacy" else connect_token("sdk-user")
+    stack.refused_token = "bad-token" if request.param == "legacy" else connect_token("expired-sdk")
+    stack.kind = request.param
     return stack

@@ -1,5 +1,6 @@
-//! A mock Kimi upstream on 127.0.0.1, speaking the legacy REST + SSE protocol of
-//! `kimi-upstream.md` §1, scripted per test, with fault injection and recorded statistics.
+//! A mock Kimi upstream on 127.0.0.1, speaking both Kimi protocols of `kimi-upstream.md`: the
+//! legacy REST + SSE API (§1) and the Connect RPC API (§2), scripted per test, with fault
+//! injection and recorded statistics.
 //!
 //! Tests script it directly ([`MockKimi::script`]) or over HTTP (`POST /_mock/script` with a
 //! JSON [`Script`], `GET /_mock/stats`), which is how the Python SDK tests drive it.
@@ -81,6 +82,8 @@ pub enum Fault {
     Malformed { after: usize },
     /// The stream goes silent for `ms` milliseconds.
     Stall { after: usize, ms: u64 },
+    /// Connect: `done`, then an end-of-stream error with this code.
+    ErrorAfterDone { code: String },
 }
 
 /// What the mock saw.
@@ -98,6 +101,10 @@ pub struct Stats {
     pub last_create: Option<Value>,
     /// `X-Traffic-Id` of the last completion.
     pub last_traffic_id: Option<String>,
+    /// The prompt text of the last chat turn, whichever protocol carried it.
+    pub last_prompt: Option<String>,
+    /// Connect: the `parent_id` of the last turn.
+    pub last_parent_id: Option<String>,
     /// Refresh tokens seen by the refresh endpoint, in order.
     pub refresh_tokens: Vec<String>,
 }
@@ -320,6 +327,28 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
             let id = p["/api/chat/".len()..p.len() - "/completion/stream".len()].to_string();
             completion(state, request, &id, body)
         }
+        ("POST", "/apiv2/kimi.gateway.chat.v1.ChatService/Chat") => connect_chat(state, request),
+        ("POST", "/apiv2/kimi.chat.v1.ChatService/DeleteChat") => {
+            if connect_identity(&request).is_err() {
+                return connect_error(request, 401, "unauthenticated");
+            }
+            let id = body["chat_id"].as_str().unwrap_or_default().to_string();
+            let mut st = state.lock().unwrap();
+            if st.stats.live_chats.remove(&id) {
+                st.stats.chats_deleted += 1;
+                drop(st);
+                json_response(request, 200, json!({}))
+            } else {
+                drop(st);
+                connect_error(request, 404, "not_found")
+            }
+        }
+        ("POST", "/apiv2/kimi.gateway.order.v1.SubscriptionService/GetSubscription") => {
+            match connect_identity(&request) {
+                Ok(sub) => json_response(request, 200, json!({"subscription": {"userId": sub}})),
+                Err(_) => connect_error(request, 401, "unauthenticated"),
+            }
+        }
         _ => legacy_error(request, 404, "mock.no_route"),
     }
 }
@@ -410,6 +439,7 @@ fn completion(state: &Mutex<State>, request: Request, chat_id: &str, body: Value
     let user = st.access.get(&bearer(&request)).cloned();
     st.stats.completions += 1;
     st.stats.last_completion = Some(body.clone());
+    st.stats.last_prompt = body["messages"][0]["content"].as_str().map(str::to_string);
     st.stats.last_traffic_id = request_header(&request, "X-Traffic-Id");
     let Some(user) = user else {
         drop(st);
@@ -503,5 +533,202 @@ fn completion(state: &Mutex<State>, request: Request, chat_id: &str, body: Value
             return Flow::Close;
         }
     }
+    out.end()
+}
+
+// ---- Connect RPC (kimi-upstream.md §2) ----
+
+fn connect_error(request: Request, status: u16, code: &str) -> Flow {
+    json_response(request, status, json!({"code": code, "message": format!("mock {code}")}))
+}
+
+/// The `sub` of a valid kimi-auth JWT in `Authorization`; `Err` for anything else, and for
+/// users whose id starts with `expired`.
+fn connect_identity(request: &Request) -> Result<String, ()> {
+    use base64::Engine;
+    let token = bearer(request);
+    let payload = token.split('.').nth(1).ok_or(())?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).map_err(|_| ())?;
+    let claims: Value = serde_json::from_slice(&bytes).map_err(|_| ())?;
+    let sub = claims["sub"].as_str().unwrap_or_default();
+    if claims["typ"] != "access" || claims["app_id"] != "kimi" || sub.is_empty() || sub.starts_with("expired")
+    {
+        return Err(());
+    }
+    Ok(sub.to_string())
+}
+
+fn envelope(flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![flags];
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A Connect stream that already answered `200`: its end-of-stream error.
+fn end_with_error(mut out: Chunked, code: &str, message: &str) -> Flow {
+    let trailer = json!({"error": {"code": code, "message": message,
+        "details": [{"debug": {"reason": "REASON_MOCK", "localizedMessage": {"message": message}}}]}});
+    let _ = out.chunk(&envelope(2, trailer.to_string().as_bytes()));
+    out.end()
+}
+
+fn connect_chat(state: &Mutex<State>, request: Request) -> Flow {
+    let sub = match connect_identity(&request) {
+        Ok(sub) => sub,
+        Err(()) => return connect_error(request, 401, "unauthenticated"),
+    };
+    let framed = request_header(&request, "Content-Type").as_deref() == Some("application/connect+json");
+    let body: Option<Value> = (framed && request.body.len() >= 5)
+        .then(|| serde_json::from_slice(&request.body[5..]).ok())
+        .flatten();
+    let mut st = state.lock().unwrap();
+    st.stats.completions += 1;
+    st.stats.last_traffic_id = request_header(&request, "X-Traffic-Id");
+    let Some(body) = body else {
+        drop(st);
+        let Ok(out) = Chunked::open(request) else { return Flow::Close };
+        return end_with_error(out, "invalid_argument", "the request is not a Connect envelope");
+    };
+    st.stats.last_completion = Some(body.clone());
+    st.stats.last_prompt = body["message"]["blocks"][0]["text"]["content"].as_str().map(str::to_string);
+    st.stats.last_parent_id = body["message"]["parent_id"].as_str().map(str::to_string);
+    if st.stats.last_traffic_id.as_deref() != Some(sub.as_str()) {
+        drop(st);
+        return connect_error(request, 400, "invalid_argument");
+    }
+    let script = st.script.clone();
+    let fault = fault_applies(&mut st);
+    match &fault {
+        Some(Fault::AccessExpired) => {
+            drop(st);
+            return connect_error(request, 401, "unauthenticated");
+        }
+        Some(Fault::CompletionStatus { status, error_type }) => {
+            drop(st);
+            return connect_error(request, *status, error_type);
+        }
+        _ => {}
+    }
+    let chat_id = match body["chat_id"].as_str() {
+        Some(id) if st.chats.contains_key(id) => id.to_string(),
+        Some(_) => {
+            drop(st);
+            let Ok(out) = Chunked::open(request) else { return Flow::Close };
+            return end_with_error(out, "not_found", "no such chat");
+        }
+        None => {
+            st.next_id += 1;
+            let id = format!("19be5aab-32f2-8b55-8000-{:012}", st.next_id);
+            st.chats.insert(id.clone(), 0);
+            st.stats.chats_created += 1;
+            st.stats.live_chats.insert(id.clone());
+            id
+        }
+    };
+    st.next_id += 1;
+    let message_id = format!("msg-{}", st.next_id);
+    drop(st);
+
+    let thinking = body["options"]["thinking"] == true;
+    let searching =
+        body["tools"].as_array().is_some_and(|t| t.iter().any(|t| t["type"] == "TOOL_TYPE_SEARCH"));
+    let prompt = body["message"]["blocks"][0]["text"]["content"].as_str().unwrap_or_default().to_string();
+    let mut events = vec![
+        (false, json!({"op": "set", "chat": {"id": chat_id, "name": "未命名会话"}})),
+        (false, json!({"heartbeat": {}})),
+        (
+            false,
+            json!({"op": "set", "mask": "message", "message": {"id": format!("{message_id}-u"), "role": "user",
+            "status": "MESSAGE_STATUS_COMPLETED", "blocks": [{"id": "text_0_0", "text": {"content": prompt}}]}}),
+        ),
+        (
+            false,
+            json!({"op": "set", "mask": "message", "message": {"id": message_id, "role": "assistant",
+            "parentId": format!("{message_id}-u"), "status": "MESSAGE_STATUS_GENERATING", "scenario": body["scenario"]}}),
+        ),
+    ];
+    if thinking {
+        for (i, piece) in script.thinking.iter().enumerate() {
+            let (op, mask) = if i == 0 { ("set", "block.think") } else { ("append", "block.think.content") };
+            events.push((
+                true,
+                json!({"op": op, "mask": mask, "block": {"id": "1", "think": {"content": piece}}}),
+            ));
+        }
+    }
+    if searching && !script.search.is_empty() {
+        let chunks: Vec<Value> = script
+            .search
+            .iter()
+            .enumerate()
+            .map(|(i, (title, url))| {
+                json!({"id": format!("{i}"), "base": {"title": title, "url": url, "siteName": "mock"},
+                "refIndex": format!("web_search:1#{i}")})
+            })
+            .collect();
+        events.push((true, json!({"op": "append", "mask": "message.refs.searchChunks", "message": {"refs": {"searchChunks": chunks}}})));
+    }
+    let text = if script.echo { vec![prompt.clone()] } else { script.text.clone() };
+    for (i, piece) in text.iter().enumerate() {
+        let (op, mask) = if i == 0 { ("set", "block.text") } else { ("append", "block.text.content") };
+        // With search results, the first piece carries a citation marker the server must strip.
+        let piece = if searching && !script.search.is_empty() && i == 0 {
+            format!("{piece}\u{E3A0}cite\u{E3A3}web_search:1#0\u{E3A8}")
+        } else {
+            piece.clone()
+        };
+        events
+            .push((true, json!({"op": op, "mask": mask, "block": {"id": "0", "text": {"content": piece}}})));
+    }
+    events.push((false, json!({"op": "set", "mask": "message.status", "message": {"id": message_id, "status": "MESSAGE_STATUS_COMPLETED"}})));
+    events.push((false, json!({"done": {}})));
+
+    let Ok(mut out) = Chunked::open(request) else { return Flow::Close };
+    let mut answered = 0;
+    for (offset, (is_answer, mut event)) in events.into_iter().enumerate() {
+        if is_answer {
+            match &fault {
+                Some(Fault::ErrorEvent { error_type, message, after }) if answered == *after => {
+                    return end_with_error(out, error_type, message);
+                }
+                Some(Fault::Cut { after }) if answered == *after => return Flow::Close,
+                Some(Fault::Malformed { after }) if answered == *after => {
+                    let _ = out.chunk(&envelope(0, b"{this is not json"));
+                }
+                Some(Fault::Stall { after, ms }) if answered == *after => {
+                    thread::sleep(Duration::from_millis(*ms))
+                }
+                _ => {}
+            }
+            answered += 1;
+        }
+        if script.delay_ms > 0 {
+            thread::sleep(Duration::from_millis(script.delay_ms));
+        }
+        event["eventOffset"] = json!(offset + 1);
+        if script.stamp {
+            event["ts"] = json!(now_micros() as u64);
+        }
+        let frame = envelope(0, event.to_string().as_bytes());
+        let written = if script.split_utf8 {
+            // Split inside the first multi-byte character, or else inside the 5-byte header.
+            let text = event.to_string();
+            let cut = text.char_indices().find(|(_, c)| c.len_utf8() > 1).map_or(3, |(i, _)| 5 + i + 1);
+            out.chunk(&frame[..cut]).and_then(|()| {
+                thread::sleep(Duration::from_millis(2));
+                out.chunk(&frame[cut..])
+            })
+        } else {
+            out.chunk(&frame)
+        };
+        if written.is_err() {
+            return Flow::Close;
+        }
+    }
+    if let Some(Fault::ErrorAfterDone { code }) = &fault {
+        return end_with_error(out, code, "failed after done");
+    }
+    let _ = out.chunk(&envelope(2, b"{}"));
     out.end()
 }

@@ -18,6 +18,69 @@ pub use mock::{Fault, MockKimi, Script};
 /// A refresh token the mock accepts.
 pub const TOKEN: &str = "rt-good-1";
 
+/// Which Kimi API a test's token selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Legacy,
+    Connect,
+}
+
+impl Kind {
+    /// A token of this kind for the account `user`.
+    pub fn token_for(self, user: &str) -> String {
+        match self {
+            Kind::Legacy => format!("rt-{user}"),
+            Kind::Connect => connect_token(user),
+        }
+    }
+
+    pub fn token(self) -> String {
+        match self {
+            Kind::Legacy => TOKEN.to_string(),
+            Kind::Connect => connect_token("user-1"),
+        }
+    }
+
+    /// A token of this kind that Kimi refuses.
+    pub fn refused_token(self) -> String {
+        match self {
+            Kind::Legacy => "bad-token".to_string(),
+            Kind::Connect => connect_token("expired-user"),
+        }
+    }
+}
+
+/// A kimi-auth JWT (payload `typ: access`, `app_id: kimi`) for the user `sub`.
+pub fn connect_token(sub: &str) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let claims = serde_json::json!({"iss": "user-center", "exp": 4_102_444_800u64, "typ": "access", "app_id": "kimi",
+        "sub": sub, "ssid": "1731086499958639802", "device_id": "7651804114103329291", "region": "cn"});
+    format!(
+        "{}.{}.{}",
+        b64.encode(r#"{"alg":"HS512","typ":"JWT"}"#),
+        b64.encode(claims.to_string()),
+        b64.encode("sig")
+    )
+}
+
+/// Runs each named test body, `fn name(kind: Kind)`, once per Kimi backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn legacy() {
+                super::$name($crate::support::Kind::Legacy)
+            }
+            #[test]
+            fn connect() {
+                super::$name($crate::support::Kind::Connect)
+            }
+        }
+    )+};
+}
+
 /// The mock and the server pointed at it.
 pub struct Harness {
     pub mock: MockKimi,

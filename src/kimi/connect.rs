@@ -1,0 +1,326 @@
+//! The Connect RPC backend for kimi-auth JWTs (`kimi-upstream.md` §2): one enveloped `Chat`
+//! call whose stream is decoded frame by frame and pushed to the sink at once, then
+//! `DeleteChat`, unless the caller keeps the conversation.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::{Mutex, PoisonError};
+
+use serde_json::{Value, json};
+use ureq::RequestBuilder;
+use ureq::typestate::WithBody;
+
+use super::connect_event::{self, CitationMarkers, ConnectEvent};
+use super::envelope::{self, Decoder};
+use super::http::{self, Upstream};
+use super::token::ConnectIdentity;
+use super::{ChatGuard, Error, Progress, prompt};
+use crate::chat::{self, Conversation, Event, Finish, Sink};
+
+/// The chat scenario of Kimi's current web app ("K2.6").
+const SCENARIO: &str = "SCENARIO_K2D5";
+const READ_CHUNK: usize = 8 * 1024;
+/// Kept conversations whose last answer id is remembered (for `parent_id`).
+const MAX_REMEMBERED: usize = 10_000;
+
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub upstream: &'a Upstream,
+    pub base: &'a str,
+    pub parents: &'a Parents,
+}
+
+/// The last assistant message of each kept chat: Kimi continues a chat from `parent_id`.
+#[derive(Default)]
+pub struct Parents(Mutex<HashMap<String, String>>);
+
+impl Parents {
+    fn get(&self, chat_id: &str) -> Option<String> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).get(chat_id).cloned()
+    }
+
+    fn set(&self, chat_id: String, message_id: String) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= MAX_REMEMBERED && !map.contains_key(&chat_id) {
+            map.clear();
+        }
+        map.insert(chat_id, message_id);
+    }
+}
+
+fn signed<B>(
+    builder: RequestBuilder<B>,
+    ctx: Context<'_>,
+    token: &str,
+    who: &ConnectIdentity,
+) -> RequestBuilder<B> {
+    builder
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Cookie", format!("kimi-auth={token}"))
+        .header("Connect-Protocol-Version", "1")
+        .header("X-Msh-Platform", "web")
+        .header("X-Msh-Device-Id", who.device_id.as_str())
+        .header("X-Msh-Session-Id", who.session_id.as_str())
+        .header("X-Traffic-Id", who.user_id.as_str())
+        .header("X-Language", "zh-CN")
+        .header("R-Timezone", "Asia/Shanghai")
+        .header("Origin", ctx.base)
+        .header("Referer", format!("{}/", ctx.base))
+}
+
+fn unary(
+    ctx: Context<'_>,
+    token: &str,
+    who: &ConnectIdentity,
+    method: &str,
+    body: &Value,
+) -> Result<(), Error> {
+    let builder: RequestBuilder<WithBody> = ctx.upstream.agent().post(format!("{}/apiv2/{method}", ctx.base));
+    let response = signed(builder, ctx, token, who)
+        .header("Content-Type", "application/json")
+        .send(body.to_string().as_bytes())
+        .map_err(http::from_ureq)?;
+    let status = response.status().as_u16();
+    let body = http::read_small(response)?;
+    if status == 200 { Ok(()) } else { Err(http::error_from_body(status, &body)) }
+}
+
+/// Whether Kimi accepts the token (its subscription can be read).
+pub fn check_token(ctx: Context<'_>, token: &str, who: &ConnectIdentity) -> bool {
+    unary(ctx, token, who, "kimi.gateway.order.v1.SubscriptionService/GetSubscription", &json!({})).is_ok()
+}
+
+/// The `Chat` request of §2.5 for the neutral request.
+fn chat_body(request: &chat::Request, chat_id: Option<&str>, parent_id: Option<&str>) -> Value {
+    let mode = &request.mode;
+    let content = match chat_id {
+        Some(_) => prompt::new_turn(&request.messages),
+        None => prompt::merge_history(&request.messages),
+    };
+    let mut message = json!({
+        "role": "user",
+        "blocks": [{"message_id": "", "text": {"content": content}}],
+        "scenario": SCENARIO,
+    });
+    if let Some(parent_id) = parent_id {
+        message["parent_id"] = json!(parent_id);
+    }
+    // Connect has no separate explore mode: research is web search with thinking.
+    let mut body = json!({
+        "scenario": SCENARIO,
+        "message": message,
+        "options": {"thinking": mode.thinking || mode.research},
+    });
+    if mode.search || mode.research {
+        body["tools"] = json!([{"type": "TOOL_TYPE_SEARCH", "search": {}}]);
+    }
+    if let Some(agent) = &mode.agent {
+        body["kimiplus_id"] = json!(agent);
+    }
+    if let Some(chat_id) = chat_id {
+        body["chat_id"] = json!(chat_id);
+    }
+    body
+}
+
+pub fn chat(
+    ctx: Context<'_>,
+    token: &str,
+    who: &ConnectIdentity,
+    request: &chat::Request,
+    sink: &mut Progress,
+) -> Result<(), Error> {
+    if request.messages.last().is_some_and(chat::Message::has_attachments) {
+        return Err(Error::Rejected("image and file parts are not supported yet; send text".into()));
+    }
+    let continued = match &request.conversation {
+        Conversation::Continue(id) => Some(id.as_str()),
+        _ => None,
+    };
+    let parent = continued.and_then(|id| ctx.parents.get(id));
+    let body = chat_body(request, continued, parent.as_deref());
+    let builder: RequestBuilder<WithBody> =
+        ctx.upstream.agent().post(format!("{}/apiv2/kimi.gateway.chat.v1.ChatService/Chat", ctx.base));
+    let response = signed(builder, ctx, token, who)
+        .header("Content-Type", "application/connect+json")
+        .send(&envelope::encode(envelope::FLAG_DATA, body.to_string().as_bytes())[..])
+        .map_err(http::from_ureq)?;
+    let status = response.status().as_u16();
+    if status != 200 {
+        return Err(http::error_from_body(status, &http::read_small(response)?));
+    }
+
+    let mut stream = ChatStream {
+        ctx,
+        token,
+        who,
+        keep: request.conversation != Conversation::Ephemeral,
+        guard: None,
+        markers: CitationMarkers::default(),
+        last_message: None,
+        produced: false,
+        done: false,
+        seen: Vec::new(),
+    };
+    let mut reader = response.into_body().into_reader();
+    let mut decoder = Decoder::new();
+    let mut buf = vec![0; READ_CHUNK];
+    let ended = loop {
+        let n = reader.read(&mut buf).map_err(|e| http::from_io(&e))?;
+        if n == 0 {
+            break false;
+        }
+        decoder.push(&buf[..n]);
+        let mut ended = false;
+        while let Some(frame) = decoder.next_frame().map_err(|e| Error::Upstream(e.to_string()))? {
+            if frame.is_end_stream() {
+                match connect_event::end_stream_error(&frame.payload) {
+                    Ok(None) => ended = true,
+                    Ok(Some(ConnectEvent::Error { code, message })) => {
+                        return Err(http::classify(200, &code, message));
+                    }
+                    Ok(Some(_)) => ended = true,
+                    Err(e) => {
+                        return Err(Error::Upstream(format!("Kimi sent an unreadable end of stream: {e}")));
+                    }
+                }
+                break;
+            }
+            if frame.payload.is_empty() {
+                continue;
+            }
+            let event = connect_event::parse(&frame.payload)
+                .map_err(|e| Error::Upstream(format!("Kimi sent a frame that is not its protocol: {e}")))?;
+            stream.apply(event, sink)?;
+        }
+        if ended {
+            break true;
+        }
+    };
+    // Some streams close without the end-of-stream message after `done`: that is complete.
+    if !ended && !stream.done {
+        return Err(Error::Transport("Kimi closed the stream before the answer was complete".into()));
+    }
+    if !stream.produced {
+        return Err(Error::Upstream("Kimi returned an empty answer".into()));
+    }
+    if let (true, Some(guard), Some(message)) = (stream.keep, &stream.guard, stream.last_message.take()) {
+        ctx.parents.set(guard.chat_id().to_string(), message);
+    }
+    sink.send(Event::Finish(Finish::Stop))?;
+    Ok(())
+}
+
+/// The state of one `Chat` stream.
+struct ChatStream<'a> {
+    ctx: Context<'a>,
+    token: &'a str,
+    who: &'a ConnectIdentity,
+    keep: bool,
+    /// Deletes the chat once its id is known.
+    guard: Option<ChatGuard<'a>>,
+    markers: CitationMarkers,
+    last_message: Option<String>,
+    produced: bool,
+    done: bool,
+    /// Citation URLs already sent.
+    seen: Vec<String>,
+}
+
+impl<'a> ChatStream<'a> {
+    fn apply(&mut self, event: ConnectEvent, sink: &mut dyn Sink) -> Result<(), Error> {
+        match event {
+            ConnectEvent::Chat { id } if self.guard.is_none() => {
+                let (ctx, token, who) = (self.ctx, self.token, self.who);
+                let delete = move |chat_id: &str| {
+                    unary(
+                        ctx,
+                        token,
+                        who,
+                        "kimi.chat.v1.ChatService/DeleteChat",
+                        &json!({"chat_id": chat_id}),
+                    )
+                };
+                self.guard = Some(ChatGuard::new(id.clone(), self.keep, delete));
+                sink.send(Event::ConversationId(id))?;
+            }
+            ConnectEvent::AssistantMessage { id } => self.last_message = Some(id),
+            ConnectEvent::Text(text) => {
+                let text = self.markers.strip(&text);
+                if !text.is_empty() {
+                    self.produced = true;
+                    sink.send(Event::Text(text))?;
+                }
+            }
+            ConnectEvent::Thinking(text) if !text.is_empty() => {
+                self.produced = true;
+                sink.send(Event::Thinking(text))?;
+            }
+            ConnectEvent::Citations(sources) => {
+                for (title, url) in sources {
+                    if !self.seen.contains(&url) {
+                        self.seen.push(url.clone());
+                        sink.send(Event::Citation { title, url })?;
+                    }
+                }
+            }
+            ConnectEvent::Done => self.done = true,
+            ConnectEvent::Error { code, message } => return Err(http::classify(200, &code, message)),
+            ConnectEvent::Chat { .. } | ConnectEvent::Thinking(_) | ConnectEvent::Ignored => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::{Message, Mode, Role};
+
+    fn request(model: &str, conversation: Conversation) -> chat::Request {
+        chat::Request {
+            model: model.into(),
+            mode: Mode::from_model_name(model),
+            messages: vec![
+                Message::text(Role::System, "be brief"),
+                Message::text(Role::User, "a"),
+                Message::text(Role::Assistant, "b"),
+                Message::text(Role::User, "c"),
+            ],
+            conversation,
+            stream: true,
+        }
+    }
+
+    #[test]
+    fn new_chat_merges_history_and_omits_ids() {
+        let body = chat_body(&request("kimi", Conversation::Ephemeral), None, None);
+        assert_eq!(body["scenario"], SCENARIO);
+        assert_eq!(body["message"]["scenario"], SCENARIO);
+        assert_eq!(
+            body["message"]["blocks"][0]["text"]["content"],
+            "system:be brief\nuser:a\nassistant:b\nsystem:关注用户最新的消息\nuser:c\n"
+        );
+        assert!(body.get("chat_id").is_none() && body["message"].get("parent_id").is_none());
+        assert!(body.get("tools").is_none());
+        assert_eq!(body["options"]["thinking"], false);
+    }
+
+    #[test]
+    fn modes_map_to_tools_and_options() {
+        let body = chat_body(&request("kimi-search", Conversation::Ephemeral), None, None);
+        assert_eq!(body["tools"], json!([{"type": "TOOL_TYPE_SEARCH", "search": {}}]));
+        let body = chat_body(&request("kimi-k2-thinking", Conversation::Ephemeral), None, None);
+        assert_eq!(body["options"]["thinking"], true);
+        let body = chat_body(&request("kimi-research", Conversation::Ephemeral), None, None);
+        assert!(body["tools"].is_array() && body["options"]["thinking"] == true);
+    }
+
+    #[test]
+    fn continued_chat_sends_ids_and_the_new_turn() {
+        let body = chat_body(&request("kimi", Conversation::Continue("c1".into())), Some("c1"), Some("m9"));
+        assert_eq!(body["chat_id"], "c1");
+        assert_eq!(body["message"]["parent_id"], "m9");
+        assert_eq!(body["message"]["blocks"][0]["text"]["content"], "c");
+    }
+}
