@@ -171,6 +171,8 @@ pub enum Event {
     Thinking(String),
     /// A web search result the answer draws on.
     Citation { title: String, url: String },
+    /// Kimi is still working (a keep-alive): a dialect may tell the client so.
+    Heartbeat,
     /// The answer is complete; nothing follows.
     Finish(Finish),
 }

@@ -2,12 +2,46 @@
 //! renders [`chat::Event`](crate::chat::Event)s back in its own wire format, streamed or
 //! aggregated. No dialect knows a Kimi type.
 
+pub mod anthropic;
+pub mod gemini;
 pub mod openai;
 
 use crate::chat::{self, Event};
 
+/// The client APIs the server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    OpenAi,
+    Anthropic,
+    Gemini,
+}
+
+impl Dialect {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::OpenAi => "openai",
+            Dialect::Anthropic => "anthropic",
+            Dialect::Gemini => "gemini",
+        }
+    }
+
+    /// The status and body of an error in this dialect's shape.
+    pub fn error_response(self, error: &chat::Error) -> (u16, Vec<u8>) {
+        match self {
+            Dialect::OpenAi => openai::error_response(error),
+            Dialect::Anthropic => anthropic::error_response(error),
+            Dialect::Gemini => gemini::error_response(error),
+        }
+    }
+}
+
 /// Renders a live stream: bytes to write for each event, flushed by the server at once.
 pub trait StreamRenderer {
+    /// The response's content type.
+    fn content_type(&self) -> &'static str {
+        "text/event-stream; charset=utf-8"
+    }
+
     /// Appends to `out` what `event` becomes on the wire (possibly nothing).
     fn event(&mut self, event: Event, out: &mut Vec<u8>);
     /// Appends the frames that end a stream which failed after it began.

@@ -307,7 +307,7 @@ impl StreamRenderer for Stream {
                 self.chunk(out, Delta { reasoning_content: Some(&text), ..Delta::default() }, None);
             }
             // Citations reach this renderer as text (see `chat::CitationText`).
-            Event::Citation { .. } => {}
+            Event::Citation { .. } | Event::Heartbeat => {}
             Event::Finish(finish) => {
                 self.start(out);
                 self.chunk(out, Delta::default(), Some(finish_reason(finish)));
@@ -383,7 +383,7 @@ impl Aggregator for Complete {
             Event::ConversationId(id) => self.id = id,
             Event::Text(text) => self.content.push_str(&text),
             Event::Thinking(text) => self.reasoning.push_str(&text),
-            Event::Citation { .. } => {}
+            Event::Citation { .. } | Event::Heartbeat => {}
             Event::Finish(finish) => self.finish = finish,
         }
     }

@@ -265,6 +265,7 @@ impl<'a> ChatStream<'a> {
                 }
             }
             ConnectEvent::Done => self.done = true,
+            ConnectEvent::Heartbeat => sink.send(Event::Heartbeat)?,
             ConnectEvent::Error { code, message } => return Err(http::classify(200, &code, message)),
             ConnectEvent::Chat { .. } | ConnectEvent::Thinking(_) | ConnectEvent::Ignored => {}
         }

@@ -20,6 +20,8 @@ pub enum ConnectEvent {
     Done,
     /// An error, in a data frame or the end-of-stream message.
     Error { code: String, message: String },
+    /// A keep-alive.
+    Heartbeat,
     /// Heartbeats, titles, statuses, echoes, tool progress: nothing to do.
     Ignored,
 }
@@ -32,6 +34,7 @@ struct Raw {
     message: Option<RawMessage>,
     block: Option<RawBlock>,
     done: Option<IgnoredAny>,
+    heartbeat: Option<IgnoredAny>,
     error: Option<RawError>,
     exception: Option<RawException>,
 }
@@ -151,6 +154,9 @@ pub fn parse(payload: &[u8]) -> Result<ConnectEvent, serde_json::Error> {
     if raw.done.is_some() {
         return Ok(ConnectEvent::Done);
     }
+    if raw.heartbeat.is_some() {
+        return Ok(ConnectEvent::Heartbeat);
+    }
     if let Some(block) = raw.block {
         if let Some(text) = block.text.filter(|_| raw.mask.starts_with("block.text")) {
             return Ok(ConnectEvent::Text(text.content));
@@ -230,7 +236,7 @@ mod tests {
                 r#"{"op":"set","eventOffset":1,"chat":{"id":"d2i70l0l3dcesrju6ur0","name":"未命名会话"}}"#,
                 ConnectEvent::Chat { id: "d2i70l0l3dcesrju6ur0".into() },
             ),
-            (r#"{"eventOffset":1,"heartbeat":{}}"#, ConnectEvent::Ignored),
+            (r#"{"eventOffset":1,"heartbeat":{}}"#, ConnectEvent::Heartbeat),
             (
                 r#"{"op":"set","mask":"message","message":{"id":"u1","role":"user","blocks":[{"text":{"content":"1+1="}}]}}"#,
                 ConnectEvent::Ignored,

@@ -248,7 +248,7 @@ impl<'a> Progress<'a> {
 
 impl Sink for Progress<'_> {
     fn send(&mut self, event: Event) -> Result<(), Disconnected> {
-        if !matches!(event, Event::ConversationId(_)) {
+        if !matches!(event, Event::ConversationId(_) | Event::Heartbeat) {
             self.delivered = true;
         }
         self.inner.send(event)

@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use tiny_http::{Header, Request, Response};
 
 use crate::chat::{self, Disconnected, ErrorKind, Event, Sink};
-use crate::dialect::{StreamRenderer, openai};
+use crate::dialect::{Dialect, StreamRenderer};
 
 /// The CORS headers every answer carries, so browser chat UIs can call the server.
 pub const CORS: &[(&str, &str)] = &[
@@ -39,10 +39,15 @@ pub fn respond_json(request: Request, status: u16, body: Vec<u8>) {
     respond(request, status, "application/json", body, &[]);
 }
 
-/// Answers with an error in the OpenAI shape (the dialect of every route but the others').
-pub fn respond_error(request: Request, error: &chat::Error, extra: &[(&str, &str)]) {
-    let (status, body) = openai::error_response(error);
-    respond(request, status, "application/json", body, extra);
+/// Answers with an error in the dialect's shape; rate limits and overload say when to retry.
+pub fn respond_error(request: Request, dialect: Dialect, error: &chat::Error, extra: &[(&str, &str)]) {
+    let (status, body) = dialect.error_response(error);
+    let retry: &[(&str, &str)] = match error.kind {
+        ErrorKind::RateLimited | ErrorKind::Overloaded => &[("Retry-After", "1")],
+        _ => &[],
+    };
+    let headers: Vec<(&str, &str)> = extra.iter().chain(retry).copied().collect();
+    respond(request, status, "application/json", body, &headers);
 }
 
 /// Reads the whole body, refusing more than `limit` bytes.
@@ -99,6 +104,7 @@ pub fn query_param(url: &str, name: &str) -> Option<String> {
 /// failure before then can still be answered with a real status code.
 pub struct EventStream<R> {
     state: State,
+    dialect: Dialect,
     renderer: R,
     chunked: bool,
     buf: Vec<u8>,
@@ -112,11 +118,12 @@ enum State {
 }
 
 impl<R: StreamRenderer> EventStream<R> {
-    pub fn new(request: Request, renderer: R) -> Self {
+    pub fn new(request: Request, dialect: Dialect, renderer: R) -> Self {
         // HTTP/1.0 has no chunked encoding: the body then ends when the connection closes.
         let chunked = request.http_version() >= &tiny_http::HTTPVersion(1, 1);
         EventStream {
             state: State::Pending(request),
+            dialect,
             renderer,
             chunked,
             buf: Vec::new(),
@@ -138,7 +145,7 @@ impl<R: StreamRenderer> EventStream<R> {
     pub fn fail(mut self, error: &chat::Error) -> u16 {
         match std::mem::replace(&mut self.state, State::Gone) {
             State::Pending(request) => {
-                respond_error(request, error, &[]);
+                respond_error(request, self.dialect, error, &[]);
                 error.kind.status()
             }
             state => {
@@ -152,8 +159,8 @@ impl<R: StreamRenderer> EventStream<R> {
         }
     }
 
-    fn open(request: Request, chunked: bool) -> io::Result<Box<dyn Write + Send>> {
-        let mut head = String::from("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n");
+    fn open(request: Request, content_type: &str, chunked: bool) -> io::Result<Box<dyn Write + Send>> {
+        let mut head = format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n");
         head.push_str("Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
         for (name, value) in CORS {
             head.push_str(&format!("{name}: {value}\r\n"));
@@ -176,7 +183,7 @@ impl<R: StreamRenderer> EventStream<R> {
             let State::Pending(request) = std::mem::replace(&mut self.state, State::Gone) else {
                 unreachable!()
             };
-            self.state = State::Open(Self::open(request, self.chunked)?);
+            self.state = State::Open(Self::open(request, self.renderer.content_type(), self.chunked)?);
         }
         let State::Open(writer) = &mut self.state else {
             return Err(io::ErrorKind::BrokenPipe.into());

@@ -79,7 +79,8 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
                 Err(TrySendError::Full(request)) => {
                     let error =
                         chat::Error::new(chat::ErrorKind::Overloaded, "the server is busy; retry shortly");
-                    exchange::respond_error(request, &error, &[("Retry-After", "1")]);
+                    let dialect = routes::dialect_for_path(request.url());
+                    exchange::respond_error(request, dialect, &error, &[]);
                 }
                 Err(TrySendError::Disconnected(_)) => break,
             }

@@ -8,7 +8,7 @@ use tiny_http::{Method, Request};
 use super::App;
 use super::exchange::{self, EventStream};
 use crate::chat::{self, CitationText, ErrorKind, MODELS};
-use crate::dialect::{Aggregator, openai};
+use crate::dialect::{Aggregator, Dialect, StreamRenderer, anthropic, gemini, openai};
 use crate::kimi::Backend;
 
 const WELCOME_PAGE: &str = include_str!("welcome.html");
@@ -16,14 +16,23 @@ const WELCOME_PAGE: &str = include_str!("welcome.html");
 /// What a handler reports for the request's log line.
 struct Outcome {
     status: u16,
-    dialect: &'static str,
+    dialect: Option<Dialect>,
     backend: Backend,
     chat_id: Option<String>,
 }
 
 impl Outcome {
     fn plain(status: u16) -> Self {
-        Outcome { status, dialect: "-", backend: Backend::None, chat_id: None }
+        Outcome { status, dialect: None, backend: Backend::None, chat_id: None }
+    }
+
+    fn failed(dialect: Dialect, error: &chat::Error) -> Self {
+        Outcome {
+            status: dialect.error_response(error).0,
+            dialect: Some(dialect),
+            backend: Backend::None,
+            chat_id: None,
+        }
     }
 }
 
@@ -35,7 +44,7 @@ pub fn handle(app: &App, request: Request) {
     let outcome = route(app, request, &method, &path);
     eprintln!(
         "{method} {path} {} {} {} {}ms chat={}",
-        outcome.dialect,
+        outcome.dialect.map_or("-", Dialect::name),
         outcome.backend.name(),
         outcome.status,
         started.elapsed().as_millis(),
@@ -43,29 +52,55 @@ pub fn handle(app: &App, request: Request) {
     );
 }
 
+/// The dialect a path belongs to, for answers given before routing (such as a full queue).
+pub fn dialect_for_path(path: &str) -> Dialect {
+    if path.starts_with("/v1/messages") {
+        Dialect::Anthropic
+    } else if path.starts_with("/v1beta/") || path.contains(':') {
+        Dialect::Gemini
+    } else {
+        Dialect::OpenAi
+    }
+}
+
+/// What a Gemini model path asks for: `models/{model}` or `models/{model}:{action}`.
+fn gemini_target(path: &str) -> Option<(&str, Option<&str>)> {
+    let rest = path.strip_prefix("/v1beta/models/").or_else(|| path.strip_prefix("/v1/models/"))?;
+    Some(match rest.rsplit_once(':') {
+        Some((model, action)) => (model, Some(action)),
+        None => (rest, None),
+    })
+}
+
 fn route(app: &App, request: Request, method: &Method, path: &str) -> Outcome {
+    if *method == Method::Options {
+        exchange::respond(request, 204, "text/plain", Vec::new(), &[("Access-Control-Max-Age", "86400")]);
+        return Outcome::plain(204);
+    }
     let allowed: &[Method] = match path {
         "/" => &[Method::Get, Method::Head],
-        "/ping" | "/v1/models" => &[Method::Get],
-        "/v1/chat/completions" | "/token/check" => &[Method::Post],
-        _ if path.starts_with("/v1/models/") => &[Method::Get],
-        _ => {
-            if *method == Method::Options {
-                return preflight(request);
-            }
-            let error = chat::Error::new(ErrorKind::NotFound, format!("no route for {path}"));
-            exchange::respond_error(request, &error, &[]);
-            return Outcome::plain(404);
+        "/ping" | "/v1/models" | "/v1beta/models" => &[Method::Get],
+        "/v1/chat/completions" | "/v1/messages" | "/v1/messages/count_tokens" | "/token/check" => {
+            &[Method::Post]
         }
+        _ => match gemini_target(path) {
+            Some((_, Some(_))) => &[Method::Post],
+            Some((_, None)) => &[Method::Get],
+            None => {
+                let error = chat::Error::new(ErrorKind::NotFound, format!("no route for {path}"));
+                let dialect = dialect_for_path(path);
+                exchange::respond_error(request, dialect, &error, &[]);
+                return Outcome::failed(dialect, &error);
+            }
+        },
     };
-    if *method == Method::Options {
-        return preflight(request);
-    }
     if !allowed.contains(method) {
         let error =
             chat::Error::new(ErrorKind::MethodNotAllowed, format!("{method} is not allowed on {path}"));
-        exchange::respond_error(request, &error, &[("Allow", &allowed_list(allowed))]);
-        return Outcome::plain(405);
+        let names: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+        let dialect = dialect_for_path(path);
+        exchange::respond_error(request, dialect, &error, &[("Allow", &names.join(", "))]);
+        return Outcome::failed(dialect, &error);
     }
     match path {
         "/" => {
@@ -82,41 +117,99 @@ fn route(app: &App, request: Request, method: &Method, path: &str) -> Outcome {
             exchange::respond(request, 200, "text/plain", b"pong".to_vec(), &[]);
             Outcome::plain(200)
         }
-        "/v1/models" => {
-            let data: Vec<_> = MODELS.iter().map(|(id, description)| model_object(id, description)).collect();
-            exchange::respond_json(
-                request,
-                200,
-                json!({"object": "list", "data": data}).to_string().into_bytes(),
-            );
-            Outcome::plain(200)
-        }
-        "/v1/chat/completions" => chat_completions(app, request),
+        "/v1/models" | "/v1beta/models" => models(request, path, None),
+        "/v1/chat/completions" => chat(app, request, Dialect::OpenAi, |body| {
+            let parsed = openai::parse(body)?;
+            Ok((parsed.chat.clone(), openai::Stream::new(&parsed), openai::Complete::new(&parsed)))
+        }),
+        "/v1/messages" => chat(app, request, Dialect::Anthropic, |body| {
+            let parsed = anthropic::parse(body)?;
+            Ok((parsed.chat.clone(), anthropic::Stream::new(&parsed), anthropic::Complete::new(&parsed)))
+        }),
+        "/v1/messages/count_tokens" => count_tokens(app, request, Dialect::Anthropic, |body| {
+            anthropic::parse(body).map(|parsed| anthropic::count_tokens(&parsed))
+        }),
         "/token/check" => token_check(app, request),
-        _ => {
-            let id = &path["/v1/models/".len()..];
-            let description = MODELS.iter().find(|(name, _)| *name == id).map_or("", |(_, d)| d);
-            exchange::respond_json(request, 200, model_object(id, description).to_string().into_bytes());
-            Outcome::plain(200)
-        }
+        _ => match gemini_target(path) {
+            Some((model, None)) => models(request, path, Some(model)),
+            Some((model, Some(action))) => {
+                let model = model.to_string();
+                match action {
+                    "generateContent" | "streamGenerateContent" => {
+                        let stream = action == "streamGenerateContent";
+                        let sse = exchange::query_param(request.url(), "alt").as_deref() == Some("sse");
+                        chat(app, request, Dialect::Gemini, move |body| {
+                            let parsed = gemini::parse(&model, body, stream, sse)?;
+                            Ok((
+                                parsed.chat.clone(),
+                                gemini::Stream::new(&parsed),
+                                gemini::Complete::new(&parsed),
+                            ))
+                        })
+                    }
+                    "countTokens" => count_tokens(app, request, Dialect::Gemini, move |body| {
+                        gemini::parse(&model, body, false, false).map(|parsed| gemini::count_tokens(&parsed))
+                    }),
+                    _ => {
+                        let error = chat::Error::new(ErrorKind::NotFound, format!("unknown method {action}"));
+                        exchange::respond_error(request, Dialect::Gemini, &error, &[]);
+                        Outcome::failed(Dialect::Gemini, &error)
+                    }
+                }
+            }
+            None => unreachable!("paths without a target were answered above"),
+        },
     }
 }
 
-fn allowed_list(methods: &[Method]) -> String {
-    let names: Vec<String> = methods.iter().map(ToString::to_string).collect();
-    names.join(", ")
+fn header<'a>(request: &'a Request, name: &'static str) -> Option<&'a str> {
+    request.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str())
 }
 
-fn preflight(request: Request) -> Outcome {
-    exchange::respond(request, 204, "text/plain", Vec::new(), &[("Access-Control-Max-Age", "86400")]);
-    Outcome::plain(204)
+/// `GET /v1/models[/{id}]` is shared by the three dialects: the headers say which shape the
+/// client expects (`client-apis.md` §0 rule 2); `/v1beta` is Gemini's.
+fn models(request: Request, path: &str, one: Option<&str>) -> Outcome {
+    let gemini = path.starts_with("/v1beta/")
+        || header(&request, "x-goog-api-key").is_some()
+        || header(&request, "x-goog-api-client").is_some()
+        || exchange::query_param(request.url(), "key").is_some();
+    let anthropic = !gemini
+        && (header(&request, "anthropic-version").is_some() || header(&request, "x-api-key").is_some());
+    let one = one.map(|id| id.strip_prefix("models/").unwrap_or(id));
+    let description = |id: &str| MODELS.iter().find(|(name, _)| *name == id).map_or("", |(_, d)| *d);
+    let ids: Vec<&str> = MODELS.iter().map(|(id, _)| *id).collect();
+    let (dialect, body) = match (gemini, anthropic, one) {
+        (true, _, None) => {
+            let models: Vec<_> = MODELS.iter().map(|(id, d)| gemini::model_object(id, d)).collect();
+            (Dialect::Gemini, json!({"models": models}).to_string().into_bytes())
+        }
+        (true, _, Some(id)) => {
+            (Dialect::Gemini, gemini::model_object(id, description(id)).to_string().into_bytes())
+        }
+        (false, true, None) => (Dialect::Anthropic, anthropic::models(&ids)),
+        (false, true, Some(id)) => (
+            Dialect::Anthropic,
+            json!({"type": "model", "id": id, "display_name": id, "created_at": "2025-01-01T00:00:00Z"})
+                .to_string()
+                .into_bytes(),
+        ),
+        (false, false, None) => {
+            let data: Vec<_> = MODELS.iter().map(|(id, d)| openai_model(id, d)).collect();
+            (Dialect::OpenAi, json!({"object": "list", "data": data}).to_string().into_bytes())
+        }
+        (false, false, Some(id)) => {
+            (Dialect::OpenAi, openai_model(id, description(id)).to_string().into_bytes())
+        }
+    };
+    exchange::respond_json(request, 200, body);
+    Outcome { status: 200, dialect: Some(dialect), backend: Backend::None, chat_id: None }
 }
 
-fn model_object(id: &str, description: &str) -> serde_json::Value {
+fn openai_model(id: &str, description: &str) -> serde_json::Value {
     json!({"id": id, "object": "model", "created": 1_700_000_000, "owned_by": "kimi-free-api", "description": description})
 }
 
-/// Reads the credential and body every chat endpoint needs, answering the failure itself.
+/// Reads the credential and body every chat endpoint needs.
 fn credential_and_body(app: &App, request: &mut Request) -> Result<(String, Vec<u8>), chat::Error> {
     let body = exchange::read_body(request, app.config.max_body_bytes)?;
     let credential = exchange::credential(request).ok_or_else(|| {
@@ -125,21 +218,32 @@ fn credential_and_body(app: &App, request: &mut Request) -> Result<(String, Vec<
     Ok((credential, body))
 }
 
-fn chat_completions(app: &App, mut request: Request) -> Outcome {
-    let dialect = "openai";
-    let parsed = match credential_and_body(app, &mut request).and_then(|(c, b)| Ok((c, openai::parse(&b)?))) {
+/// Serves a chat request in any dialect: `parse` gives the neutral request and the dialect's
+/// stream renderer and aggregator; one of the two answers, as the request asks.
+fn chat<S, A>(
+    app: &App,
+    mut request: Request,
+    dialect: Dialect,
+    parse: impl FnOnce(&[u8]) -> Result<(chat::Request, S, A), chat::Error>,
+) -> Outcome
+where
+    S: StreamRenderer,
+    A: Aggregator,
+{
+    let parsed =
+        credential_and_body(app, &mut request).and_then(|(credential, body)| Ok((credential, parse(&body)?)));
+    let (credential, (chat, renderer, aggregator)) = match parsed {
         Ok(parsed) => parsed,
         Err(error) => {
-            exchange::respond_error(request, &error, &[]);
-            return Outcome { status: error.kind.status(), dialect, backend: Backend::None, chat_id: None };
+            exchange::respond_error(request, dialect, &error, &[]);
+            return Outcome::failed(dialect, &error);
         }
     };
-    let (credential, parsed) = parsed;
-    let silent = parsed.chat.mode.silent;
-    if parsed.chat.stream {
-        let mut stream = EventStream::new(request, openai::Stream::new(&parsed));
+    let silent = chat.mode.silent;
+    if chat.stream {
+        let mut stream = EventStream::new(request, dialect, renderer);
         let (backend, result) =
-            app.kimi.chat(&credential, &parsed.chat, &mut CitationText::new(&mut stream, true, silent));
+            app.kimi.chat(&credential, &chat, &mut CitationText::new(&mut stream, true, silent));
         let chat_id = stream.conversation_id.clone();
         let status = match result {
             Ok(()) => {
@@ -148,11 +252,11 @@ fn chat_completions(app: &App, mut request: Request) -> Outcome {
             }
             Err(error) => stream.fail(&error.into()),
         };
-        Outcome { status, dialect, backend, chat_id }
+        Outcome { status, dialect: Some(dialect), backend, chat_id }
     } else {
-        let mut sink = Collector { aggregator: openai::Complete::new(&parsed), chat_id: None };
+        let mut sink = Collector { aggregator, chat_id: None };
         let (backend, result) =
-            app.kimi.chat(&credential, &parsed.chat, &mut CitationText::new(&mut sink, false, silent));
+            app.kimi.chat(&credential, &chat, &mut CitationText::new(&mut sink, false, silent));
         let status = match result {
             Ok(()) => {
                 exchange::respond_json(request, 200, sink.aggregator.body());
@@ -160,11 +264,30 @@ fn chat_completions(app: &App, mut request: Request) -> Outcome {
             }
             Err(error) => {
                 let error = chat::Error::from(error);
-                exchange::respond_error(request, &error, &[]);
-                error.kind.status()
+                exchange::respond_error(request, dialect, &error, &[]);
+                dialect.error_response(&error).0
             }
         };
-        Outcome { status, dialect, backend, chat_id: sink.chat_id }
+        Outcome { status, dialect: Some(dialect), backend, chat_id: sink.chat_id }
+    }
+}
+
+/// `count_tokens` / `countTokens`: an estimate from the parsed request; Kimi is not asked.
+fn count_tokens(
+    app: &App,
+    mut request: Request,
+    dialect: Dialect,
+    count: impl FnOnce(&[u8]) -> Result<Vec<u8>, chat::Error>,
+) -> Outcome {
+    match exchange::read_body(&mut request, app.config.max_body_bytes).and_then(|body| count(&body)) {
+        Ok(body) => {
+            exchange::respond_json(request, 200, body);
+            Outcome { status: 200, dialect: Some(dialect), backend: Backend::None, chat_id: None }
+        }
+        Err(error) => {
+            exchange::respond_error(request, dialect, &error, &[]);
+            Outcome::failed(dialect, &error)
+        }
     }
 }
 
@@ -200,8 +323,8 @@ fn token_check(app: &App, mut request: Request) -> Outcome {
             Outcome::plain(200)
         }
         Err(error) => {
-            exchange::respond_error(request, &error, &[]);
-            Outcome::plain(error.kind.status())
+            exchange::respond_error(request, Dialect::OpenAi, &error, &[]);
+            Outcome::failed(Dialect::OpenAi, &error)
         }
     }
 }
