@@ -162,6 +162,24 @@ pub fn request(method: &str, url: &str) -> Reply {
     reply(agent().run(request).expect("request completes"))
 }
 
+/// Posts JSON with the given headers.
+pub fn post_with(url: &str, headers: &[(&str, &str)], body: &Value) -> Reply {
+    let mut builder = agent().post(url).header("Content-Type", "application/json");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    reply(builder.send(body.to_string().as_bytes()).expect("POST completes"))
+}
+
+/// GETs with the given headers.
+pub fn get_with(url: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut builder = agent().get(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    reply(builder.call().expect("GET completes"))
+}
+
 pub fn post(url: &str, token: Option<&str>, body: &str) -> Reply {
     let mut builder = agent().post(url).header("Content-Type", "application/json");
     if let Some(token) = token {
@@ -174,10 +192,11 @@ pub fn post_json(url: &str, token: Option<&str>, body: &Value) -> Reply {
     post(url, token, &body.to_string())
 }
 
-/// One SSE frame's data and when it arrived.
+/// One SSE frame's data (and `event:` name, if any) and when it arrived.
 #[derive(Debug, Clone)]
 pub struct Frame {
     pub at: Instant,
+    pub event: Option<String>,
     pub data: String,
 }
 
@@ -196,6 +215,8 @@ pub struct Streamed {
     /// Whether the body ended properly (terminating chunk).
     pub complete: bool,
     pub body_if_error: String,
+    /// The whole body as received.
+    pub raw: String,
 }
 
 impl Streamed {
@@ -223,9 +244,16 @@ impl Streamed {
 
 /// Posts and reads the SSE answer incrementally, stamping each frame as it arrives.
 pub fn stream(url: &str, token: Option<&str>, body: &Value) -> Streamed {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = bearer.iter().map(|b| ("Authorization", b.as_str())).collect();
+    stream_with(url, &headers, body)
+}
+
+/// [`stream`] with the given headers.
+pub fn stream_with(url: &str, headers: &[(&str, &str)], body: &Value) -> Streamed {
     let mut builder = agent().post(url).header("Content-Type", "application/json");
-    if let Some(token) = token {
-        builder = builder.header("Authorization", format!("Bearer {token}"));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
     }
     let response = builder.send(body.to_string().as_bytes()).expect("POST completes");
     let status = response.status().as_u16();
@@ -233,24 +261,34 @@ pub fn stream(url: &str, token: Option<&str>, body: &Value) -> Streamed {
         response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     if !content_type.starts_with("text/event-stream") {
         let body_if_error = response.into_body().read_to_string().unwrap_or_default();
-        return Streamed { status, content_type, frames: Vec::new(), complete: true, body_if_error };
+        let raw = body_if_error.clone();
+        return Streamed { status, content_type, frames: Vec::new(), complete: true, body_if_error, raw };
     }
     let mut reader = response.into_body().into_reader();
     let mut pending = Vec::new();
     let mut frames = Vec::new();
+    let mut raw = Vec::new();
     let mut buf = [0u8; 4096];
     let complete = loop {
         match reader.read(&mut buf) {
             Ok(0) => break true,
             Ok(n) => {
                 let at = Instant::now();
+                raw.extend_from_slice(&buf[..n]);
                 pending.extend_from_slice(&buf[..n]);
-                while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
-                    let frame: Vec<u8> = pending.drain(..end + 2).collect();
+                while let Some(end) = frame_end(&pending) {
+                    let frame: Vec<u8> = pending.drain(..end).collect();
                     let text = String::from_utf8(frame).expect("frames are UTF-8");
+                    let mut event = None;
                     for line in text.lines() {
-                        if let Some(data) = line.strip_prefix("data: ") {
-                            frames.push(Frame { at, data: data.to_string() });
+                        if let Some(name) = line.strip_prefix("event: ") {
+                            event = Some(name.trim_end().to_string());
+                        } else if let Some(data) = line.strip_prefix("data: ") {
+                            frames.push(Frame {
+                                at,
+                                event: event.clone(),
+                                data: data.trim_end().to_string(),
+                            });
                         }
                     }
                 }
@@ -258,5 +296,16 @@ pub fn stream(url: &str, token: Option<&str>, body: &Value) -> Streamed {
             Err(_) => break false,
         }
     };
-    Streamed { status, content_type, frames, complete, body_if_error: String::new() }
+    let raw = String::from_utf8(raw).expect("the body is UTF-8");
+    Streamed { status, content_type, frames, complete, body_if_error: String::new(), raw }
+}
+
+/// Where the first SSE frame in `bytes` ends (after its blank line, `\n\n` or `\r\n\r\n`).
+fn frame_end(bytes: &[u8]) -> Option<usize> {
+    let lf = bytes.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    let crlf = bytes.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
