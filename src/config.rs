@@ -24,6 +24,9 @@ pub struct Config {
     pub upstream_timeout: Duration,
     /// Largest request body accepted (`413` beyond it).
     pub max_body_bytes: usize,
+    /// Whether attachment URLs on loopback and private networks may be fetched (off: the
+    /// server would otherwise be a way into the network it runs in).
+    pub allow_private_urls: bool,
 }
 
 impl Default for Config {
@@ -37,6 +40,7 @@ impl Default for Config {
             queue_depth: 64,
             upstream_timeout: Duration::from_secs(120),
             max_body_bytes: 32 * 1024 * 1024,
+            allow_private_urls: false,
         }
     }
 }
@@ -97,6 +101,11 @@ const KNOBS: &[Knob] = &[
         env: "MAX_BODY_BYTES",
         help: "largest request body in bytes, 413 beyond [33554432]",
     },
+    Knob {
+        flag: "--allow-private-urls",
+        env: "ALLOW_PRIVATE_URLS",
+        help: "fetch attachment URLs on private/loopback addresses: true|false [false]",
+    },
 ];
 
 /// The `--help` text.
@@ -139,6 +148,13 @@ impl Config {
                     return Err(bad("expected seconds between 0 and 86400"));
                 }
                 self.upstream_timeout = Duration::from_secs_f64(secs);
+            }
+            "--allow-private-urls" => {
+                self.allow_private_urls = match value {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => return Err(bad("expected true or false")),
+                }
             }
             "--max-body" => {
                 self.max_body_bytes = positive(value).ok_or_else(|| bad("expected a byte count above 0"))?

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use ureq::RequestBuilder;
 use ureq::typestate::WithBody;
 
+use super::attachment::{self, Attachment, Fetch};
 use super::connect_event::{self, CitationMarkers, ConnectEvent};
 use super::envelope::{self, Decoder};
 use super::http::{self, Upstream};
@@ -28,6 +29,7 @@ pub struct Context<'a> {
     pub upstream: &'a Upstream,
     pub base: &'a str,
     pub parents: &'a Parents,
+    pub fetch: Fetch<'a>,
 }
 
 /// The last assistant message of each kept chat: Kimi continues a chat from `parent_id`.
@@ -74,34 +76,91 @@ fn unary(
     who: &ConnectIdentity,
     method: &str,
     body: &Value,
-) -> Result<(), Error> {
-    let builder: RequestBuilder<WithBody> = ctx.upstream.agent().post(format!("{}/apiv2/{method}", ctx.base));
+) -> Result<Value, Error> {
+    let builder: RequestBuilder<WithBody> = ctx.upstream.agent().post(format!("{}/{method}", ctx.base));
     let response = signed(builder, ctx, token, who)
         .header("Content-Type", "application/json")
         .send(body.to_string().as_bytes())
         .map_err(http::from_ureq)?;
     let status = response.status().as_u16();
     let body = http::read_small(response)?;
-    if status == 200 { Ok(()) } else { Err(http::error_from_body(status, &body)) }
+    if status == 200 {
+        Ok(serde_json::from_slice(&body).unwrap_or_default())
+    } else {
+        Err(http::error_from_body(status, &body))
+    }
+}
+
+/// How long a document may take to be parsed, in polls of [`PARSE_POLL`].
+const PARSE_POLLS: u32 = 120;
+const PARSE_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Uploads one attachment (§2.8): a multipart POST, then polls until Kimi has parsed it.
+fn upload(
+    ctx: Context<'_>,
+    token: &str,
+    who: &ConnectIdentity,
+    attachment: &Attachment,
+) -> Result<String, Error> {
+    let boundary = format!("kimi-free-api-{}", super::accounts::random_digits('1', 24));
+    let name = attachment.name.replace(['"', '\r', '\n'], "_");
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: {}\r\n\r\n",
+        attachment.mime
+    )
+    .into_bytes();
+    body.extend_from_slice(&attachment.bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let builder: RequestBuilder<WithBody> =
+        ctx.upstream.agent().post(format!("{}/apiv2-files/file/upload", ctx.base));
+    let response = signed(builder, ctx, token, who)
+        .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
+        .send(&body[..])
+        .map_err(http::from_ureq)?;
+    let status = response.status().as_u16();
+    let answer = http::read_small(response)?;
+    if status != 200 {
+        return Err(http::error_from_body(status, &answer));
+    }
+    let answer: Value = serde_json::from_slice(&answer).unwrap_or_default();
+    let Some(id) = answer["file"]["id"].as_str().filter(|id| !id.is_empty()).map(str::to_string) else {
+        return Err(Error::Upstream("Kimi stored the attachment without an id".into()));
+    };
+    let method = "apiv2-files/kimi.gateway.file.v1.FileService/GetFileParseProgress";
+    for _ in 0..PARSE_POLLS {
+        let progress = unary(ctx, token, who, method, &json!({"file_ids": [id]}))?;
+        match progress["progresses"][0]["status"].as_str() {
+            Some("PROCESS_STATUS_SUCCESS") => return Ok(id),
+            Some("PROCESS_STATUS_FAILED") => {
+                return Err(Error::Rejected("Kimi could not read the attachment".into()));
+            }
+            _ => std::thread::sleep(PARSE_POLL),
+        }
+    }
+    Err(Error::Timeout)
 }
 
 /// Whether Kimi accepts the token (its subscription can be read).
 pub fn check_token(ctx: Context<'_>, token: &str, who: &ConnectIdentity) -> bool {
-    unary(ctx, token, who, "kimi.gateway.order.v1.SubscriptionService/GetSubscription", &json!({})).is_ok()
+    unary(ctx, token, who, "apiv2/kimi.gateway.order.v1.SubscriptionService/GetSubscription", &json!({}))
+        .is_ok()
 }
 
 /// The `Chat` request of §2.5 for the neutral request.
-fn chat_body(request: &chat::Request, chat_id: Option<&str>, parent_id: Option<&str>) -> Value {
+fn chat_body(
+    request: &chat::Request,
+    chat_id: Option<&str>,
+    parent_id: Option<&str>,
+    files: &[String],
+) -> Value {
     let mode = &request.mode;
     let content = match chat_id {
         Some(_) => prompt::new_turn(&request.messages),
         None => prompt::merge_history(&request.messages),
     };
-    let mut message = json!({
-        "role": "user",
-        "blocks": [{"message_id": "", "text": {"content": content}}],
-        "scenario": SCENARIO,
-    });
+    let mut blocks = vec![json!({"message_id": "", "text": {"content": content}})];
+    blocks.extend(files.iter().map(|id| json!({"message_id": "", "file": {"id": id}})));
+    let mut message = json!({"role": "user", "blocks": blocks, "scenario": SCENARIO});
     if let Some(parent_id) = parent_id {
         message["parent_id"] = json!(parent_id);
     }
@@ -130,15 +189,16 @@ pub fn chat(
     request: &chat::Request,
     sink: &mut Progress,
 ) -> Result<(), Error> {
-    if request.messages.last().is_some_and(chat::Message::has_attachments) {
-        return Err(Error::Rejected("image and file parts are not supported yet; send text".into()));
-    }
+    let files = attachment::of_last_message(request, ctx.fetch)?
+        .iter()
+        .map(|a| upload(ctx, token, who, a))
+        .collect::<Result<Vec<_>, _>>()?;
     let continued = match &request.conversation {
         Conversation::Continue(id) => Some(id.as_str()),
         _ => None,
     };
     let parent = continued.and_then(|id| ctx.parents.get(id));
-    let body = chat_body(request, continued, parent.as_deref());
+    let body = chat_body(request, continued, parent.as_deref(), &files);
     let builder: RequestBuilder<WithBody> =
         ctx.upstream.agent().post(format!("{}/apiv2/kimi.gateway.chat.v1.ChatService/Chat", ctx.base));
     let response = signed(builder, ctx, token, who)
@@ -233,13 +293,8 @@ impl<'a> ChatStream<'a> {
             ConnectEvent::Chat { id } if self.guard.is_none() => {
                 let (ctx, token, who) = (self.ctx, self.token, self.who);
                 let delete = move |chat_id: &str| {
-                    unary(
-                        ctx,
-                        token,
-                        who,
-                        "kimi.chat.v1.ChatService/DeleteChat",
-                        &json!({"chat_id": chat_id}),
-                    )
+                    let body = json!({"chat_id": chat_id});
+                    unary(ctx, token, who, "apiv2/kimi.chat.v1.ChatService/DeleteChat", &body).map(drop)
                 };
                 self.guard = Some(ChatGuard::new(id.clone(), self.keep, delete));
                 sink.send(Event::ConversationId(id))?;
@@ -295,7 +350,7 @@ mod tests {
 
     #[test]
     fn new_chat_merges_history_and_omits_ids() {
-        let body = chat_body(&request("kimi", Conversation::Ephemeral), None, None);
+        let body = chat_body(&request("kimi", Conversation::Ephemeral), None, None, &[]);
         assert_eq!(body["scenario"], SCENARIO);
         assert_eq!(body["message"]["scenario"], SCENARIO);
         assert_eq!(
@@ -309,17 +364,18 @@ mod tests {
 
     #[test]
     fn modes_map_to_tools_and_options() {
-        let body = chat_body(&request("kimi-search", Conversation::Ephemeral), None, None);
+        let body = chat_body(&request("kimi-search", Conversation::Ephemeral), None, None, &[]);
         assert_eq!(body["tools"], json!([{"type": "TOOL_TYPE_SEARCH", "search": {}}]));
-        let body = chat_body(&request("kimi-k2-thinking", Conversation::Ephemeral), None, None);
+        let body = chat_body(&request("kimi-k2-thinking", Conversation::Ephemeral), None, None, &[]);
         assert_eq!(body["options"]["thinking"], true);
-        let body = chat_body(&request("kimi-research", Conversation::Ephemeral), None, None);
+        let body = chat_body(&request("kimi-research", Conversation::Ephemeral), None, None, &[]);
         assert!(body["tools"].is_array() && body["options"]["thinking"] == true);
     }
 
     #[test]
     fn continued_chat_sends_ids_and_the_new_turn() {
-        let body = chat_body(&request("kimi", Conversation::Continue("c1".into())), Some("c1"), Some("m9"));
+        let body =
+            chat_body(&request("kimi", Conversation::Continue("c1".into())), Some("c1"), Some("m9"), &[]);
         assert_eq!(body["chat_id"], "c1");
         assert_eq!(body["message"]["parent_id"], "m9");
         assert_eq!(body["message"]["blocks"][0]["text"]["content"], "c");

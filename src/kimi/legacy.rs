@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use ureq::RequestBuilder;
 use ureq::typestate::{WithBody, WithoutBody};
 
+use super::attachment::{self, Attachment, Fetch};
 use super::http::{self, Upstream};
 use super::legacy_event::{self, LegacyEvent};
 use super::session::{self, Session, Sessions};
@@ -31,6 +32,7 @@ pub struct Context<'a> {
     pub upstream: &'a Upstream,
     pub base: &'a str,
     pub sessions: &'a Sessions,
+    pub fetch: Fetch<'a>,
 }
 
 /// Runs one chat. A refused access token is refreshed once and the request tried again
@@ -171,9 +173,7 @@ fn run(
     sink: &mut dyn Sink,
 ) -> Result<(), Error> {
     let mode = &request.mode;
-    if request.messages.last().is_some_and(chat::Message::has_attachments) {
-        return Err(Error::Rejected("image and file parts are not supported yet; send text".into()));
-    }
+    let attachments = attachment::of_last_message(request, ctx.fetch)?;
     if mode.research {
         check_research_quota(ctx, session)?;
     }
@@ -204,12 +204,22 @@ fn run(
     };
     let guard = ChatGuard::new(chat_id, keep, delete);
     sink.send(Event::ConversationId(guard.chat_id().to_string()))?;
+    let mut refs = Vec::new();
+    let mut refs_file = Vec::new();
+    for attachment in &attachments {
+        let file = upload(ctx, session, guard.chat_id(), attachment)?;
+        let id = file["id"].clone();
+        refs.push(id.clone());
+        refs_file.push(json!({"detail": file, "done": true, "file": {}, "file_info": file, "id": id,
+            "name": attachment.name, "parse_status": "success", "size": attachment.bytes.len(),
+            "upload_progress": 100, "upload_status": "success"}));
+    }
 
     let mut body = json!({
         "kimiplus_id": kimiplus_id(mode),
         "messages": [{"role": "user", "content": content}],
-        "refs": [],
-        "refs_file": [],
+        "refs": refs,
+        "refs_file": refs_file,
         "use_math": mode.math,
         "use_research": mode.research,
         "use_search": mode.search,
@@ -231,6 +241,86 @@ fn run(
         }
     }
     Ok(sink.send(Event::Finish(Finish::Length))?)
+}
+
+/// Uploads one attachment (§1.10): a pre-signed URL, the bytes PUT there (with no Kimi
+/// credential: the storage host is a third party), the file registered, and for documents
+/// the parse awaited. Returns Kimi's file object.
+fn upload(
+    ctx: Context<'_>,
+    session: &Session,
+    chat_id: &str,
+    attachment: &Attachment,
+) -> Result<Value, Error> {
+    #[derive(Deserialize)]
+    struct Signed {
+        url: String,
+        #[serde(default)]
+        object_name: String,
+        #[serde(default)]
+        file_id: String,
+    }
+    let action = if attachment.is_image() { "image" } else { "file" };
+    let request = json!({"action": action, "name": attachment.name, "size": attachment.bytes.len()});
+    let signed: Signed =
+        http::read_json(post_json(ctx, session, Some(chat_id), "/api/pre-sign-url", &request)?)?;
+    let response = ctx
+        .upstream
+        .agent()
+        .put(&signed.url)
+        .header("Content-Type", attachment.mime.as_str())
+        .send(&attachment.bytes[..])
+        .map_err(http::from_ureq)?;
+    if !response.status().is_success() {
+        return Err(Error::Upstream(format!(
+            "storing the attachment answered HTTP {}",
+            response.status().as_u16()
+        )));
+    }
+    let register = if attachment.is_image() {
+        json!({"type": "image", "file_id": signed.file_id, "name": attachment.name})
+    } else {
+        json!({"type": "file", "name": attachment.name, "object_name": signed.object_name, "file_id": "", "chat_id": chat_id})
+    };
+    let file: Value = http::read_json(post_json(ctx, session, Some(chat_id), "/api/file", &register)?)?;
+    let Some(id) = file["id"].as_str().filter(|id| !id.is_empty()).map(str::to_string) else {
+        return Err(Error::Upstream("Kimi registered the attachment without an id".into()));
+    };
+    if !attachment.is_image() {
+        await_parse(ctx, session, chat_id, &id)?;
+    }
+    Ok(file)
+}
+
+/// Reads the parse-progress stream of a document until Kimi says it is parsed (or failed).
+fn await_parse(ctx: Context<'_>, session: &Session, chat_id: &str, file_id: &str) -> Result<(), Error> {
+    let body = json!({"ids": [file_id], "timeout": 120_000});
+    let response = post_json(ctx, session, Some(chat_id), "/api/file/parse_process", &body)?;
+    let status = response.status().as_u16();
+    if status != 200 {
+        return Err(http::error_from_body(status, &http::read_small(response)?));
+    }
+    let mut reader = response.into_body().into_reader();
+    let mut decoder = SseDecoder::new();
+    let mut buf = vec![0; READ_CHUNK];
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| http::from_io(&e))?;
+        if n == 0 {
+            return Ok(());
+        }
+        decoder.push(&buf[..n]);
+        while let Some(data) = decoder.next_event().map_err(|e| Error::Upstream(e.to_string()))? {
+            let event: Value = serde_json::from_str(&data).unwrap_or_default();
+            let status = event["file_info"]["status"].as_str().or_else(|| event["status"].as_str());
+            match status {
+                Some("parsed") => return Ok(()),
+                Some("failed") => {
+                    return Err(Error::Rejected("Kimi could not read the attached document".into()));
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 fn create_chat(ctx: Context<'_>, session: &Session, kimiplus_id: &str) -> Result<String, Error> {

@@ -5,6 +5,7 @@
 //! reached the client yet.
 
 mod accounts;
+pub mod attachment;
 mod connect;
 pub mod connect_event;
 pub mod envelope;
@@ -129,6 +130,7 @@ pub struct Kimi {
     connect_base: String,
     sessions: session::Sessions,
     parents: connect::Parents,
+    allow_private_urls: bool,
 }
 
 impl Kimi {
@@ -139,6 +141,7 @@ impl Kimi {
             connect_base: config.kimi_connect_base_url.clone(),
             sessions: session::Sessions::default(),
             parents: connect::Parents::default(),
+            allow_private_urls: config.allow_private_urls,
         }
     }
 
@@ -191,11 +194,25 @@ impl Kimi {
     }
 
     fn legacy(&self) -> legacy::Context<'_> {
-        legacy::Context { upstream: &self.upstream, base: &self.legacy_base, sessions: &self.sessions }
+        legacy::Context {
+            upstream: &self.upstream,
+            base: &self.legacy_base,
+            sessions: &self.sessions,
+            fetch: self.fetch(),
+        }
     }
 
     fn connect(&self) -> connect::Context<'_> {
-        connect::Context { upstream: &self.upstream, base: &self.connect_base, parents: &self.parents }
+        connect::Context {
+            upstream: &self.upstream,
+            base: &self.connect_base,
+            parents: &self.parents,
+            fetch: self.fetch(),
+        }
+    }
+
+    fn fetch(&self) -> attachment::Fetch<'_> {
+        attachment::Fetch { upstream: &self.upstream, allow_private: self.allow_private_urls }
     }
 }
 

@@ -105,8 +105,20 @@ pub struct Stats {
     pub last_prompt: Option<String>,
     /// Connect: the `parent_id` of the last turn.
     pub last_parent_id: Option<String>,
+    /// Attachments stored, in order.
+    pub uploads: Vec<Upload>,
     /// Refresh tokens seen by the refresh endpoint, in order.
     pub refresh_tokens: Vec<String>,
+}
+
+/// One stored attachment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Upload {
+    pub name: String,
+    pub mime: String,
+    pub size: usize,
+    /// Whether a Kimi credential reached the storage host (it must not).
+    pub saw_credential: bool,
 }
 
 #[derive(Default)]
@@ -328,6 +340,103 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
             completion(state, request, &id, body)
         }
         ("POST", "/apiv2/kimi.gateway.chat.v1.ChatService/Chat") => connect_chat(state, request),
+        ("POST", "/api/pre-sign-url") => {
+            if !state.lock().unwrap().access.contains_key(&bearer(&request)) {
+                return legacy_error(request, 401, "auth.token.invalid");
+            }
+            let host = request_header(&request, "Host").unwrap_or_default();
+            let mut st = state.lock().unwrap();
+            st.next_id += 1;
+            let object = format!("obj-{}-{}", st.next_id, body["name"].as_str().unwrap_or("x"));
+            let file_id =
+                if body["action"] == "image" { format!("fid-{}", st.next_id) } else { String::new() };
+            drop(st);
+            json_response(
+                request,
+                200,
+                json!({"url": format!("http://{host}/_oss/{object}"), "object_name": object,
+                "file_id": file_id}),
+            )
+        }
+        ("PUT", p) if p.starts_with("/_oss/") => {
+            let upload = Upload {
+                name: p["/_oss/".len()..].to_string(),
+                mime: request_header(&request, "Content-Type").unwrap_or_default(),
+                size: request.body.len(),
+                saw_credential: request_header(&request, "Authorization").is_some()
+                    || request_header(&request, "X-Traffic-Id").is_some(),
+            };
+            state.lock().unwrap().stats.uploads.push(upload);
+            json_response(request, 200, json!({}))
+        }
+        ("POST", "/api/file") => {
+            if !state.lock().unwrap().access.contains_key(&bearer(&request)) {
+                return legacy_error(request, 401, "auth.token.invalid");
+            }
+            let mut st = state.lock().unwrap();
+            st.next_id += 1;
+            let id = format!("file-{}", st.next_id);
+            drop(st);
+            let status = if body["type"] == "image" { "parsed" } else { "initialized" };
+            json_response(
+                request,
+                200,
+                json!({"id": id, "name": body["name"], "type": body["type"], "status": status}),
+            )
+        }
+        ("POST", "/api/file/parse_process") => {
+            let Ok(mut out) = Chunked::open(request) else { return Flow::Close };
+            let _ = out.chunk(b"data: {\"event\":\"resp\",\"file_info\":{\"status\":\"parsing\"}}\n\n");
+            let _ = out.chunk(b"data: {\"event\":\"resp\",\"file_info\":{\"status\":\"parsed\"}}\n\n");
+            out.end()
+        }
+        ("POST", "/apiv2-files/file/upload") => {
+            if connect_identity(&request).is_err() {
+                return connect_error(request, 401, "unauthenticated");
+            }
+            let text = String::from_utf8_lossy(&request.body).to_string();
+            let field = |key: &str| {
+                text.split(key)
+                    .nth(1)
+                    .and_then(|rest| rest.split(['"', '\r']).next())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let upload = Upload {
+                name: field("filename=\""),
+                mime: field("Content-Type: "),
+                size: request.body.len(),
+                saw_credential: false,
+            };
+            let mut st = state.lock().unwrap();
+            st.stats.uploads.push(upload);
+            st.next_id += 1;
+            let id = format!("cf-{}", st.next_id);
+            drop(st);
+            json_response(request, 200, json!({"file": {"id": id, "parseResult": {}}}))
+        }
+        ("POST", "/apiv2-files/kimi.gateway.file.v1.FileService/GetFileParseProgress") => {
+            // The first poll of a file finds it still parsing.
+            let id = body["file_ids"][0].as_str().unwrap_or_default().to_string();
+            let mut st = state.lock().unwrap();
+            let first = st.chats.insert(format!("poll-{id}"), 0).is_none();
+            drop(st);
+            let status = if first { "PROCESS_STATUS_PARSING" } else { "PROCESS_STATUS_SUCCESS" };
+            json_response(request, 200, json!({"progresses": [{"status": status}]}))
+        }
+        ("GET", p) if p.starts_with("/_files/") => {
+            let (mime, bytes): (&str, &[u8]) = if p.ends_with(".png") {
+                ("image/png", b"\x89PNG\r\n\x1a\nmock image")
+            } else {
+                ("text/plain", b"a mock document")
+            };
+            let mut request = request;
+            let head =
+                format!("HTTP/1.1 200 OK\r\nContent-Type: {mime}\r\nContent-Length: {}\r\n\r\n", bytes.len());
+            let written =
+                request.stream.write_all(head.as_bytes()).and_then(|()| request.stream.write_all(bytes));
+            if written.is_ok() { Flow::KeepAlive } else { Flow::Close }
+        }
         ("POST", "/apiv2/kimi.chat.v1.ChatService/DeleteChat") => {
             if connect_identity(&request).is_err() {
                 return connect_error(request, 401, "unauthenticated");

@@ -1,0 +1,250 @@
+//! Images and documents attached to a message: decoded from `data:` URLs or fetched from
+//! `http(s)` URLs, ready for a backend to upload to Kimi.
+//!
+//! Fetching a URL on the caller's behalf is a server-side request: only `http`/`https`, only
+//! public addresses (unless the operator allows private ones), bounded in size and time, and
+//! never with Kimi's credentials.
+
+use std::io::Read;
+use std::net::{IpAddr, ToSocketAddrs};
+
+use base64::Engine;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+use super::Error;
+use super::http::{self, Upstream};
+use crate::chat::Part;
+
+/// Standard base64, with or without padding (clients differ).
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Largest attachment fetched from a URL.
+pub const MAX_FETCH_BYTES: u64 = 50 * 1024 * 1024;
+
+/// An attachment's bytes and what they are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachment {
+    pub name: String,
+    pub mime: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Attachment {
+    pub fn is_image(&self) -> bool {
+        self.mime.starts_with("image/")
+    }
+}
+
+/// Where attachments may come from.
+#[derive(Clone, Copy)]
+pub struct Fetch<'a> {
+    pub upstream: &'a Upstream,
+    /// Whether URLs on loopback and private networks may be fetched.
+    pub allow_private: bool,
+}
+
+/// The attachments of the newest message (earlier ones were seen in earlier turns, as in the
+/// original project), loaded before any chat is created so a bad one costs nothing upstream.
+pub fn of_last_message(request: &crate::chat::Request, fetch: Fetch<'_>) -> Result<Vec<Attachment>, Error> {
+    let Some(last) = request.messages.last() else { return Ok(Vec::new()) };
+    last.parts.iter().filter(|p| !matches!(p, Part::Text(_))).map(|p| load(p, fetch)).collect()
+}
+
+/// Loads one image or file part.
+pub fn load(part: &Part, fetch: Fetch<'_>) -> Result<Attachment, Error> {
+    let (url, image) = match part {
+        Part::Image(url) => (url, true),
+        Part::File(url) => (url, false),
+        Part::Text(_) => return Err(Error::Rejected("a text part is not an attachment".into())),
+    };
+    let mut attachment = if url.starts_with("data:") {
+        decode_data_url(url)?
+    } else if url.starts_with("http://") || url.starts_with("https://") {
+        download(url, fetch)?
+    } else {
+        return Err(Error::Rejected("an attachment must be a data: URL or an http(s) URL".into()));
+    };
+    if image && !attachment.is_image() && attachment.mime == "application/octet-stream" {
+        attachment.mime = "image/png".into();
+    }
+    Ok(attachment)
+}
+
+/// Decodes `data:<mime>[;base64],<data>`.
+pub fn decode_data_url(url: &str) -> Result<Attachment, Error> {
+    let bad = |why: &str| Error::Rejected(format!("invalid data URL: {why}"));
+    let rest = url.strip_prefix("data:").ok_or_else(|| bad("no data: prefix"))?;
+    let (meta, data) = rest.split_once(',').ok_or_else(|| bad("no comma"))?;
+    let mut params = meta.split(';');
+    let mime = params.next().filter(|m| !m.is_empty()).unwrap_or("text/plain").to_ascii_lowercase();
+    let bytes = if params.any(|p| p.eq_ignore_ascii_case("base64")) {
+        let cleaned: String = data.chars().filter(|c| !c.is_whitespace()).collect();
+        BASE64.decode(cleaned).map_err(|e| bad(&format!("bad base64 ({e})")))?
+    } else {
+        data.as_bytes().to_vec()
+    };
+    if bytes.is_empty() {
+        return Err(bad("no data"));
+    }
+    Ok(Attachment { name: format!("upload.{}", extension(&mime)), mime, bytes })
+}
+
+fn extension(mime: &str) -> &str {
+    match mime {
+        "image/jpeg" => "jpg",
+        "text/plain" => "txt",
+        "application/pdf" => "pdf",
+        "text/markdown" => "md",
+        other => other
+            .rsplit('/')
+            .next()
+            .filter(|e| e.len() <= 8 && e.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .unwrap_or("bin"),
+    }
+}
+
+/// Whether an address is on the public internet.
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || a >= 224)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+/// The host and port of an http(s) URL.
+fn host_port(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let default = if scheme == "https" { 443 } else { 80 };
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        let port = after.strip_prefix(':').map_or(Some(default), |p| p.parse().ok())?;
+        return Some((host.to_string(), port));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => Some((host.to_string(), port.parse().ok()?)),
+        None => Some((authority.to_string(), default)),
+    }
+}
+
+fn download(url: &str, fetch: Fetch<'_>) -> Result<Attachment, Error> {
+    let (host, port) =
+        host_port(url).ok_or_else(|| Error::Rejected("the attachment URL cannot be read".into()))?;
+    if !fetch.allow_private {
+        let addrs: Vec<_> = (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|_| Error::Rejected(format!("cannot resolve the attachment host {host}")))?
+            .collect();
+        if addrs.is_empty() || addrs.iter().any(|a| !is_public(a.ip())) {
+            return Err(Error::Rejected(format!(
+                "attachment URLs on private or local addresses are refused ({host})"
+            )));
+        }
+    }
+    let response = fetch.upstream.agent().get(url).call().map_err(http::from_ureq)?;
+    let status = response.status().as_u16();
+    if status != 200 {
+        return Err(Error::Rejected(format!("fetching the attachment answered HTTP {status}")));
+    }
+    let mime = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("application/octet-stream")
+        .trim()
+        .to_ascii_lowercase();
+    let mut bytes = Vec::new();
+    response
+        .into_body()
+        .into_reader()
+        .take(MAX_FETCH_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| http::from_io(&e))?;
+    if bytes.len() as u64 > MAX_FETCH_BYTES {
+        return Err(Error::Rejected(format!("the attachment is larger than {MAX_FETCH_BYTES} bytes")));
+    }
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let name = path
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty() && n.len() < 200)
+        .map_or_else(|| format!("upload.{}", extension(&mime)), str::to_string);
+    Ok(Attachment { name, mime, bytes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_urls() {
+        let png = decode_data_url("data:image/png;base64,iVBORw0KGgo=").unwrap();
+        assert_eq!(png.mime, "image/png");
+        assert_eq!(png.bytes, b"\x89PNG\r\n\x1a\n");
+        assert_eq!(png.name, "upload.png");
+        let unpadded = decode_data_url("data:image/png;base64,iVBORw0KGgo").unwrap();
+        assert_eq!(unpadded.bytes, png.bytes);
+        let text = decode_data_url("data:text/plain,hello").unwrap();
+        assert_eq!((text.bytes.as_slice(), text.name.as_str()), (&b"hello"[..], "upload.txt"));
+        assert!(decode_data_url("data:image/png;base64,!!!").is_err());
+        assert!(decode_data_url("data:image/png;base64,").is_err());
+        assert!(decode_data_url("data:nocomma").is_err());
+    }
+
+    #[test]
+    fn only_public_addresses() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["1.1.1.1", "93.184.216.34", "2606:4700::1111"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[test]
+    fn hosts_and_ports() {
+        assert_eq!(host_port("https://a.b/c?d"), Some(("a.b".into(), 443)));
+        assert_eq!(host_port("http://u:p@a.b:8080/x"), Some(("a.b".into(), 8080)));
+        assert_eq!(host_port("http://[::1]:9/x"), Some(("::1".into(), 9)));
+        assert_eq!(host_port("http://a.b:notaport/"), None);
+    }
+}
