@@ -82,7 +82,16 @@ pub fn decode_data_url(url: &str) -> Result<Attachment, Error> {
     let mut params = meta.split(';');
     let mime = params.next().filter(|m| !m.is_empty()).unwrap_or("text/plain").to_ascii_lowercase();
     let bytes = if params.any(|p| p.eq_ignore_ascii_case("base64")) {
-        let cleaned: String = data.chars().filter(|c| !c.is_whitespace()).collect();
+        // google-genai sends the URL-safe alphabet; others send the standard one.
+        let cleaned: String = data
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .map(|c| match c {
+                '-' => '+',
+                '_' => '/',
+                c => c,
+            })
+            .collect();
         BASE64.decode(cleaned).map_err(|e| bad(&format!("bad base64 ({e})")))?
     } else {
         data.as_bytes().to_vec()
@@ -211,6 +220,8 @@ mod tests {
         assert_eq!(png.name, "upload.png");
         let unpadded = decode_data_url("data:image/png;base64,iVBORw0KGgo").unwrap();
         assert_eq!(unpadded.bytes, png.bytes);
+        let url_safe = decode_data_url("data:application/octet-stream;base64,-_8=").unwrap();
+        assert_eq!(url_safe.bytes, [0xfb, 0xff]);
         let text = decode_data_url("data:text/plain,hello").unwrap();
         assert_eq!((text.bytes.as_slice(), text.name.as_str()), (&b"hello"[..], "upload.txt"));
         assert!(decode_data_url("data:image/png;base64,!!!").is_err());

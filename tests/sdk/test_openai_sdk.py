@@ -1,23 +1,12 @@
 """The official OpenAI Python SDK against the server, over both Kimi backends."""
 
-import time
-
 import openai
 import pytest
+from helpers import PNG, busy_fault, settled
 
 
 def client(stack, token=None, **options):
     return openai.OpenAI(base_url=stack.url + "/v1", api_key=token or stack.token, **options)
-
-
-def settled(stack):
-    """Waits (bounded) for the server's clean-up, then returns the mock's stats."""
-    deadline = time.monotonic() + 5
-    while True:
-        stats = stack.stats()
-        if not stats["live_chats"] or time.monotonic() > deadline:
-            return stats
-        time.sleep(0.02)
 
 
 def test_create(kimi):
@@ -88,8 +77,7 @@ def test_bad_token_raises_authentication_error(kimi):
 
 
 def test_busy_account_raises_rate_limit_error(kimi):
-    busy = "chat.user_stream_pushing" if kimi.kind == "legacy" else "resource_exhausted"
-    kimi.script(fault={"kind": "completion_status", "status": 400, "error_type": busy})
+    kimi.script(fault=busy_fault(kimi.kind))
     with pytest.raises(openai.RateLimitError):
         client(kimi, max_retries=0).chat.completions.create(
             model="kimi", messages=[{"role": "user", "content": "hi"}])
@@ -119,3 +107,12 @@ def test_mid_stream_error_raises_api_error(kimi):
                 received.append(chunk.choices[0].delta.content or "")
     assert "".join(received) == "Hello"
     assert settled(kimi)["live_chats"] == []
+
+
+def test_image_data_url(kimi):
+    uploads_before = len(kimi.stats()["uploads"])
+    completion = client(kimi).chat.completions.create(model="kimi", messages=[{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + PNG, "detail": "auto"}}]}])
+    assert completion.choices[0].message.content == "Hello from the mock Kimi."
+    assert len(settled(kimi)["uploads"]) == uploads_before + 1
