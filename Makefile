@@ -16,7 +16,7 @@ BUILDAH := buildah --storage-driver vfs
 RELEASE_FLAGS := --remap-path-prefix=$(CURDIR)=/build --remap-path-prefix=$(HOME)/.cargo=/cargo
 MAX_BINARY_BYTES := 4000000
 
-.PHONY: run build test lint source-check unit sdk-test release reproducible image image-test \
+.PHONY: bench run build test lint source-check unit sdk-test release reproducible image image-test \
         unit-check deny musl-toolchain clean
 
 ## Build the release binary and start the server on :8000.
@@ -26,6 +26,11 @@ run:
 
 build:
 	$(CARGO) build --bins --examples
+
+## The server against the bare mock Kimi, both backends, as ratios (target/bench/report.md).
+bench:
+	$(CARGO) build --release --locked
+	$(CARGO) bench --locked --bench proxy
 
 ## Everything CI checks.
 test: lint source-check deny unit-check unit image-test reproducible sdk-test

@@ -15,7 +15,8 @@ pub struct Config {
     pub kimi_base_url: String,
     /// Connect RPC API (kimi-auth JWT era).
     pub kimi_connect_base_url: String,
-    /// Requests served at once; a long stream holds one worker for its whole life.
+    /// Most requests served at once; a long stream holds one worker for its whole life.
+    /// Workers are started on demand up to this bound.
     pub workers: usize,
     /// Requests waiting for a worker before the server answers `503`.
     pub queue_depth: usize,
@@ -36,8 +37,8 @@ impl Default for Config {
             port: 8000,
             kimi_base_url: "https://kimi.moonshot.cn".into(),
             kimi_connect_base_url: "https://www.kimi.com".into(),
-            workers: 256,
-            queue_depth: 64,
+            workers: 1024,
+            queue_depth: 128,
             upstream_timeout: Duration::from_secs(120),
             max_body_bytes: 32 * 1024 * 1024,
             allow_private_urls: false,
@@ -88,7 +89,7 @@ const KNOBS: &[Knob] = &[
     Knob {
         flag: "--workers",
         env: "WORKERS",
-        help: "requests served at once; each open stream holds one [256]",
+        help: "most requests served at once; each open stream holds one [1024]",
     },
     Knob { flag: "--queue", env: "QUEUE_DEPTH", help: "requests waiting for a worker before 503 [64]" },
     Knob {

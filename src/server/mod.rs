@@ -1,9 +1,14 @@
-//! The listener, the bounded queue and the fixed worker pool.
+//! The listener, the bounded queue and the bounded worker pool.
 //!
 //! tiny_http reads requests on its own connection threads and hands them to one listener
 //! thread. The listener `try_send`s each into a bounded channel; a full channel answers `503`
-//! with `Retry-After` at once instead of letting requests pile up. A fixed pool of workers
-//! takes requests from the channel; a panic in one request is contained to that request.
+//! with `Retry-After` at once instead of letting requests pile up. Workers take requests from
+//! the channel; a panic in one request is contained to that request.
+//!
+//! The pool is bounded by `--workers` but grown on demand: a worker is started only when a
+//! request arrives and none is idle, and a worker idle for a minute exits (a few stay). A long
+//! stream holds its worker for its whole life, so the bound must be high (hundreds), and an
+//! idle server should not pay for hundreds of threads it is not using.
 
 mod exchange;
 mod routes;
@@ -12,9 +17,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TrySendError};
 
 use crate::chat;
 use crate::config::Config;
@@ -23,8 +30,12 @@ use crate::kimi::Kimi;
 /// Stack of each worker thread: room for JSON and TLS work, small enough for hundreds of
 /// workers on a small VPS (only touched pages count toward memory).
 const WORKER_STACK: usize = 512 * 1024;
+/// Workers kept even when idle.
+const MIN_WORKERS: usize = 2;
+/// How long an extra worker waits for work before it exits.
+const IDLE_EXIT: Duration = Duration::from_secs(60);
 
-/// What every worker shares.
+/// What every request handler shares.
 pub struct App {
     pub config: Config,
     pub kimi: Kimi,
@@ -63,20 +74,28 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
     let addr = http.server_addr().to_ip().ok_or_else(|| io::Error::other("not an IP listener"))?;
     let http = Arc::new(http);
     let (sender, receiver) = crossbeam_channel::bounded(config.queue_depth);
-    let app = Arc::new(App { kimi: Kimi::new(&config), config });
-    for index in 0..app.config.workers {
-        let (app, receiver) = (app.clone(), receiver.clone());
-        thread::Builder::new()
-            .name(format!("worker-{index}"))
-            .stack_size(WORKER_STACK)
-            .spawn(move || work(&app, &receiver))?;
+    let pool = Arc::new(Pool {
+        app: App { kimi: Kimi::new(&config), config },
+        receiver,
+        started: AtomicUsize::new(0),
+        in_flight: AtomicUsize::new(0),
+    });
+    for _ in 0..MIN_WORKERS.min(pool.app.config.workers) {
+        pool.grow()?;
     }
     let listener_http = http.clone();
     let listener = thread::Builder::new().name("listener".into()).spawn(move || {
         while let Ok(request) = listener_http.recv() {
+            // Every request accepted and not yet finished has a worker of its own (up to the
+            // bound, past which requests wait in the queue).
+            let in_flight = pool.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+            if in_flight > pool.started.load(Ordering::Acquire) {
+                let _ = pool.grow();
+            }
             match sender.try_send(request) {
                 Ok(()) => {}
                 Err(TrySendError::Full(request)) => {
+                    pool.in_flight.fetch_sub(1, Ordering::AcqRel);
                     let error =
                         chat::Error::new(chat::ErrorKind::Overloaded, "the server is busy; retry shortly");
                     let dialect = routes::dialect_for_path(request.url());
@@ -89,11 +108,55 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
     Ok(RunningServer { http, addr, listener: Some(listener) })
 }
 
-fn work(app: &App, receiver: &Receiver<tiny_http::Request>) {
-    for request in receiver {
-        if panic::catch_unwind(AssertUnwindSafe(|| routes::handle(app, request))).is_err() {
-            // The request was dropped while unwinding, which answers it with a 500.
-            eprintln!("worker: a request panicked; the worker carries on");
+/// The workers and what they share.
+struct Pool {
+    app: App,
+    receiver: Receiver<tiny_http::Request>,
+    /// Workers running.
+    started: AtomicUsize,
+    /// Requests queued or being served.
+    in_flight: AtomicUsize,
+}
+
+impl Pool {
+    /// Starts one more worker unless the pool is at its bound.
+    fn grow(self: &Arc<Self>) -> io::Result<()> {
+        let bound = self.app.config.workers;
+        if self
+            .started
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < bound).then_some(n + 1))
+            .is_err()
+        {
+            return Ok(());
+        }
+        let pool = self.clone();
+        let spawned =
+            thread::Builder::new().name("worker".into()).stack_size(WORKER_STACK).spawn(move || pool.work());
+        if let Err(error) = spawned {
+            self.started.fetch_sub(1, Ordering::AcqRel);
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    fn work(&self) {
+        loop {
+            match self.receiver.recv_timeout(IDLE_EXIT) {
+                Ok(request) => {
+                    if panic::catch_unwind(AssertUnwindSafe(|| routes::handle(&self.app, request))).is_err() {
+                        // The request was dropped while unwinding, which answers it with a 500.
+                        eprintln!("worker: a request panicked; the worker carries on");
+                    }
+                    self.in_flight.fetch_sub(1, Ordering::AcqRel);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let shrink = |n: usize| (n > MIN_WORKERS).then(|| n - 1);
+                    if self.started.fetch_update(Ordering::AcqRel, Ordering::Acquire, shrink).is_ok() {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
         }
     }
 }

@@ -40,8 +40,18 @@ pub struct Script {
     pub fault_times: Option<u32>,
     /// `GET /api/chat/research/usage` says the quota is used up.
     pub research_used_up: bool,
-    /// Stamp each event with its send time (`"ts"`, microseconds since the Unix epoch).
+    /// Replace each answer piece with its send time (microseconds since the Unix epoch, 16
+    /// digits, then a space), so a client can measure each event's latency end to end.
     pub stamp: bool,
+    /// Bytes of padding appended to each stamped piece (to measure throughput in bytes).
+    pub pad: usize,
+    /// Answer pieces to send when `stamp` is set (instead of `text`).
+    pub events: usize,
+}
+
+/// A stamped answer piece: the send time, a space, and padding.
+fn stamp_piece(pad: usize) -> String {
+    format!("{:016} {}", now_micros(), "x".repeat(pad))
 }
 
 impl Default for Script {
@@ -58,6 +68,8 @@ impl Default for Script {
             fault_times: None,
             research_used_up: false,
             stamp: false,
+            pad: 0,
+            events: 10,
         }
     }
 }
@@ -539,6 +551,17 @@ impl Chunked {
     }
 }
 
+/// The answer's pieces: the script's text, the prompt (echo), or placeholders to be stamped.
+fn answer_pieces(script: &Script, prompt: &str) -> Vec<String> {
+    if script.stamp {
+        vec![String::new(); script.events]
+    } else if script.echo {
+        vec![prompt.to_string()]
+    } else {
+        script.text.clone()
+    }
+}
+
 fn now_micros() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros()
 }
@@ -586,7 +609,7 @@ fn completion(state: &Mutex<State>, request: Request, chat_id: &str, body: Value
     for piece in &script.thinking {
         content.push(json!({"event": "k1", "text": piece}));
     }
-    let text = if script.echo { vec![prompt.clone()] } else { script.text.clone() };
+    let text = answer_pieces(&script, &prompt);
     for piece in &text {
         content.push(json!({"event": "cmpl", "text": piece}));
     }
@@ -622,8 +645,8 @@ fn completion(state: &Mutex<State>, request: Request, chat_id: &str, body: Value
         if script.delay_ms > 0 {
             thread::sleep(Duration::from_millis(script.delay_ms));
         }
-        if script.stamp {
-            event["ts"] = json!(now_micros() as u64);
+        if script.stamp && event["event"] == "cmpl" {
+            event["text"] = json!(stamp_piece(script.pad));
         }
         let frame = format!("data: {event}\n\n");
         let bytes = frame.as_bytes();
@@ -778,7 +801,7 @@ fn connect_chat(state: &Mutex<State>, request: Request) -> Flow {
             .collect();
         events.push((true, json!({"op": "append", "mask": "message.refs.searchChunks", "message": {"refs": {"searchChunks": chunks}}})));
     }
-    let text = if script.echo { vec![prompt.clone()] } else { script.text.clone() };
+    let text = answer_pieces(&script, &prompt);
     for (i, piece) in text.iter().enumerate() {
         let (op, mask) = if i == 0 { ("set", "block.text") } else { ("append", "block.text.content") };
         // With search results, the first piece carries a citation marker the server must strip.
@@ -816,8 +839,8 @@ fn connect_chat(state: &Mutex<State>, request: Request) -> Flow {
             thread::sleep(Duration::from_millis(script.delay_ms));
         }
         event["eventOffset"] = json!(offset + 1);
-        if script.stamp {
-            event["ts"] = json!(now_micros() as u64);
+        if script.stamp && event["block"]["text"].is_object() {
+            event["block"]["text"]["content"] = json!(stamp_piece(script.pad));
         }
         let frame = envelope(0, event.to_string().as_bytes());
         let written = if script.split_utf8 {
