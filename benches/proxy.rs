@@ -9,7 +9,6 @@
 //! Run with the release server built: `make bench` (writes `target/bench/report.md`).
 
 #[path = "../tests/support/mock.rs"]
-#[allow(dead_code)]
 mod mock;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -590,7 +589,6 @@ fn main() {
     ));
     line(String::new());
     line(format!("Run time: {:.0} s.", total.elapsed().as_secs_f64()));
-    drop(line);
     std::fs::create_dir_all("target/bench").unwrap();
     std::fs::write("target/bench/report.md", &report).unwrap();
     println!("report written to target/bench/report.md");
