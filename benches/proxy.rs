@@ -21,7 +21,39 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use kimi_free_api::kimi::envelope;
 use kimi_free_api::kimi::sse::SseDecoder;
 use mock::{MockKimi, Script};
+use serde::Deserialize;
 use serde_json::{Value, json};
+
+/// The fields a client reads from a legacy event (typed: the bench should cost the client as
+/// little on one side as on the other).
+#[derive(Deserialize)]
+struct LegacyEvent<'a> {
+    #[serde(borrow)]
+    event: &'a str,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+/// The fields a client reads from an OpenAI chunk.
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    #[serde(default)]
+    delta: Delta,
+}
+
+#[derive(Deserialize, Default)]
+struct Delta {
+    #[serde(default)]
+    content: Option<String>,
+}
 
 /// The binary under test: the static musl release that ships (`make release`), unless
 /// `BENCH_SERVER` names another.
@@ -178,10 +210,10 @@ impl Direct {
             }
             decoder.push(&buf[..n]);
             while let Some(data) = decoder.next_event().map_err(|e| e.to_string())? {
-                let event: Value = serde_json::from_str(&data).map_err(|e| e.to_string())?;
-                match event["event"].as_str() {
-                    Some("cmpl") => run.piece(started, event["text"].as_str().unwrap_or_default()),
-                    Some("all_done") => return Ok(chat_id),
+                let event: LegacyEvent = serde_json::from_str(&data).map_err(|e| e.to_string())?;
+                match event.event {
+                    "cmpl" => run.piece(started, event.text.as_deref().unwrap_or_default()),
+                    "all_done" => return Ok(chat_id),
                     _ => {}
                 }
             }
@@ -342,11 +374,14 @@ impl Server {
                     run.ok = true;
                     return run;
                 }
-                let chunk: Value = serde_json::from_str(&data).unwrap_or_default();
-                if chunk.get("error").is_some() {
+                let Ok(chunk) = serde_json::from_str::<Chunk>(&data) else {
+                    run.failure = Some("unreadable chunk".into());
+                    return run;
+                };
+                if chunk.error.is_some() {
                     run.failure = Some("error chunk".into());
                 }
-                if let Some(text) = chunk["choices"][0]["delta"]["content"].as_str() {
+                if let Some(text) = chunk.choices.first().and_then(|c| c.delta.content.as_deref()) {
                     run.piece(started, text);
                 }
             }

@@ -20,7 +20,7 @@ use crate::chat::{self, Conversation, Event, Finish, Sink};
 
 /// The chat scenario of Kimi's current web app ("K2.6").
 const SCENARIO: &str = "SCENARIO_K2D5";
-const READ_CHUNK: usize = 8 * 1024;
+const READ_CHUNK: usize = 4 * 1024;
 /// Kept conversations whose last answer id is remembered (for `parent_id`).
 const MAX_REMEMBERED: usize = 10_000;
 
@@ -253,6 +253,7 @@ pub fn chat(
                 .map_err(|e| Error::Upstream(format!("Kimi sent a frame that is not its protocol: {e}")))?;
             stream.apply(event, sink)?;
         }
+        sink.flush()?;
         if ended {
             break true;
         }

@@ -31,10 +31,11 @@ impl Upstream {
             .timeout_recv_response(Some(timeout))
             .timeout_per_read(Some(timeout))
             .user_agent(USER_AGENT)
-            // Buffers sized for many concurrent streams rather than for bulk downloads.
-            .input_buffer_size(32 * 1024)
-            .output_buffer_size(32 * 1024)
-            .max_response_header_size(32 * 1024)
+            // Buffers sized for hundreds of concurrent streams rather than for bulk downloads
+            // (ureq's default is 128 KiB each way per connection); response headers must fit.
+            .input_buffer_size(8 * 1024)
+            .output_buffer_size(6 * 1024)
+            .max_response_header_size(8 * 1024)
             .max_idle_connections_per_host(32)
             .build();
         Upstream { agent: config.new_agent() }

@@ -24,7 +24,7 @@ const K1_AGENT: &str = "crm40ee9e5jvhsn7ptcg";
 /// How many times an answer cut at Kimi's length limit is continued.
 const MAX_CONTINUATIONS: usize = 8;
 /// Size of each read from the upstream stream.
-const READ_CHUNK: usize = 8 * 1024;
+const READ_CHUNK: usize = 4 * 1024;
 
 /// What the legacy backend needs from the shared Kimi client.
 #[derive(Clone, Copy)]
@@ -402,6 +402,7 @@ fn stream_completion(
                 break;
             }
         }
+        sink.flush()?;
         if done {
             break;
         }

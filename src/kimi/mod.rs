@@ -270,4 +270,8 @@ impl Sink for Progress<'_> {
         }
         self.inner.send(event)
     }
+
+    fn flush(&mut self) -> Result<(), Disconnected> {
+        self.inner.flush()
+    }
 }

@@ -107,6 +107,7 @@ pub struct EventStream<R> {
     dialect: Dialect,
     renderer: R,
     chunked: bool,
+    /// Rendered bytes not yet written.
     buf: Vec<u8>,
     pub conversation_id: Option<String>,
 }
@@ -133,6 +134,7 @@ impl<R: StreamRenderer> EventStream<R> {
 
     /// Ends a finished stream.
     pub fn finish(mut self) {
+        let _ = Sink::flush(&mut self);
         if let State::Open(writer) = &mut self.state
             && self.chunked
         {
@@ -144,15 +146,16 @@ impl<R: StreamRenderer> EventStream<R> {
     /// otherwise the dialect's error frames and a proper end of the body.
     pub fn fail(mut self, error: &chat::Error) -> u16 {
         match std::mem::replace(&mut self.state, State::Gone) {
-            State::Pending(request) => {
+            State::Pending(request) if self.buf.is_empty() => {
                 respond_error(request, self.dialect, error, &[]);
                 error.kind.status()
             }
             state => {
+                // What was decoded before the failure still reaches the client, then the error.
                 self.state = state;
-                let mut out = Vec::new();
+                let mut out = std::mem::take(&mut self.buf);
                 self.renderer.error(error, &mut out);
-                let _ = self.write(&out);
+                self.buf = out;
                 self.finish();
                 200
             }
@@ -200,15 +203,24 @@ impl<R: StreamRenderer> EventStream<R> {
 }
 
 impl<R: StreamRenderer> Sink for EventStream<R> {
+    /// Renders the event; its bytes leave at the next [`Sink::flush`].
     fn send(&mut self, event: Event) -> Result<(), Disconnected> {
         if let Event::ConversationId(id) = &event {
             self.conversation_id = Some(id.clone());
         }
-        let mut out = std::mem::take(&mut self.buf);
-        out.clear();
-        self.renderer.event(event, &mut out);
+        if matches!(self.state, State::Gone) {
+            return Err(Disconnected);
+        }
+        self.renderer.event(event, &mut self.buf);
+        Ok(())
+    }
+
+    /// Writes what the events since the last flush rendered, as one chunk.
+    fn flush(&mut self) -> Result<(), Disconnected> {
+        let out = std::mem::take(&mut self.buf);
         let result = self.write(&out).map_err(|_| Disconnected);
         self.buf = out;
+        self.buf.clear();
         result
     }
 }

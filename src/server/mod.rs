@@ -29,7 +29,7 @@ use crate::kimi::Kimi;
 
 /// Stack of each worker thread: room for JSON and TLS work, small enough for hundreds of
 /// workers on a small VPS (only touched pages count toward memory).
-const WORKER_STACK: usize = 512 * 1024;
+const WORKER_STACK: usize = 256 * 1024;
 /// Workers kept even when idle.
 const MIN_WORKERS: usize = 2;
 /// How long an extra worker waits for work before it exits.
