@@ -28,8 +28,7 @@ build:
 	$(CARGO) build --bins --examples
 
 ## The server against the bare mock Kimi, both backends, as ratios (target/bench/report.md).
-bench:
-	$(CARGO) build --release --locked
+bench: release
 	$(CARGO) bench --locked --bench proxy
 
 ## Everything CI checks.
