@@ -7,6 +7,7 @@ CARGO ?= cargo
 PYTHON ?= python3
 VENV := .venv
 VENV_STAMP := $(VENV)/.installed
+CLI_STAMP := tests/cli/node_modules/.installed
 
 MUSL_TARGET := x86_64-unknown-linux-musl
 RELEASE_BIN := target/$(MUSL_TARGET)/release/kimi-free-api
@@ -16,7 +17,7 @@ BUILDAH := buildah --storage-driver vfs
 RELEASE_FLAGS := --remap-path-prefix=$(CURDIR)=/build --remap-path-prefix=$(HOME)/.cargo=/cargo
 MAX_BINARY_BYTES := 4000000
 
-.PHONY: bench run build test lint source-check unit sdk-test release reproducible image image-test \
+.PHONY: bench cli-deps run build test lint source-check unit sdk-test release reproducible image image-test \
         unit-check deny musl-toolchain clean
 
 ## Build the release binary and start the server on :8000.
@@ -54,8 +55,15 @@ $(VENV_STAMP): tests/sdk/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
 	touch $@
 
-## The official Python SDKs against the real binary and the mock Kimi, on loopback.
-sdk-test: build $(VENV_STAMP)
+## Claude Code and Gemini CLI, pinned by tests/cli/package-lock.json.
+$(CLI_STAMP): tests/cli/package.json tests/cli/package-lock.json
+	cd tests/cli && npm ci --no-fund --no-audit --loglevel=error
+	touch $@
+
+cli-deps: $(CLI_STAMP)
+
+## The official Python SDKs and the two CLIs against the real binary and the mock Kimi.
+sdk-test: build $(VENV_STAMP) $(CLI_STAMP)
 	cd tests/sdk && ../../$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
 ## Licenses, bans and sources of every dependency (the advisory database needs a network
@@ -108,4 +116,4 @@ unit-check: build
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) tests/cli/node_modules

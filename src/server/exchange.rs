@@ -148,7 +148,7 @@ impl<R: StreamRenderer> EventStream<R> {
         match std::mem::replace(&mut self.state, State::Gone) {
             State::Pending(request) if self.buf.is_empty() => {
                 respond_error(request, self.dialect, error, &[]);
-                error.kind.status()
+                self.dialect.error_response(error).0
             }
             state => {
                 // What was decoded before the failure still reaches the client, then the error.
