@@ -295,21 +295,9 @@ fn upload(
 /// Reads the parse-progress stream of a document until Kimi says it is parsed (or failed).
 fn await_parse(ctx: Context<'_>, session: &Session, chat_id: &str, file_id: &str) -> Result<(), Error> {
     let body = json!({"ids": [file_id], "timeout": 120_000});
-    let response = post_json(ctx, session, Some(chat_id), "/api/file/parse_process", &body)?;
-    let status = response.status().as_u16();
-    if status != 200 {
-        return Err(http::error_from_body(status, &http::read_small(response)?));
-    }
-    let mut reader = response.into_body().into_reader();
-    let mut decoder = SseDecoder::new();
-    let mut buf = vec![0; READ_CHUNK];
-    loop {
-        let n = reader.read(&mut buf).map_err(|e| http::from_io(&e))?;
-        if n == 0 {
-            return Ok(());
-        }
-        decoder.push(&buf[..n]);
-        while let Some(data) = decoder.next_event().map_err(|e| Error::Upstream(e.to_string()))? {
+    let mut events = EventReader::open(ctx, session, chat_id, "/api/file/parse_process", &body)?;
+    while let Some(batch) = events.next_batch()? {
+        for data in batch {
             let event: Value = serde_json::from_str(&data).unwrap_or_default();
             let status = event["file_info"]["status"].as_str().or_else(|| event["status"].as_str());
             match status {
@@ -320,6 +308,56 @@ fn await_parse(ctx: Context<'_>, session: &Session, chat_id: &str, file_id: &str
                 _ => {}
             }
         }
+    }
+    Ok(())
+}
+
+/// An SSE response from Kimi, read as bytes arrive.
+struct EventReader {
+    reader: ureq::BodyReader<'static>,
+    decoder: SseDecoder,
+    buf: Vec<u8>,
+}
+
+impl EventReader {
+    /// POSTs `body` to `path` and checks that Kimi answered with a stream.
+    fn open(
+        ctx: Context<'_>,
+        session: &Session,
+        chat_id: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<Self, Error> {
+        let response = post_json(ctx, session, Some(chat_id), path, body)?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(http::error_from_body(status, &http::read_small(response)?));
+        }
+        Ok(EventReader {
+            reader: response.into_body().into_reader(),
+            decoder: SseDecoder::new(),
+            buf: vec![0; READ_CHUNK],
+        })
+    }
+
+    /// The complete events one read delivered (possibly none), or `None` when the stream ended
+    /// (with the data of an event it ended in the middle of, if any, left for [`Self::rest`]).
+    fn next_batch(&mut self) -> Result<Option<Vec<String>>, Error> {
+        let n = self.reader.read(&mut self.buf).map_err(|e| http::from_io(&e))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.decoder.push(&self.buf[..n]);
+        let mut batch = Vec::new();
+        while let Some(data) = self.decoder.next_event().map_err(|e| Error::Upstream(e.to_string()))? {
+            batch.push(data);
+        }
+        Ok(Some(batch))
+    }
+
+    /// An event the stream ended in the middle of.
+    fn rest(&mut self) -> Option<String> {
+        self.decoder.finish()
     }
 }
 
@@ -373,30 +411,21 @@ fn stream_completion(
     sink: &mut dyn Sink,
 ) -> Result<Ending, Error> {
     let path = format!("/api/chat/{chat_id}/completion/stream");
-    let response = post_json(ctx, session, Some(chat_id), &path, body)?;
-    let status = response.status().as_u16();
-    if status != 200 {
-        return Err(http::error_from_body(status, &http::read_small(response)?));
-    }
-    let mut reader = response.into_body().into_reader();
-    let mut decoder = SseDecoder::new();
-    let mut buf = vec![0; READ_CHUNK];
+    let mut events = EventReader::open(ctx, session, chat_id, &path, body)?;
     let mut segment_id = None;
     let mut length = false;
     loop {
-        let n = reader.read(&mut buf).map_err(|e| http::from_io(&e))?;
-        if n == 0 {
+        let Some(batch) = events.next_batch()? else {
             // A stream that closes before `all_done` is truncated, not finished.
-            if let Some(data) = decoder.finish()
+            if let Some(data) = events.rest()
                 && handle(&data, sink, &mut segment_id, &mut length)?
             {
                 break;
             }
             return Err(Error::Transport("Kimi closed the stream before the answer was complete".into()));
-        }
-        decoder.push(&buf[..n]);
+        };
         let mut done = false;
-        while let Some(data) = decoder.next_event().map_err(|e| Error::Upstream(e.to_string()))? {
+        for data in batch {
             if handle(&data, sink, &mut segment_id, &mut length)? {
                 done = true;
                 break;

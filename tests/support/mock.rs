@@ -474,6 +474,31 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
     }
 }
 
+/// What an answer-event fault does to the stream at this point.
+enum Strike {
+    Nothing,
+    /// An error event (legacy) or end-of-stream error (Connect): type or code, message.
+    Error(String, String),
+    Cut,
+    Malformed,
+}
+
+/// The fault striking before answer event number `answered` (a stall just sleeps here).
+fn strike(fault: &Option<Fault>, answered: usize) -> Strike {
+    match fault {
+        Some(Fault::ErrorEvent { error_type, message, after }) if answered == *after => {
+            Strike::Error(error_type.clone(), message.clone())
+        }
+        Some(Fault::Cut { after }) if answered == *after => Strike::Cut,
+        Some(Fault::Malformed { after }) if answered == *after => Strike::Malformed,
+        Some(Fault::Stall { after, ms }) if answered == *after => {
+            thread::sleep(Duration::from_millis(*ms));
+            Strike::Nothing
+        }
+        _ => Strike::Nothing,
+    }
+}
+
 fn fault_applies(st: &mut State) -> Option<Fault> {
     let fault = st.script.fault.clone()?;
     if st.script.fault_times.is_some_and(|n| st.faults_used >= n) {
@@ -624,21 +649,18 @@ fn completion(state: &Mutex<State>, request: Request, chat_id: &str, body: Value
     for mut event in events {
         let is_answer = matches!(event["event"].as_str(), Some("cmpl" | "k1" | "search_plus"));
         if is_answer {
-            match &fault {
-                Some(Fault::ErrorEvent { error_type, message, after }) if answered == *after => {
+            match strike(&fault, answered) {
+                Strike::Error(error_type, message) => {
                     let error =
                         json!({"event": "error", "error": {"error_type": error_type, "message": message}});
                     let _ = out.chunk(format!("data: {error}\n\n").as_bytes());
                     return out.end();
                 }
-                Some(Fault::Cut { after }) if answered == *after => return Flow::Close,
-                Some(Fault::Malformed { after }) if answered == *after => {
+                Strike::Cut => return Flow::Close,
+                Strike::Malformed => {
                     let _ = out.chunk(b"data: {this is not json\n\n");
                 }
-                Some(Fault::Stall { after, ms }) if answered == *after => {
-                    thread::sleep(Duration::from_millis(*ms))
-                }
-                _ => {}
+                Strike::Nothing => {}
             }
             answered += 1;
         }
@@ -820,18 +842,13 @@ fn connect_chat(state: &Mutex<State>, request: Request) -> Flow {
     let mut answered = 0;
     for (offset, (is_answer, mut event)) in events.into_iter().enumerate() {
         if is_answer {
-            match &fault {
-                Some(Fault::ErrorEvent { error_type, message, after }) if answered == *after => {
-                    return end_with_error(out, error_type, message);
-                }
-                Some(Fault::Cut { after }) if answered == *after => return Flow::Close,
-                Some(Fault::Malformed { after }) if answered == *after => {
+            match strike(&fault, answered) {
+                Strike::Error(code, message) => return end_with_error(out, &code, &message),
+                Strike::Cut => return Flow::Close,
+                Strike::Malformed => {
                     let _ = out.chunk(&envelope(0, b"{this is not json"));
                 }
-                Some(Fault::Stall { after, ms }) if answered == *after => {
-                    thread::sleep(Duration::from_millis(*ms))
-                }
-                _ => {}
+                Strike::Nothing => {}
             }
             answered += 1;
         }
