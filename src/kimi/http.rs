@@ -32,9 +32,10 @@ impl Upstream {
             .timeout_per_read(Some(timeout))
             .user_agent(USER_AGENT)
             // Buffers sized for hundreds of concurrent streams rather than for bulk downloads
-            // (ureq's default is 128 KiB each way per connection); response headers must fit.
+            // (ureq's default is 128 KiB each way per connection). The output buffer must hold
+            // a request head (a kimi-auth JWT appears twice), the input one a response head.
             .input_buffer_size(8 * 1024)
-            .output_buffer_size(6 * 1024)
+            .output_buffer_size(8 * 1024)
             .max_response_header_size(8 * 1024)
             .max_idle_connections_per_host(32)
             .build();
