@@ -10,6 +10,8 @@ use crate::chat::{self, Conversation, ErrorKind, Event, Finish, Message, Mode, P
 
 /// Claude Code's first system block is billing metadata for Anthropic, not a prompt.
 const BILLING_HEADER: &str = "x-anthropic-billing-header:";
+/// How long a stream may stay silent before a `ping` tells the client Kimi is still working.
+const PING_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 /// Signature of the thinking blocks this server issues; clients send it back and it is ignored.
 const SIGNATURE: &str = "a2ltaS1mcmVlLWFwaQ==";
 
@@ -202,6 +204,8 @@ pub struct Stream {
     started: bool,
     open: Block,
     index: usize,
+    /// When the stream last carried something.
+    last_output: std::time::Instant,
 }
 
 impl Stream {
@@ -214,10 +218,12 @@ impl Stream {
             started: false,
             open: Block::None,
             index: 0,
+            last_output: std::time::Instant::now(),
         }
     }
 
-    fn write(out: &mut Vec<u8>, name: &str, data: &Value) {
+    fn write(&mut self, out: &mut Vec<u8>, name: &str, data: &Value) {
+        self.last_output = std::time::Instant::now();
         out.extend_from_slice(b"event: ");
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b"\ndata: ");
@@ -234,8 +240,8 @@ impl Stream {
             "content": [], "stop_reason": null, "stop_sequence": null,
             "usage": {"input_tokens": self.input_tokens, "output_tokens": 1,
                       "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}});
-        Self::write(out, "message_start", &json!({"type": "message_start", "message": message}));
-        Self::write(out, "ping", &json!({"type": "ping"}));
+        self.write(out, "message_start", &json!({"type": "message_start", "message": message}));
+        self.write(out, "ping", &json!({"type": "ping"}));
     }
 
     /// Makes `block` the open block, closing the previous one.
@@ -248,7 +254,7 @@ impl Stream {
             Block::Thinking => json!({"type": "thinking", "thinking": "", "signature": ""}),
             _ => json!({"type": "text", "text": ""}),
         };
-        Self::write(
+        self.write(
             out,
             "content_block_start",
             &json!({"type": "content_block_start", "index": self.index, "content_block": content_block}),
@@ -262,13 +268,13 @@ impl Stream {
         }
         if self.open == Block::Thinking {
             let delta = json!({"type": "signature_delta", "signature": SIGNATURE});
-            Self::write(
+            self.write(
                 out,
                 "content_block_delta",
                 &json!({"type": "content_block_delta", "index": self.index, "delta": delta}),
             );
         }
-        Self::write(out, "content_block_stop", &json!({"type": "content_block_stop", "index": self.index}));
+        self.write(out, "content_block_stop", &json!({"type": "content_block_stop", "index": self.index}));
         self.open = Block::None;
         self.index += 1;
     }
@@ -281,7 +287,7 @@ impl Stream {
             Block::Thinking => json!({"type": "thinking_delta", "thinking": text}),
             _ => json!({"type": "text_delta", "text": text}),
         };
-        Self::write(
+        self.write(
             out,
             "content_block_delta",
             &json!({"type": "content_block_delta", "index": self.index, "delta": delta}),
@@ -294,7 +300,9 @@ impl StreamRenderer for Stream {
         match event {
             Event::Text(text) => self.delta(Block::Text, &text, out),
             Event::Thinking(text) => self.delta(Block::Thinking, &text, out),
-            Event::Heartbeat if self.started => Self::write(out, "ping", &json!({"type": "ping"})),
+            Event::Heartbeat if self.started && self.last_output.elapsed() >= PING_AFTER => {
+                self.write(out, "ping", &json!({"type": "ping"}))
+            }
             Event::Finish(finish) => {
                 self.start(out);
                 if self.index == 0 && self.open == Block::None {
@@ -305,8 +313,8 @@ impl StreamRenderer for Stream {
                 let delta = json!({"type": "message_delta",
                     "delta": {"stop_reason": stop_reason(finish), "stop_sequence": null},
                     "usage": {"output_tokens": self.output_tokens.max(1)}});
-                Self::write(out, "message_delta", &delta);
-                Self::write(out, "message_stop", &json!({"type": "message_stop"}));
+                self.write(out, "message_delta", &delta);
+                self.write(out, "message_stop", &json!({"type": "message_stop"}));
             }
             Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat => {}
         }
@@ -314,7 +322,7 @@ impl StreamRenderer for Stream {
 
     fn error(&mut self, error: &chat::Error, out: &mut Vec<u8>) {
         let (_, kind) = error_kind(error.kind);
-        Self::write(
+        self.write(
             out,
             "error",
             &json!({"type": "error", "error": {"type": kind, "message": error.message}}),
@@ -459,11 +467,14 @@ mod tests {
             Event::Thinking("hmm".into()),
             Event::Text("Hel".into()),
             Event::Heartbeat,
-            Event::Text("lo".into()),
-            Event::Finish(Finish::Stop),
         ] {
             stream.event(event, &mut out);
         }
+        // A heartbeat right after output says nothing; after a long silence, it is a ping.
+        stream.last_output -= PING_AFTER;
+        stream.event(Event::Heartbeat, &mut out);
+        stream.event(Event::Text("lo".into()), &mut out);
+        stream.event(Event::Finish(Finish::Stop), &mut out);
         let names: Vec<String> = events(&out).into_iter().map(|(n, _)| n).collect();
         assert_eq!(
             names,

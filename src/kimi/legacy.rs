@@ -459,7 +459,9 @@ fn handle(
             let message = if message.is_empty() { "Kimi stopped with an error".to_string() } else { message };
             return Err(http::classify(200, &error_type, message));
         }
-        LegacyEvent::Text(_) | LegacyEvent::Thinking(_) | LegacyEvent::Ignored => {}
+        // Progress events (search steps, segment echoes) say Kimi is still working.
+        LegacyEvent::Ignored => sink.send(Event::Heartbeat)?,
+        LegacyEvent::Text(_) | LegacyEvent::Thinking(_) => {}
     }
     Ok(false)
 }
