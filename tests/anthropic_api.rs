@@ -140,8 +140,7 @@ fn events_are_forwarded_as_they_arrive(kind: Kind) {
     let deltas: Vec<_> =
         answer.frames.iter().filter(|f| f.event.as_deref() == Some("content_block_delta")).collect();
     assert_eq!(deltas.len(), pieces.len());
-    let spread = deltas.last().unwrap().at.duration_since(deltas[0].at);
-    assert!(spread >= Duration::from_millis(350), "deltas arrived in a lump: {spread:?}");
+    support::assert_arrived_apart(&deltas, Duration::from_millis(350));
 }
 
 fn errors_in_the_anthropic_shape(kind: Kind) {
@@ -160,14 +159,7 @@ fn errors_in_the_anthropic_shape(kind: Kind) {
         400,
         "invalid_request_error",
     );
-    let busy = match kind {
-        Kind::Legacy => "chat.user_stream_pushing",
-        Kind::Connect => "resource_exhausted",
-    };
-    h.mock.script(Script {
-        fault: Some(Fault::CompletionStatus { status: 400, error_type: busy.into() }),
-        ..Script::default()
-    });
+    h.mock.script(Script { fault: Some(kind.busy_fault()), ..Script::default() });
     check(&post_with(&url, &refs(&headers(&kind.token())), &hi(true)), 429, "rate_limit_error");
     let overloaded = match kind {
         Kind::Legacy => "openai.completion.stream",

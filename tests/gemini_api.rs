@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Fault, Harness, Kind, Script, get_with, post_with, stream_with};
+use support::{Harness, Kind, Script, get_with, post_with, stream_with};
 
 both_backends!(
     generate_content_on_v1beta_and_v1,
@@ -148,8 +148,7 @@ fn events_are_forwarded_as_they_arrive(kind: Kind) {
         })
         .collect();
     assert_eq!(texts.len(), pieces.len());
-    let spread = texts.last().unwrap().at.duration_since(texts[0].at);
-    assert!(spread >= Duration::from_millis(350), "chunks arrived in a lump: {spread:?}");
+    support::assert_arrived_apart(&texts, Duration::from_millis(350));
 }
 
 fn errors_in_the_gemini_shape(kind: Kind) {
@@ -169,14 +168,7 @@ fn errors_in_the_gemini_shape(kind: Kind) {
         400,
         "INVALID_ARGUMENT",
     );
-    let busy = match kind {
-        Kind::Legacy => "chat.user_stream_pushing",
-        Kind::Connect => "resource_exhausted",
-    };
-    h.mock.script(Script {
-        fault: Some(Fault::CompletionStatus { status: 400, error_type: busy.into() }),
-        ..Script::default()
-    });
+    h.mock.script(Script { fault: Some(kind.busy_fault()), ..Script::default() });
     let body = check(&post_with(&url, &[("x-goog-api-key", &key(kind))], &hi()), 429, "RESOURCE_EXHAUSTED");
     assert_eq!(body["error"]["details"][0]["@type"], "type.googleapis.com/google.rpc.RetryInfo");
     assert!(h.mock.settled().live_chats.is_empty());

@@ -86,12 +86,7 @@ fn bad_requests_are_400(kind: Kind) {
 }
 
 fn another_stream_on_the_account_is_429(kind: Kind) {
-    let error_type = match kind {
-        Kind::Legacy => "chat.user_stream_pushing",
-        Kind::Connect => "resource_exhausted",
-    };
-    let fault = Fault::CompletionStatus { status: 400, error_type: error_type.into() };
-    let h = fails_before_output(kind, fault, 429);
+    let h = fails_before_output(kind, kind.busy_fault(), 429);
     assert_eq!(h.mock.stats().completions, 2, "a rate limit is not retried");
 }
 

@@ -123,16 +123,7 @@ fn events_are_forwarded_as_they_arrive(kind: Kind) {
     assert_eq!(content_frames.len(), pieces.len());
     // The upstream spaces its events 120 ms apart; had the server buffered the answer, the
     // frames would arrive together at the end.
-    let first = content_frames[0].at;
-    let last = content_frames.last().unwrap().at;
-    assert!(
-        last.duration_since(first) >= Duration::from_millis(400),
-        "frames arrived in a lump: {:?}",
-        last - first
-    );
-    for pair in content_frames.windows(2) {
-        assert!(pair[1].at > pair[0].at, "each frame arrives on its own");
-    }
+    support::assert_arrived_apart(&content_frames, Duration::from_millis(400));
 }
 
 fn history_is_merged_with_the_system_prompt(kind: Kind) {

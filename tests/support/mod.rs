@@ -41,6 +41,15 @@ impl Kind {
         }
     }
 
+    /// The fault by which Kimi says another answer is streaming on the account (429).
+    pub fn busy_fault(self) -> Fault {
+        let error_type = match self {
+            Kind::Legacy => "chat.user_stream_pushing",
+            Kind::Connect => "resource_exhausted",
+        };
+        Fault::CompletionStatus { status: 400, error_type: error_type.into() }
+    }
+
     /// A token of this kind that Kimi refuses.
     pub fn refused_token(self) -> String {
         match self {
@@ -198,6 +207,16 @@ pub struct Frame {
     pub at: Instant,
     pub event: Option<String>,
     pub data: String,
+}
+
+/// Asserts that frames (of a stream whose upstream paced its events) arrived spread over at
+/// least `at_least`, each after the one before: proof that nothing buffered them.
+pub fn assert_arrived_apart(frames: &[&Frame], at_least: std::time::Duration) {
+    let spread = frames.last().unwrap().at.duration_since(frames[0].at);
+    assert!(spread >= at_least, "frames arrived in a lump: {spread:?}");
+    for pair in frames.windows(2) {
+        assert!(pair[1].at > pair[0].at, "each frame arrives on its own");
+    }
 }
 
 impl Frame {
