@@ -336,14 +336,12 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
         }
         ("POST", "/api/chat") => create_chat(state, request, body),
         ("DELETE", p) if p.starts_with("/api/chat/") => {
-            let id = p["/api/chat/".len()..].to_string();
-            let mut st = state.lock().unwrap();
-            if st.stats.live_chats.remove(&id) {
-                st.stats.chats_deleted += 1;
-                drop(st);
+            if !state.lock().unwrap().access.contains_key(&bearer(&request)) {
+                return legacy_error(request, 401, "auth.token.invalid");
+            }
+            if delete_chat(state, &p["/api/chat/".len()..]) {
                 json_response(request, 200, json!({}))
             } else {
-                drop(st);
                 legacy_error(request, 404, "chat.not_found")
             }
         }
@@ -453,14 +451,9 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
             if connect_identity(&request).is_err() {
                 return connect_error(request, 401, "unauthenticated");
             }
-            let id = body["chat_id"].as_str().unwrap_or_default().to_string();
-            let mut st = state.lock().unwrap();
-            if st.stats.live_chats.remove(&id) {
-                st.stats.chats_deleted += 1;
-                drop(st);
+            if delete_chat(state, body["chat_id"].as_str().unwrap_or_default()) {
                 json_response(request, 200, json!({}))
             } else {
-                drop(st);
                 connect_error(request, 404, "not_found")
             }
         }
@@ -497,6 +490,14 @@ fn strike(fault: &Option<Fault>, answered: usize) -> Strike {
         }
         _ => Strike::Nothing,
     }
+}
+
+/// Deletes a live chat; false if there is none with that id.
+fn delete_chat(state: &Mutex<State>, id: &str) -> bool {
+    let mut st = state.lock().unwrap();
+    let deleted = st.stats.live_chats.remove(id);
+    st.stats.chats_deleted += u32::from(deleted);
+    deleted
 }
 
 fn fault_applies(st: &mut State) -> Option<Fault> {
