@@ -3,7 +3,6 @@
 //! `DeleteChat`, unless the caller keeps the conversation.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::{Mutex, PoisonError};
 
 use serde_json::{Value, json};
@@ -224,13 +223,11 @@ pub fn chat(
     };
     let mut reader = response.into_body().into_reader();
     let mut decoder = Decoder::new();
-    let mut buf = vec![0; READ_CHUNK];
     let ended = loop {
-        let n = reader.read(&mut buf).map_err(|e| http::from_io(&e))?;
+        let n = decoder.read_from(&mut reader, READ_CHUNK).map_err(|e| http::from_io(&e))?;
         if n == 0 {
             break false;
         }
-        decoder.push(&buf[..n]);
         let mut ended = false;
         while let Some(frame) = decoder.next_frame().map_err(|e| Error::Upstream(e.to_string()))? {
             if frame.is_end_stream() {

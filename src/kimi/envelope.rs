@@ -3,6 +3,7 @@
 //! frames out; a frame may be split anywhere, even inside its 5-byte header.
 
 use std::fmt;
+use std::io::{self, Read};
 
 /// A data message.
 pub const FLAG_DATA: u8 = 0x00;
@@ -69,11 +70,26 @@ impl Decoder {
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
+        self.compact();
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Reads up to `max` bytes from `reader` straight into the decoder; returns what `read`
+    /// returned, 0 at the end of the stream.
+    pub fn read_from(&mut self, reader: &mut impl Read, max: usize) -> io::Result<usize> {
+        self.compact();
+        let filled = self.buf.len();
+        self.buf.resize(filled + max, 0);
+        let read = reader.read(&mut self.buf[filled..]);
+        self.buf.truncate(filled + *read.as_ref().unwrap_or(&0));
+        read
+    }
+
+    fn compact(&mut self) {
         if self.start > 0 {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        self.buf.extend_from_slice(bytes);
     }
 
     /// The next complete frame, if one is complete.
@@ -165,6 +181,21 @@ mod tests {
         for at in 0..stream.len() {
             assert_eq!(frames_of(&stream, &[at]).unwrap(), whole);
         }
+    }
+
+    #[test]
+    fn reads_straight_from_a_reader() {
+        let mut stream = encode(FLAG_DATA, b"{\"a\":1}");
+        stream.extend(encode(FLAG_END_STREAM, b"{}"));
+        let mut reader = stream.as_slice();
+        let mut decoder = Decoder::new();
+        let mut frames = Vec::new();
+        while decoder.read_from(&mut reader, 3).unwrap() > 0 {
+            while let Some(frame) = decoder.next_frame().unwrap() {
+                frames.push(frame);
+            }
+        }
+        assert_eq!(frames, frames_of(&stream, &[]).unwrap());
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! (`kimi-upstream.md` §1). The stream is read as bytes arrive and each event is pushed to the
 //! sink at once; the chat is deleted on every path unless the caller keeps it.
 
-use std::io::Read;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -316,7 +315,6 @@ fn await_parse(ctx: Context<'_>, session: &Session, chat_id: &str, file_id: &str
 struct EventReader {
     reader: ureq::BodyReader<'static>,
     decoder: SseDecoder,
-    buf: Vec<u8>,
 }
 
 impl EventReader {
@@ -333,21 +331,16 @@ impl EventReader {
         if status != 200 {
             return Err(http::error_from_body(status, &http::read_small(response)?));
         }
-        Ok(EventReader {
-            reader: response.into_body().into_reader(),
-            decoder: SseDecoder::new(),
-            buf: vec![0; READ_CHUNK],
-        })
+        Ok(EventReader { reader: response.into_body().into_reader(), decoder: SseDecoder::new() })
     }
 
     /// The complete events one read delivered (possibly none), or `None` when the stream ended
     /// (with the data of an event it ended in the middle of, if any, left for [`Self::rest`]).
     fn next_batch(&mut self) -> Result<Option<Vec<String>>, Error> {
-        let n = self.reader.read(&mut self.buf).map_err(|e| http::from_io(&e))?;
+        let n = self.decoder.read_from(&mut self.reader, READ_CHUNK).map_err(|e| http::from_io(&e))?;
         if n == 0 {
             return Ok(None);
         }
-        self.decoder.push(&self.buf[..n]);
         let mut batch = Vec::new();
         while let Some(data) = self.decoder.next_event().map_err(|e| Error::Upstream(e.to_string()))? {
             batch.push(data);

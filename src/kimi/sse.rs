@@ -4,6 +4,7 @@
 //! so a UTF-8 character split across two reads is never lost or mangled.
 
 use std::fmt;
+use std::io::{self, Read};
 
 /// The decoder refuses an event larger than this, so a broken upstream cannot fill memory.
 pub const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
@@ -42,13 +43,28 @@ impl SseDecoder {
 
     /// Adds bytes read from the stream.
     pub fn push(&mut self, bytes: &[u8]) {
+        self.compact();
+        self.pending.extend_from_slice(bytes);
+    }
+
+    /// Reads up to `max` bytes from `reader` straight into the decoder (no buffer of the
+    /// caller's per stream); returns what `read` returned, 0 at the end of the stream.
+    pub fn read_from(&mut self, reader: &mut impl Read, max: usize) -> io::Result<usize> {
+        self.compact();
+        let filled = self.pending.len();
+        self.pending.resize(filled + max, 0);
+        let read = reader.read(&mut self.pending[filled..]);
+        self.pending.truncate(filled + *read.as_ref().unwrap_or(&0));
+        read
+    }
+
+    /// Drops the consumed bytes (once per read, not once per line).
+    fn compact(&mut self) {
         if self.start > 0 {
-            // Compact once per read, not once per line.
             self.pending.drain(..self.start);
             self.scanned -= self.start;
             self.start = 0;
         }
-        self.pending.extend_from_slice(bytes);
     }
 
     /// The next complete event's data, if one is complete. Comments, `event:`, `id:` and
@@ -132,6 +148,20 @@ mod tests {
                 assert_eq!(decode_all(&parts), whole, "split at {a},{b}");
             }
         }
+    }
+
+    #[test]
+    fn reads_straight_from_a_reader() {
+        let stream = "data: {\"text\":\"你好\"}\n\ndata: two\n\n".as_bytes();
+        let mut reader = stream;
+        let mut decoder = SseDecoder::new();
+        let mut events = Vec::new();
+        while decoder.read_from(&mut reader, 5).unwrap() > 0 {
+            while let Some(event) = decoder.next_event().unwrap() {
+                events.push(event);
+            }
+        }
+        assert_eq!(events, ["{\"text\":\"你好\"}", "two"]);
     }
 
     #[test]
