@@ -5,6 +5,8 @@
 use std::fmt;
 use std::io::{self, Read};
 
+use super::read_buffer::ReadBuffer;
+
 /// A data message.
 pub const FLAG_DATA: u8 = 0x00;
 /// The payload is compressed (never seen from Kimi; refused).
@@ -60,8 +62,7 @@ pub fn encode(flags: u8, payload: &[u8]) -> Vec<u8> {
 /// Accumulates bytes and yields complete frames.
 #[derive(Debug, Default)]
 pub struct Decoder {
-    buf: Vec<u8>,
-    start: usize,
+    buf: ReadBuffer,
 }
 
 impl Decoder {
@@ -70,31 +71,18 @@ impl Decoder {
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
-        self.compact();
-        self.buf.extend_from_slice(bytes);
+        self.buf.push(bytes);
     }
 
     /// Reads up to `max` bytes from `reader` straight into the decoder; returns what `read`
     /// returned, 0 at the end of the stream.
     pub fn read_from(&mut self, reader: &mut impl Read, max: usize) -> io::Result<usize> {
-        self.compact();
-        let filled = self.buf.len();
-        self.buf.resize(filled + max, 0);
-        let read = reader.read(&mut self.buf[filled..]);
-        self.buf.truncate(filled + *read.as_ref().unwrap_or(&0));
-        read
-    }
-
-    fn compact(&mut self) {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
+        self.buf.read_from(reader, max)
     }
 
     /// The next complete frame, if one is complete.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, EnvelopeError> {
-        let available = &self.buf[self.start..];
+        let available = self.buf.unread();
         if available.len() < HEADER {
             return Ok(None);
         }
@@ -110,13 +98,13 @@ impl Decoder {
             return Ok(None);
         }
         let payload = available[HEADER..HEADER + len].to_vec();
-        self.start += HEADER + len;
+        self.buf.consume(HEADER + len);
         Ok(Some(Frame { flags, payload }))
     }
 
     /// Bytes of an incomplete frame left when the stream ended.
     pub fn leftover(&self) -> usize {
-        self.buf.len() - self.start
+        self.buf.unread().len()
     }
 }
 

@@ -13,6 +13,7 @@ mod http;
 mod legacy;
 pub mod legacy_event;
 pub mod prompt;
+mod read_buffer;
 mod session;
 pub mod sse;
 pub mod token;

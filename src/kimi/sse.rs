@@ -6,6 +6,8 @@
 use std::fmt;
 use std::io::{self, Read};
 
+use super::read_buffer::ReadBuffer;
+
 /// The decoder refuses an event larger than this, so a broken upstream cannot fill memory.
 pub const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
 
@@ -26,11 +28,9 @@ impl fmt::Display for SseError {
 /// Accumulates bytes and yields the `data` of each complete event.
 #[derive(Debug, Default)]
 pub struct SseDecoder {
-    /// Bytes read; those before `start` are consumed.
-    pending: Vec<u8>,
-    /// The first byte of the line not yet complete.
-    start: usize,
-    /// Where the search for the next line break resumes in `pending`.
+    /// Bytes read and not yet consumed; they start with the line not yet complete.
+    pending: ReadBuffer,
+    /// How far into the unread bytes no line break was found.
     scanned: usize,
     /// `data` lines of the event being assembled.
     data: Option<String>,
@@ -43,41 +43,27 @@ impl SseDecoder {
 
     /// Adds bytes read from the stream.
     pub fn push(&mut self, bytes: &[u8]) {
-        self.compact();
-        self.pending.extend_from_slice(bytes);
+        self.pending.push(bytes);
     }
 
-    /// Reads up to `max` bytes from `reader` straight into the decoder (no buffer of the
-    /// caller's per stream); returns what `read` returned, 0 at the end of the stream.
+    /// Reads up to `max` bytes from `reader` straight into the decoder; returns what `read`
+    /// returned, 0 at the end of the stream.
     pub fn read_from(&mut self, reader: &mut impl Read, max: usize) -> io::Result<usize> {
-        self.compact();
-        let filled = self.pending.len();
-        self.pending.resize(filled + max, 0);
-        let read = reader.read(&mut self.pending[filled..]);
-        self.pending.truncate(filled + *read.as_ref().unwrap_or(&0));
-        read
-    }
-
-    /// Drops the consumed bytes (once per read, not once per line).
-    fn compact(&mut self) {
-        if self.start > 0 {
-            self.pending.drain(..self.start);
-            self.scanned -= self.start;
-            self.start = 0;
-        }
+        self.pending.read_from(reader, max)
     }
 
     /// The next complete event's data, if one is complete. Comments, `event:`, `id:` and
     /// `retry:` lines are skipped; several `data:` lines of one event are joined with `\n`.
     pub fn next_event(&mut self) -> Result<Option<String>, SseError> {
         loop {
-            let Some(offset) = self.pending[self.scanned..].iter().position(|&b| b == b'\n') else {
-                self.scanned = self.pending.len();
-                let buffered = self.pending.len() - self.start + self.data.as_ref().map_or(0, String::len);
+            let unread = self.pending.unread();
+            let Some(offset) = unread[self.scanned..].iter().position(|&b| b == b'\n') else {
+                self.scanned = unread.len();
+                let buffered = unread.len() + self.data.as_ref().map_or(0, String::len);
                 return if buffered > MAX_EVENT_BYTES { Err(SseError::TooLarge) } else { Ok(None) };
             };
             let end = self.scanned + offset;
-            let mut line = &self.pending[self.start..end];
+            let mut line = &unread[..end];
             if line.last() == Some(&b'\r') {
                 line = &line[..line.len() - 1];
             }
@@ -97,8 +83,8 @@ impl SseDecoder {
                 }
                 None
             };
-            self.start = end + 1;
-            self.scanned = self.start;
+            self.pending.consume(end + 1);
+            self.scanned = 0;
             if event.is_some() {
                 return Ok(event);
             }
@@ -107,7 +93,7 @@ impl SseDecoder {
 
     /// The data of an event the stream ended in the middle of (no closing blank line).
     pub fn finish(&mut self) -> Option<String> {
-        if self.pending.len() > self.start {
+        if !self.pending.unread().is_empty() {
             self.push(b"\n\n");
             return self.next_event().ok().flatten();
         }
