@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{Aggregator, StreamRenderer};
+use super::{Aggregator, Answer, StreamRenderer};
 use crate::chat::{self, Conversation, ErrorKind, Event, Finish, Message, Mode, Part, Role, estimate_tokens};
 
 /// Claude Code's first system block is billing metadata for Anthropic, not a prompt.
@@ -330,45 +330,27 @@ impl StreamRenderer for Stream {
     }
 }
 
-/// Collects a whole message: a thinking block (if any) and a text block.
+/// Renders a whole message: a thinking block (if any) and a text block.
 pub struct Complete {
     model: String,
     input_tokens: u64,
-    text: String,
-    thinking: String,
-    finish: Finish,
 }
 
 impl Complete {
     pub fn new(request: &ParsedRequest) -> Self {
-        Complete {
-            model: request.chat.model.clone(),
-            input_tokens: request.chat.estimated_prompt_tokens(),
-            text: String::new(),
-            thinking: String::new(),
-            finish: Finish::Stop,
-        }
+        Complete { model: request.chat.model.clone(), input_tokens: request.chat.estimated_prompt_tokens() }
     }
 }
 
 impl Aggregator for Complete {
-    fn event(&mut self, event: Event) {
-        match event {
-            Event::Text(text) => self.text.push_str(&text),
-            Event::Thinking(text) => self.thinking.push_str(&text),
-            Event::Finish(finish) => self.finish = finish,
-            Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat => {}
-        }
-    }
-
-    fn body(&self) -> Vec<u8> {
+    fn body(&self, answer: &Answer) -> Vec<u8> {
         let mut content = Vec::new();
-        if !self.thinking.is_empty() {
-            content.push(json!({"type": "thinking", "thinking": self.thinking, "signature": SIGNATURE}));
+        if !answer.thinking.is_empty() {
+            content.push(json!({"type": "thinking", "thinking": answer.thinking, "signature": SIGNATURE}));
         }
-        content.push(json!({"type": "text", "text": self.text}));
-        let output = estimate_tokens(&self.text)
-            + if self.thinking.is_empty() { 0 } else { estimate_tokens(&self.thinking) };
+        content.push(json!({"type": "text", "text": answer.text}));
+        let output = estimate_tokens(&answer.text)
+            + if answer.thinking.is_empty() { 0 } else { estimate_tokens(&answer.thinking) };
         let usage = Usage {
             input_tokens: self.input_tokens,
             output_tokens: output,
@@ -376,7 +358,7 @@ impl Aggregator for Complete {
             cache_read_input_tokens: 0,
         };
         json!({"id": format!("msg_{}", super::unix_now()), "type": "message", "role": "assistant", "model": self.model,
-            "content": content, "stop_reason": stop_reason(self.finish), "stop_sequence": null, "usage": usage})
+            "content": content, "stop_reason": stop_reason(answer.finish), "stop_sequence": null, "usage": usage})
         .to_string()
         .into_bytes()
     }
@@ -513,13 +495,12 @@ mod tests {
     #[test]
     fn aggregated_message() {
         let request = parsed(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}));
-        let mut complete = Complete::new(&request);
-        for event in
-            [Event::Thinking("t".into()), Event::Text("answer".into()), Event::Finish(Finish::Length)]
-        {
-            complete.event(event);
-        }
-        let body: Value = serde_json::from_slice(&complete.body()).unwrap();
+        let answer = crate::dialect::answer_of([
+            Event::Thinking("t".into()),
+            Event::Text("answer".into()),
+            Event::Finish(Finish::Length),
+        ]);
+        let body: Value = serde_json::from_slice(&Complete::new(&request).body(&answer)).unwrap();
         assert_eq!(body["content"][0]["type"], "thinking");
         assert_eq!(body["content"][1], json!({"type": "text", "text": "answer"}));
         assert_eq!(body["stop_reason"], "max_tokens");

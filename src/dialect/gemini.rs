@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Aggregator, StreamRenderer};
+use super::{Aggregator, Answer, StreamRenderer};
 use crate::chat::{self, Conversation, ErrorKind, Event, Finish, Message, Mode, Part, Role, estimate_tokens};
 
 /// Added to the prompt in JSON mode: Kimi has no response format switch.
@@ -273,15 +273,12 @@ impl StreamRenderer for Stream {
     }
 }
 
-/// Collects a whole `GenerateContentResponse`.
+/// Renders a whole `GenerateContentResponse`.
 pub struct Complete {
     model: String,
     include_thoughts: bool,
     json_mode: bool,
     prompt_tokens: u64,
-    text: String,
-    thoughts: String,
-    finish: Finish,
 }
 
 impl Complete {
@@ -291,9 +288,6 @@ impl Complete {
             include_thoughts: request.include_thoughts,
             json_mode: request.json_mode,
             prompt_tokens: request.chat.estimated_prompt_tokens(),
-            text: String::new(),
-            thoughts: String::new(),
-            finish: Finish::Stop,
         }
     }
 }
@@ -307,27 +301,18 @@ fn unfenced(text: &str) -> &str {
 }
 
 impl Aggregator for Complete {
-    fn event(&mut self, event: Event) {
-        match event {
-            Event::Text(text) => self.text.push_str(&text),
-            Event::Thinking(text) => self.thoughts.push_str(&text),
-            Event::Finish(finish) => self.finish = finish,
-            Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat => {}
-        }
-    }
-
-    fn body(&self) -> Vec<u8> {
+    fn body(&self, answer: &Answer) -> Vec<u8> {
         let mut parts = Vec::new();
-        if self.include_thoughts && !self.thoughts.is_empty() {
-            parts.push(json!({"text": self.thoughts, "thought": true}));
+        if self.include_thoughts && !answer.thinking.is_empty() {
+            parts.push(json!({"text": answer.thinking, "thought": true}));
         }
-        let text = if self.json_mode { unfenced(&self.text) } else { &self.text };
+        let text = if self.json_mode { unfenced(&answer.text) } else { &answer.text };
         parts.push(json!({"text": text}));
         let counts = Counts {
             candidates: estimate_tokens(text),
-            thoughts: if self.thoughts.is_empty() { 0 } else { estimate_tokens(&self.thoughts) },
+            thoughts: if answer.thinking.is_empty() { 0 } else { estimate_tokens(&answer.thinking) },
         };
-        json!({"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": finish_reason(self.finish),
+        json!({"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": finish_reason(answer.finish),
                "index": 0}],
                "usageMetadata": counts.metadata(self.prompt_tokens), "modelVersion": self.model,
                "responseId": format!("resp-{}", super::unix_now())})
@@ -407,10 +392,11 @@ mod tests {
         assert!(request.json_mode);
         let last = request.chat.messages.last().unwrap().joined_text();
         assert!(last.contains("valid JSON") && last.contains("OBJECT"));
-        let mut complete = Complete::new(&request);
-        complete.event(Event::Text("```json\n{\"a\": 1}\n```".into()));
-        complete.event(Event::Finish(Finish::Stop));
-        let body: Value = serde_json::from_slice(&complete.body()).unwrap();
+        let answer = crate::dialect::answer_of([
+            Event::Text("```json\n{\"a\": 1}\n```".into()),
+            Event::Finish(Finish::Stop),
+        ]);
+        let body: Value = serde_json::from_slice(&Complete::new(&request).body(&answer)).unwrap();
         assert_eq!(body["candidates"][0]["content"]["parts"][0]["text"], "{\"a\": 1}");
     }
 

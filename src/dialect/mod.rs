@@ -6,7 +6,7 @@ pub mod anthropic;
 pub mod gemini;
 pub mod openai;
 
-use crate::chat::{self, Event};
+use crate::chat::{self, Disconnected, Event, Finish, Sink};
 
 /// The client APIs the server speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,11 +48,48 @@ pub trait StreamRenderer {
     fn error(&mut self, error: &chat::Error, out: &mut Vec<u8>);
 }
 
-/// Collects a whole answer for a non-streaming response.
+/// A whole answer, collected for a non-streaming response (the same for every dialect).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub conversation_id: Option<String>,
+    pub text: String,
+    pub thinking: String,
+    pub finish: Finish,
+}
+
+impl Default for Answer {
+    fn default() -> Self {
+        Answer { conversation_id: None, text: String::new(), thinking: String::new(), finish: Finish::Stop }
+    }
+}
+
+impl Sink for Answer {
+    fn send(&mut self, event: Event) -> Result<(), Disconnected> {
+        match event {
+            Event::ConversationId(id) => self.conversation_id = Some(id),
+            Event::Text(text) => self.text.push_str(&text),
+            Event::Thinking(text) => self.thinking.push_str(&text),
+            Event::Finish(finish) => self.finish = finish,
+            // Citations reach here as text (see `chat::CitationText`).
+            Event::Citation { .. } | Event::Heartbeat => {}
+        }
+        Ok(())
+    }
+}
+
+/// Renders a whole answer as a dialect's non-streaming response body.
 pub trait Aggregator {
-    fn event(&mut self, event: Event);
-    /// The response body once the answer is complete.
-    fn body(&self) -> Vec<u8>;
+    fn body(&self, answer: &Answer) -> Vec<u8>;
+}
+
+/// An answer made of these events (for the dialects' tests).
+#[cfg(test)]
+pub fn answer_of(events: impl IntoIterator<Item = Event>) -> Answer {
+    let mut answer = Answer::default();
+    for event in events {
+        let _ = answer.send(event);
+    }
+    answer
 }
 
 /// Seconds since the Unix epoch, for `created` fields.

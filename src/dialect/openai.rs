@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Aggregator, StreamRenderer, unix_now};
+use super::{Aggregator, Answer, StreamRenderer, unix_now};
 use crate::chat::{self, Conversation, ErrorKind, Event, Finish, Message, Mode, Part, Role, estimate_tokens};
 
 #[derive(Deserialize)]
@@ -326,26 +326,15 @@ impl StreamRenderer for Stream {
     }
 }
 
-/// Collects a whole `chat.completion`.
+/// Renders a whole `chat.completion`.
 pub struct Complete {
-    id: String,
     model: String,
     prompt_tokens: u64,
-    content: String,
-    reasoning: String,
-    finish: Finish,
 }
 
 impl Complete {
     pub fn new(request: &ParsedRequest) -> Self {
-        Complete {
-            id: format!("chatcmpl-{}", unix_now()),
-            model: request.chat.model.clone(),
-            prompt_tokens: request.chat.estimated_prompt_tokens(),
-            content: String::new(),
-            reasoning: String::new(),
-            finish: Finish::Stop,
-        }
+        Complete { model: request.chat.model.clone(), prompt_tokens: request.chat.estimated_prompt_tokens() }
     }
 }
 
@@ -378,23 +367,14 @@ struct AssistantMessage<'a> {
 }
 
 impl Aggregator for Complete {
-    fn event(&mut self, event: Event) {
-        match event {
-            Event::ConversationId(id) => self.id = id,
-            Event::Text(text) => self.content.push_str(&text),
-            Event::Thinking(text) => self.reasoning.push_str(&text),
-            Event::Citation { .. } | Event::Heartbeat => {}
-            Event::Finish(finish) => self.finish = finish,
-        }
-    }
-
-    fn body(&self) -> Vec<u8> {
+    fn body(&self, answer: &Answer) -> Vec<u8> {
         let counter = Counter {
-            text: if self.content.is_empty() { 0 } else { estimate_tokens(&self.content) },
-            reasoning: if self.reasoning.is_empty() { 0 } else { estimate_tokens(&self.reasoning) },
+            text: if answer.text.is_empty() { 0 } else { estimate_tokens(&answer.text) },
+            reasoning: if answer.thinking.is_empty() { 0 } else { estimate_tokens(&answer.thinking) },
         };
+        let fallback_id = format!("chatcmpl-{}", unix_now());
         let completion = Completion {
-            id: &self.id,
+            id: answer.conversation_id.as_deref().unwrap_or(&fallback_id),
             object: "chat.completion",
             created: unix_now(),
             model: &self.model,
@@ -402,12 +382,12 @@ impl Aggregator for Complete {
                 index: 0,
                 message: AssistantMessage {
                     role: "assistant",
-                    content: &self.content,
+                    content: &answer.text,
                     refusal: None,
-                    reasoning_content: (!self.reasoning.is_empty()).then_some(self.reasoning.as_str()),
+                    reasoning_content: (!answer.thinking.is_empty()).then_some(answer.thinking.as_str()),
                 },
                 logprobs: None,
-                finish_reason: finish_reason(self.finish),
+                finish_reason: finish_reason(answer.finish),
             }],
             usage: counter.usage(self.prompt_tokens),
             system_fingerprint: None,
@@ -530,17 +510,14 @@ mod tests {
     #[test]
     fn aggregated_completion() {
         let request = parsed(r#"{"model":"kimi-k1","messages":[{"role":"user","content":"hi"}]}"#);
-        let mut complete = Complete::new(&request);
-        for event in [
+        let answer = crate::dialect::answer_of([
             Event::ConversationId("chat1".into()),
             Event::Thinking("hmm".into()),
             Event::Text("Hel".into()),
             Event::Text("lo".into()),
             Event::Finish(Finish::Stop),
-        ] {
-            complete.event(event);
-        }
-        let body: Value = serde_json::from_slice(&complete.body()).unwrap();
+        ]);
+        let body: Value = serde_json::from_slice(&Complete::new(&request).body(&answer)).unwrap();
         assert_eq!(body["id"], "chat1");
         assert_eq!(body["object"], "chat.completion");
         assert_eq!(body["model"], "kimi-k1");

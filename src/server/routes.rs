@@ -8,7 +8,7 @@ use tiny_http::{Method, Request};
 use super::App;
 use super::exchange::{self, EventStream};
 use crate::chat::{self, CitationText, ErrorKind, MODELS};
-use crate::dialect::{Aggregator, Dialect, StreamRenderer, anthropic, gemini, openai};
+use crate::dialect::{Aggregator, Answer, Dialect, StreamRenderer, anthropic, gemini, openai};
 use crate::kimi::Backend;
 
 const WELCOME_PAGE: &str = include_str!("welcome.html");
@@ -259,12 +259,12 @@ where
         };
         Outcome { status, dialect: Some(dialect), backend, chat_id }
     } else {
-        let mut sink = Collector { aggregator, chat_id: None };
+        let mut answer = Answer::default();
         let (backend, result) =
-            app.kimi.chat(&credential, &chat, &mut CitationText::new(&mut sink, false, silent));
+            app.kimi.chat(&credential, &chat, &mut CitationText::new(&mut answer, false, silent));
         let status = match result {
             Ok(()) => {
-                exchange::respond_json(request, 200, sink.aggregator.body());
+                exchange::respond_json(request, 200, aggregator.body(&answer));
                 200
             }
             Err(error) => {
@@ -273,7 +273,7 @@ where
                 dialect.error_response(&error).0
             }
         };
-        Outcome { status, dialect: Some(dialect), backend, chat_id: sink.chat_id }
+        Outcome { status, dialect: Some(dialect), backend, chat_id: answer.conversation_id }
     }
 }
 
@@ -293,22 +293,6 @@ fn count_tokens(
             exchange::respond_error(request, dialect, &error, &[]);
             Outcome::failed(dialect, &error)
         }
-    }
-}
-
-/// Feeds a non-streaming aggregator.
-struct Collector<A> {
-    aggregator: A,
-    chat_id: Option<String>,
-}
-
-impl<A: Aggregator> chat::Sink for Collector<A> {
-    fn send(&mut self, event: chat::Event) -> Result<(), chat::Disconnected> {
-        if let chat::Event::ConversationId(id) = &event {
-            self.chat_id = Some(id.clone());
-        }
-        self.aggregator.event(event);
-        Ok(())
     }
 }
 
