@@ -122,6 +122,11 @@ pub const MODELS: &[(&str, &str)] = &[
     ("kimi-math", "math mode"),
 ];
 
+/// What a listed model name does; empty for a name that is not listed (it still works).
+pub fn model_description(id: &str) -> &'static str {
+    MODELS.iter().find(|(name, _)| *name == id).map_or("", |(_, description)| description)
+}
+
 /// Whether the upstream chat lives on after the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Conversation {
@@ -295,10 +300,6 @@ impl<S: Sink> CitationText<S> {
             break_before_text: false,
             collected: String::new(),
         }
-    }
-
-    pub fn into_inner(self) -> S {
-        self.inner
     }
 }
 

@@ -1,7 +1,7 @@
 //! Every knob of the server, with its default, its flag and its environment variable.
 //!
 //! Flags win over the environment; the environment wins over the defaults. The names are fixed
-//! (DESIGN.md) because deploy files, benchmarks and users' scripts rely on them.
+//! (`docs` and `deploy` use them) because deploy files, benchmarks and users' scripts rely on them.
 
 use std::fmt;
 use std::time::Duration;
@@ -66,46 +66,59 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// One knob: its flag, its environment variable, and a line for `--help`.
+/// One knob: its flag, its environment variable, a line for `--help`, and how to show its
+/// default (read from [`Config::default`], so the help text cannot drift from it).
 struct Knob {
     flag: &'static str,
     env: &'static str,
     help: &'static str,
+    default: fn(&Config) -> String,
 }
 
 const KNOBS: &[Knob] = &[
-    Knob { flag: "--host", env: "HOST", help: "address to listen on [0.0.0.0]" },
-    Knob { flag: "--port", env: "PORT", help: "port to listen on [8000]" },
+    Knob { flag: "--host", env: "HOST", help: "address to listen on", default: |c| c.host.clone() },
+    Knob { flag: "--port", env: "PORT", help: "port to listen on", default: |c| c.port.to_string() },
     Knob {
         flag: "--kimi-base-url",
         env: "KIMI_BASE_URL",
-        help: "legacy Kimi API, for refresh tokens [https://kimi.moonshot.cn]",
+        help: "legacy Kimi API, for refresh tokens",
+        default: |c| c.kimi_base_url.clone(),
     },
     Knob {
         flag: "--kimi-connect-base-url",
         env: "KIMI_CONNECT_BASE_URL",
-        help: "Connect RPC Kimi API, for kimi-auth tokens [https://www.kimi.com]",
+        help: "Connect RPC Kimi API, for kimi-auth tokens",
+        default: |c| c.kimi_connect_base_url.clone(),
     },
     Knob {
         flag: "--workers",
         env: "WORKERS",
-        help: "most requests served at once; each open stream holds one [1024]",
+        help: "most requests served at once; each open stream holds one",
+        default: |c| c.workers.to_string(),
     },
-    Knob { flag: "--queue", env: "QUEUE_DEPTH", help: "requests waiting for a worker before 503 [64]" },
+    Knob {
+        flag: "--queue",
+        env: "QUEUE_DEPTH",
+        help: "requests waiting for a worker before 503",
+        default: |c| c.queue_depth.to_string(),
+    },
     Knob {
         flag: "--upstream-timeout",
         env: "UPSTREAM_TIMEOUT",
-        help: "seconds of silence from Kimi before 504 [120]",
+        help: "seconds of silence from Kimi before 504",
+        default: |c| c.upstream_timeout.as_secs_f64().to_string(),
     },
     Knob {
         flag: "--max-body",
         env: "MAX_BODY_BYTES",
-        help: "largest request body in bytes, 413 beyond [33554432]",
+        help: "largest request body in bytes, 413 beyond",
+        default: |c| c.max_body_bytes.to_string(),
     },
     Knob {
         flag: "--allow-private-urls",
         env: "ALLOW_PRIVATE_URLS",
-        help: "fetch attachment URLs on private/loopback addresses: true|false [false]",
+        help: "fetch attachment URLs on private/loopback addresses: true|false",
+        default: |c| c.allow_private_urls.to_string(),
     },
 ];
 
@@ -114,10 +127,12 @@ pub fn help_text() -> String {
     let mut text = String::from(
         "kimi-free-api: your Kimi web-chat account behind the OpenAI, Anthropic and Gemini APIs\n\n\
          usage: kimi-free-api [FLAG VALUE]...\n\n\
-         Every flag has an environment variable of the same meaning; flags win.\n\n",
+         Every flag has an environment variable of the same meaning; flags win. Defaults in [].\n\n",
     );
+    let defaults = Config::default();
     for knob in KNOBS {
-        text.push_str(&format!("  {:<26} {:<22} {}\n", knob.flag, knob.env, knob.help));
+        let default = (knob.default)(&defaults);
+        text.push_str(&format!("  {:<26} {:<22} {} [{default}]\n", knob.flag, knob.env, knob.help));
     }
     text.push_str(
         "  --help                     show this text\n  --version                  show the version\n",
@@ -198,6 +213,9 @@ where
         }
         let (flag, value) = match arg.split_once('=') {
             Some((flag, value)) => (flag.to_string(), value.to_string()),
+            None if !KNOBS.iter().any(|knob| knob.flag == arg) => {
+                return Err(ConfigError(format!("unknown flag {arg}; see --help")));
+            }
             None => {
                 let value = args.next().ok_or_else(|| ConfigError(format!("{arg} needs a value")))?;
                 (arg.clone(), value)
@@ -252,6 +270,24 @@ mod tests {
         let err = parse(args(&[]), env).unwrap_err();
         assert!(err.to_string().starts_with("QUEUE_DEPTH"), "{err}");
         assert!(parse(args(&["--port"]), no_env).is_err());
+    }
+
+    #[test]
+    fn a_lone_unknown_flag_is_unknown_not_missing_its_value() {
+        let err = parse(args(&["--bogus"]), no_env).unwrap_err();
+        assert_eq!(err.to_string(), "unknown flag --bogus; see --help");
+        let err = parse(args(&["--port", "1", "--bogus"]), no_env).unwrap_err();
+        assert!(err.to_string().contains("unknown flag --bogus"), "{err}");
+    }
+
+    #[test]
+    fn help_shows_the_real_defaults() {
+        let text = help_text();
+        let defaults = Config::default();
+        let queue = text.lines().find(|l| l.contains("--queue")).unwrap();
+        assert!(queue.ends_with(&format!("[{}]", defaults.queue_depth)), "{queue}");
+        let timeout = text.lines().find(|l| l.contains("--upstream-timeout")).unwrap();
+        assert!(timeout.ends_with("[120]"), "{timeout}");
     }
 
     #[test]

@@ -43,6 +43,7 @@ fn plain_answer_and_the_chat_is_deleted(kind: Kind) {
     assert_eq!(body["choices"][0]["message"]["role"], "assistant");
     assert_eq!(body["choices"][0]["message"]["content"], "Hello from the mock Kimi.");
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    assert!(body.get("system_fingerprint").is_none_or(Value::is_string), "OpenAI types it as a string");
     assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
     assert!(body["usage"]["completion_tokens"].as_u64().unwrap() > 0);
     let stats = h.mock.settled();
@@ -85,6 +86,7 @@ fn stream_frames_in_the_openai_order(kind: Kind) {
     assert!(chunks[1..chunks.len() - 1].iter().all(|c| c["choices"][0]["finish_reason"].is_null()));
     let id = &chunks[0]["id"];
     assert!(chunks.iter().all(|c| &c["id"] == id && c["object"] == "chat.completion.chunk"));
+    assert!(chunks.iter().all(|c| c.get("system_fingerprint").is_none_or(Value::is_string)));
     assert_eq!(answer.content(), "Hello from the mock Kimi.");
     assert!(chunks.iter().all(|c| c.get("usage").is_none()), "no usage chunk unless asked");
     assert!(h.mock.settled().live_chats.is_empty());

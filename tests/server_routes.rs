@@ -42,6 +42,18 @@ fn ping_welcome_and_models() {
 }
 
 #[test]
+fn welcome_page_shows_the_address_the_server_was_reached_at_not_host_8000() {
+    let h = Harness::start();
+    let page = get(&h.url("/")).body;
+    assert!(!page.contains("HOST:8000"), "placeholder left in the page");
+    assert!(page.contains(&format!("{}/v1", h.base)), "examples use {}", h.base);
+    let named = support::get_with(&h.url("/"), &[("Host", "kimi.example:9000")]).body;
+    assert!(named.contains("http://kimi.example:9000/v1"));
+    let odd = support::get_with(&h.url("/"), &[("Host", "<script>")]).body;
+    assert!(!odd.contains("<script>") && odd.contains(&format!("{}/v1", h.base)));
+}
+
+#[test]
 fn unknown_routes_and_methods_in_the_openai_shape() {
     let h = Harness::start();
     let missing = get(&h.url("/v2/nothing"));

@@ -2,11 +2,13 @@
 //! messages, images, tool turns, thinking), the `message_start` … `message_stop` event stream,
 //! the aggregated message, and errors. What Claude Code sends is the reference.
 
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::{Aggregator, Answer, StreamRenderer};
-use crate::chat::{self, Conversation, ErrorKind, Event, Finish, Message, Mode, Part, Role, estimate_tokens};
+use super::{Aggregator, Answer, Lenient, StreamRenderer};
+use crate::chat::{
+    self, Conversation, ErrorKind, Event, Finish, MODELS, Message, Mode, Part, Role, estimate_tokens,
+};
 
 /// Claude Code's first system block is billing metadata for Anthropic, not a prompt.
 const BILLING_HEADER: &str = "x-anthropic-billing-header:";
@@ -19,143 +21,257 @@ pub struct ParsedRequest {
     pub chat: chat::Request,
 }
 
-fn field<'a>(body: &'a Value, name: &str) -> Option<&'a Value> {
-    body.get(name).filter(|v| !v.is_null())
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Body {
+    model: Lenient<String>,
+    messages: Lenient<Vec<Lenient<RawMessage>>>,
+    system: Lenient<Content<TextBlock>>,
+    thinking: Lenient<Thinking>,
+    stream: Lenient<bool>,
+}
+
+/// A message; one that is not an object has no role, and is refused for it.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawMessage {
+    role: Lenient<String>,
+    content: Lenient<Content<RawBlock>>,
+}
+
+/// A `content` (or `system`) field: a string, or blocks of which those of another shape are
+/// skipped.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Content<T> {
+    Text(String),
+    Blocks(Vec<Lenient<T>>),
+}
+
+/// A system block: only its text matters.
+#[derive(Deserialize)]
+struct TextBlock {
+    text: String,
+}
+
+/// The content blocks that become parts; any other type (echoed `thinking` blocks included)
+/// is skipped.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum RawBlock {
+    Text {
+        text: String,
+    },
+    Image {
+        source: Source,
+    },
+    Document {
+        source: Source,
+    },
+    ToolUse {
+        #[serde(default)]
+        name: Lenient<String>,
+        /// Whatever the tool takes.
+        #[serde(default)]
+        input: Value,
+    },
+    ToolResult {
+        #[serde(default)]
+        content: Lenient<Content<ResultItem>>,
+        #[serde(default)]
+        is_error: Lenient<bool>,
+    },
+}
+
+/// Where an image or a document comes from.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Source {
+    Base64 {
+        #[serde(default)]
+        media_type: Lenient<String>,
+        data: String,
+    },
+    Url {
+        url: String,
+    },
+    Text {
+        data: String,
+    },
+}
+
+/// What a tool result holds that the prompt can show.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ResultItem {
+    Text { text: String },
+    ToolReference { tool_name: String },
+}
+
+/// The `thinking` types that turn thinking on; `disabled` is another shape.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Thinking {
+    Enabled,
+    Adaptive,
+}
+
+/// Reads the body: a syntax error or a value other than an object is refused (serde alone
+/// would read a struct from an array too).
+fn read(raw: &[u8]) -> Result<Body, chat::Error> {
+    let object = raw.trim_ascii_start().starts_with(b"{");
+    match serde_json::from_slice(raw) {
+        Ok(body) if object => Ok(body),
+        Err(e) if object || !e.is_data() => Err(chat::Error::invalid(format!("invalid JSON body: {e}"))),
+        _ => Err(chat::Error::invalid("the body must be a JSON object")),
+    }
 }
 
 /// Parses a `POST /v1/messages` (or `count_tokens`) body.
 pub fn parse(body: &[u8]) -> Result<ParsedRequest, chat::Error> {
-    let body: Value =
-        serde_json::from_slice(body).map_err(|e| chat::Error::invalid(format!("invalid JSON body: {e}")))?;
-    if !body.is_object() {
-        return Err(chat::Error::invalid("the body must be a JSON object"));
-    }
-    let model = field(&body, "model")
-        .and_then(Value::as_str)
+    let body = read(body)?;
+    let model = body
+        .model
+        .ok()
         .filter(|m| !m.trim().is_empty())
-        .ok_or_else(|| chat::Error::invalid("model: field required"))?
-        .to_string();
-    let raw_messages = field(&body, "messages")
-        .and_then(Value::as_array)
+        .ok_or_else(|| chat::Error::invalid("model: field required"))?;
+    let raw_messages = body
+        .messages
+        .ok()
         .filter(|m| !m.is_empty())
         .ok_or_else(|| chat::Error::invalid("messages: a non-empty array is required"))?;
     let mut messages = Vec::new();
-    if let Some(system) = field(&body, "system") {
-        let text = system_text(system);
-        if !text.is_empty() {
-            messages.push(Message::text(Role::System, text));
-        }
+    let system = body.system.ok().map(system_text).unwrap_or_default();
+    if !system.is_empty() {
+        messages.push(Message::text(Role::System, system));
     }
-    for (index, raw) in raw_messages.iter().enumerate() {
-        let role = match raw.get("role").and_then(Value::as_str) {
-            Some("user") => Role::User,
-            Some("assistant") => Role::Assistant,
-            Some("system") => Role::System,
-            other => {
-                return Err(chat::Error::invalid(format!(
-                    "messages.{index}.role: unexpected value {other:?}"
-                )));
-            }
-        };
-        let parts = match raw.get("content") {
-            Some(Value::String(text)) => vec![Part::Text(text.clone())],
-            Some(Value::Array(blocks)) => blocks.iter().filter_map(block_part).collect(),
-            _ => {
-                return Err(chat::Error::invalid(format!(
-                    "messages.{index}.content: a string or blocks are required"
-                )));
-            }
-        };
-        messages.push(Message { role, parts });
+    for (index, raw) in raw_messages.into_iter().enumerate() {
+        messages.push(message(index, raw.ok().unwrap_or_default())?);
     }
     let mut mode = Mode::from_model_name(&model);
-    let thinking = field(&body, "thinking").and_then(|t| t.get("type")).and_then(Value::as_str);
-    mode.thinking |= matches!(thinking, Some("enabled" | "adaptive"));
-    let stream = field(&body, "stream").and_then(Value::as_bool).unwrap_or(false);
+    mode.thinking |= body.thinking.ok().is_some();
+    let stream = body.stream.ok().unwrap_or(false);
     Ok(ParsedRequest {
         chat: chat::Request { model, mode, messages, conversation: Conversation::Ephemeral, stream },
     })
 }
 
+fn message(index: usize, raw: RawMessage) -> Result<Message, chat::Error> {
+    let role = match raw.role.ok().as_deref() {
+        Some("user") => Role::User,
+        Some("assistant") => Role::Assistant,
+        Some("system") => Role::System,
+        other => {
+            return Err(chat::Error::invalid(format!("messages.{index}.role: unexpected value {other:?}")));
+        }
+    };
+    let parts = match raw.content.ok() {
+        Some(Content::Text(text)) => vec![Part::Text(text)],
+        Some(Content::Blocks(blocks)) => {
+            blocks.into_iter().filter_map(|b| b.ok().map(RawBlock::part)).collect()
+        }
+        None => {
+            return Err(chat::Error::invalid(format!(
+                "messages.{index}.content: a string or blocks are required"
+            )));
+        }
+    };
+    Ok(Message { role, parts })
+}
+
 /// The system prompt, from a string or text blocks, without Claude Code's billing block.
-fn system_text(system: &Value) -> String {
+fn system_text(system: Content<TextBlock>) -> String {
     match system {
-        Value::String(text) => text.clone(),
-        Value::Array(blocks) => {
-            let texts: Vec<&str> = blocks
-                .iter()
-                .filter_map(|b| b.get("text").and_then(Value::as_str))
+        Content::Text(text) => text,
+        Content::Blocks(blocks) => {
+            let texts: Vec<String> = blocks
+                .into_iter()
+                .filter_map(|b| b.ok().map(|b| b.text))
                 .filter(|t| !t.starts_with(BILLING_HEADER))
                 .collect();
             texts.join("\n")
         }
-        _ => String::new(),
     }
 }
 
-/// One content block as a neutral part; thinking blocks echoed back are dropped.
-fn block_part(block: &Value) -> Option<Part> {
-    let text_of = |v: &Value| v.as_str().map(str::to_string);
-    match block.get("type")?.as_str()? {
-        "text" => text_of(block.get("text")?).map(Part::Text),
-        "image" | "document" => {
-            let source = block.get("source")?;
-            let url = match source.get("type").and_then(Value::as_str)? {
-                "base64" => {
-                    let media = source
-                        .get("media_type")
-                        .and_then(Value::as_str)
-                        .unwrap_or("application/octet-stream");
-                    format!("data:{media};base64,{}", source.get("data")?.as_str()?)
-                }
-                "url" => source.get("url")?.as_str()?.to_string(),
-                "text" => return text_of(source.get("data")?).map(Part::Text),
-                _ => return None,
-            };
-            Some(if block["type"] == "image" { Part::Image(url) } else { Part::File(url) })
+impl RawBlock {
+    /// The block as a neutral part; tool turns become text.
+    fn part(self) -> Part {
+        match self {
+            RawBlock::Text { text } => Part::Text(text),
+            RawBlock::Image { source } => source.part(Part::Image),
+            RawBlock::Document { source } => source.part(Part::File),
+            RawBlock::ToolUse { name, input } => {
+                Part::Text(format!("[called {}({input})]", name.ok().unwrap_or_default()))
+            }
+            RawBlock::ToolResult { content, is_error } => {
+                let content = content.ok().map(tool_result_text).unwrap_or_default();
+                let error = if is_error.ok() == Some(true) { " (error)" } else { "" };
+                Part::Text(format!("[tool result{error}: {content}]"))
+            }
         }
-        "tool_use" => {
-            let name = block.get("name").and_then(Value::as_str).unwrap_or_default();
-            Some(Part::Text(format!("[called {name}({})]", block.get("input").unwrap_or(&Value::Null))))
-        }
-        "tool_result" => {
-            let content = match block.get("content") {
-                Some(Value::String(text)) => text.clone(),
-                Some(Value::Array(items)) => {
-                    let texts: Vec<String> = items
-                        .iter()
-                        .filter_map(|item| match item.get("type").and_then(Value::as_str) {
-                            Some("text") => item.get("text").and_then(Value::as_str).map(str::to_string),
-                            Some("tool_reference") => item
-                                .get("tool_name")
-                                .and_then(Value::as_str)
-                                .map(|n| format!("Loaded tool: {n}")),
-                            _ => None,
-                        })
-                        .collect();
-                    texts.join("\n")
-                }
-                _ => String::new(),
-            };
-            let error =
-                if block.get("is_error").and_then(Value::as_bool) == Some(true) { " (error)" } else { "" };
-            Some(Part::Text(format!("[tool result{error}: {content}]")))
-        }
-        _ => None,
     }
+}
+
+impl Source {
+    /// The source as `attachment` (an image or a file), but a text source as text.
+    fn part(self, attachment: fn(String) -> Part) -> Part {
+        match self {
+            Source::Base64 { media_type, data } => {
+                let media = media_type.ok().unwrap_or_else(|| "application/octet-stream".to_string());
+                attachment(format!("data:{media};base64,{data}"))
+            }
+            Source::Url { url } => attachment(url),
+            Source::Text { data } => Part::Text(data),
+        }
+    }
+}
+
+fn tool_result_text(content: Content<ResultItem>) -> String {
+    match content {
+        Content::Text(text) => text,
+        Content::Blocks(items) => {
+            let texts: Vec<String> = items
+                .into_iter()
+                .filter_map(|item| match item.ok()? {
+                    ResultItem::Text { text } => Some(text),
+                    ResultItem::ToolReference { tool_name } => Some(format!("Loaded tool: {tool_name}")),
+                })
+                .collect();
+            texts.join("\n")
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TokenCount {
+    input_tokens: u64,
 }
 
 /// `count_tokens`: `{"input_tokens": N}`.
 pub fn count_tokens(request: &ParsedRequest) -> Vec<u8> {
-    json!({"input_tokens": request.chat.estimated_prompt_tokens()}).to_string().into_bytes()
+    serde_json::to_vec(&TokenCount { input_tokens: request.chat.estimated_prompt_tokens() })
+        .unwrap_or_default()
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    message: &'a str,
+}
+
+impl<'a> From<&'a chat::Error> for ErrorDetail<'a> {
+    fn from(error: &'a chat::Error) -> Self {
+        ErrorDetail { kind: error_kind(error.kind).1, message: &error.message }
+    }
 }
 
 /// The Anthropic error body and status; a busy Kimi is `529 overloaded_error`, never a 401
 /// (Claude Code retries 401s for minutes).
 pub fn error_response(error: &chat::Error) -> (u16, Vec<u8>) {
-    let (status, kind) = error_kind(error.kind);
-    let body = json!({"type": "error", "error": {"type": kind, "message": error.message}});
-    (status, body.to_string().into_bytes())
+    let body = StreamEvent::Error { error: error.into() };
+    (error_kind(error.kind).0, serde_json::to_vec(&body).unwrap_or_default())
 }
 
 fn error_kind(kind: ErrorKind) -> (u16, &'static str) {
@@ -185,12 +301,102 @@ struct Usage {
     cache_read_input_tokens: u64,
 }
 
+impl Usage {
+    fn new(input_tokens: u64, output_tokens: u64) -> Self {
+        Usage { input_tokens, output_tokens, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 }
+    }
+}
+
+/// A message: the aggregated answer, or the empty one `message_start` announces.
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "message")]
+struct MessageObject<'a> {
+    id: &'a str,
+    role: &'static str,
+    model: &'a str,
+    content: &'a [ContentBlock<'a>],
+    stop_reason: Option<&'static str>,
+    stop_sequence: Option<()>,
+    usage: Usage,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ContentBlock<'a> {
+    Thinking { thinking: &'a str, signature: &'a str },
+    Text { text: &'a str },
+}
+
+/// A `content_block_delta`'s delta: `thinking_delta`, `signature_delta` or `text_delta`.
+#[derive(Serialize)]
+#[serde(tag = "type")]
+enum Delta<'a> {
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: &'a str },
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+}
+
+#[derive(Serialize)]
+struct MessageDelta {
+    stop_reason: &'static str,
+    stop_sequence: Option<()>,
+}
+
+#[derive(Serialize)]
+struct OutputUsage {
+    output_tokens: u64,
+}
+
+/// One event of the stream (§3.5); its `type` is also its `event:` name. `Error` is also the
+/// body of an error response.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StreamEvent<'a> {
+    MessageStart { message: MessageObject<'a> },
+    Ping,
+    ContentBlockStart { index: usize, content_block: ContentBlock<'a> },
+    ContentBlockDelta { index: usize, delta: Delta<'a> },
+    ContentBlockStop { index: usize },
+    MessageDelta { delta: MessageDelta, usage: OutputUsage },
+    MessageStop,
+    Error { error: ErrorDetail<'a> },
+}
+
+impl StreamEvent<'_> {
+    /// The `event:` name: the `type` serde writes in the data.
+    fn name(&self) -> &'static str {
+        match self {
+            StreamEvent::MessageStart { .. } => "message_start",
+            StreamEvent::Ping => "ping",
+            StreamEvent::ContentBlockStart { .. } => "content_block_start",
+            StreamEvent::ContentBlockDelta { .. } => "content_block_delta",
+            StreamEvent::ContentBlockStop { .. } => "content_block_stop",
+            StreamEvent::MessageDelta { .. } => "message_delta",
+            StreamEvent::MessageStop => "message_stop",
+            StreamEvent::Error { .. } => "error",
+        }
+    }
+}
+
 /// Which content block is open in the stream.
 #[derive(Clone, Copy, PartialEq)]
 enum Block {
     None,
     Thinking,
     Text,
+}
+
+/// Appends one event with its `event:` line.
+fn write(out: &mut Vec<u8>, event: &StreamEvent<'_>) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(event.name().as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    // Serializing these plain structs cannot fail.
+    let _ = serde_json::to_writer(&mut *out, event);
+    out.extend_from_slice(b"\n\n");
 }
 
 /// Streams the events of §3.5, each with its `event:` line: `message_start` and a `ping`,
@@ -222,26 +428,22 @@ impl Stream {
         }
     }
 
-    fn write(&mut self, out: &mut Vec<u8>, name: &str, data: &Value) {
-        self.last_output = std::time::Instant::now();
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\ndata: ");
-        let _ = serde_json::to_writer(&mut *out, data);
-        out.extend_from_slice(b"\n\n");
-    }
-
     fn start(&mut self, out: &mut Vec<u8>) {
         if self.started {
             return;
         }
         self.started = true;
-        let message = json!({"id": self.id, "type": "message", "role": "assistant", "model": self.model,
-            "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": self.input_tokens, "output_tokens": 1,
-                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}});
-        self.write(out, "message_start", &json!({"type": "message_start", "message": message}));
-        self.write(out, "ping", &json!({"type": "ping"}));
+        let message = MessageObject {
+            id: &self.id,
+            role: "assistant",
+            model: &self.model,
+            content: &[],
+            stop_reason: None,
+            stop_sequence: None,
+            usage: Usage::new(self.input_tokens, 1),
+        };
+        write(out, &StreamEvent::MessageStart { message });
+        write(out, &StreamEvent::Ping);
     }
 
     /// Makes `block` the open block, closing the previous one.
@@ -251,14 +453,10 @@ impl Stream {
         }
         self.close(out);
         let content_block = match block {
-            Block::Thinking => json!({"type": "thinking", "thinking": "", "signature": ""}),
-            _ => json!({"type": "text", "text": ""}),
+            Block::Thinking => ContentBlock::Thinking { thinking: "", signature: "" },
+            _ => ContentBlock::Text { text: "" },
         };
-        self.write(
-            out,
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": self.index, "content_block": content_block}),
-        );
+        write(out, &StreamEvent::ContentBlockStart { index: self.index, content_block });
         self.open = block;
     }
 
@@ -267,14 +465,10 @@ impl Stream {
             return;
         }
         if self.open == Block::Thinking {
-            let delta = json!({"type": "signature_delta", "signature": SIGNATURE});
-            self.write(
-                out,
-                "content_block_delta",
-                &json!({"type": "content_block_delta", "index": self.index, "delta": delta}),
-            );
+            let delta = Delta::Signature { signature: SIGNATURE };
+            write(out, &StreamEvent::ContentBlockDelta { index: self.index, delta });
         }
-        self.write(out, "content_block_stop", &json!({"type": "content_block_stop", "index": self.index}));
+        write(out, &StreamEvent::ContentBlockStop { index: self.index });
         self.open = Block::None;
         self.index += 1;
     }
@@ -284,49 +478,45 @@ impl Stream {
         self.open(block, out);
         self.output_tokens += estimate_tokens(text);
         let delta = match block {
-            Block::Thinking => json!({"type": "thinking_delta", "thinking": text}),
-            _ => json!({"type": "text_delta", "text": text}),
+            Block::Thinking => Delta::Thinking { thinking: text },
+            _ => Delta::Text { text },
         };
-        self.write(
-            out,
-            "content_block_delta",
-            &json!({"type": "content_block_delta", "index": self.index, "delta": delta}),
-        );
+        write(out, &StreamEvent::ContentBlockDelta { index: self.index, delta });
+    }
+
+    fn finish(&mut self, finish: Finish, out: &mut Vec<u8>) {
+        self.start(out);
+        if self.index == 0 && self.open == Block::None {
+            // Clients expect at least one content block.
+            self.open(Block::Text, out);
+        }
+        self.close(out);
+        let delta = MessageDelta { stop_reason: stop_reason(finish), stop_sequence: None };
+        let usage = OutputUsage { output_tokens: self.output_tokens.max(1) };
+        write(out, &StreamEvent::MessageDelta { delta, usage });
+        write(out, &StreamEvent::MessageStop);
     }
 }
 
 impl StreamRenderer for Stream {
     fn event(&mut self, event: Event, out: &mut Vec<u8>) {
+        let before = out.len();
         match event {
             Event::Text(text) => self.delta(Block::Text, &text, out),
             Event::Thinking(text) => self.delta(Block::Thinking, &text, out),
             Event::Heartbeat if self.started && self.last_output.elapsed() >= PING_AFTER => {
-                self.write(out, "ping", &json!({"type": "ping"}))
+                write(out, &StreamEvent::Ping)
             }
-            Event::Finish(finish) => {
-                self.start(out);
-                if self.index == 0 && self.open == Block::None {
-                    // Clients expect at least one content block.
-                    self.open(Block::Text, out);
-                }
-                self.close(out);
-                let delta = json!({"type": "message_delta",
-                    "delta": {"stop_reason": stop_reason(finish), "stop_sequence": null},
-                    "usage": {"output_tokens": self.output_tokens.max(1)}});
-                self.write(out, "message_delta", &delta);
-                self.write(out, "message_stop", &json!({"type": "message_stop"}));
-            }
+            Event::Finish(finish) => self.finish(finish, out),
             Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat => {}
+        }
+        if out.len() > before {
+            self.last_output = std::time::Instant::now();
         }
     }
 
     fn error(&mut self, error: &chat::Error, out: &mut Vec<u8>) {
-        let (_, kind) = error_kind(error.kind);
-        self.write(
-            out,
-            "error",
-            &json!({"type": "error", "error": {"type": kind, "message": error.message}}),
-        );
+        write(out, &StreamEvent::Error { error: error.into() });
     }
 }
 
@@ -344,41 +534,68 @@ impl Complete {
 
 impl Aggregator for Complete {
     fn body(&self, answer: &Answer) -> Vec<u8> {
-        let mut content = Vec::new();
+        let mut content = Vec::with_capacity(2);
         if !answer.thinking.is_empty() {
-            content.push(json!({"type": "thinking", "thinking": answer.thinking, "signature": SIGNATURE}));
+            content.push(ContentBlock::Thinking { thinking: &answer.thinking, signature: SIGNATURE });
         }
-        content.push(json!({"type": "text", "text": answer.text}));
+        content.push(ContentBlock::Text { text: &answer.text });
         let output = estimate_tokens(&answer.text)
             + if answer.thinking.is_empty() { 0 } else { estimate_tokens(&answer.thinking) };
-        let usage = Usage {
-            input_tokens: self.input_tokens,
-            output_tokens: output,
-            cache_creation_input_tokens: 0,
-            cache_read_input_tokens: 0,
+        let id = format!("msg_{}", super::unix_now());
+        let message = MessageObject {
+            id: &id,
+            role: "assistant",
+            model: &self.model,
+            content: &content,
+            stop_reason: Some(stop_reason(answer.finish)),
+            stop_sequence: None,
+            usage: Usage::new(self.input_tokens, output),
         };
-        json!({"id": format!("msg_{}", super::unix_now()), "type": "message", "role": "assistant", "model": self.model,
-            "content": content, "stop_reason": stop_reason(answer.finish), "stop_sequence": null, "usage": usage})
-        .to_string()
-        .into_bytes()
+        serde_json::to_vec(&message).unwrap_or_default()
     }
 }
 
-/// `GET /v1/models` in the Anthropic shape.
-pub fn models(ids: &[&str]) -> Vec<u8> {
-    let data: Vec<Value> = ids
-        .iter()
-        .map(
-            |id| json!({"type": "model", "id": id, "display_name": id, "created_at": "2025-01-01T00:00:00Z"}),
-        )
-        .collect();
-    json!({"data": data, "has_more": false, "first_id": ids.first(), "last_id": ids.last()})
-        .to_string()
-        .into_bytes()
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "model")]
+struct Model<'a> {
+    id: &'a str,
+    display_name: &'a str,
+    created_at: &'static str,
+}
+
+impl<'a> Model<'a> {
+    fn new(id: &'a str) -> Self {
+        Model { id, display_name: id, created_at: "2025-01-01T00:00:00Z" }
+    }
+}
+
+#[derive(Serialize)]
+struct ModelList<'a> {
+    data: Vec<Model<'a>>,
+    has_more: bool,
+    first_id: Option<&'a str>,
+    last_id: Option<&'a str>,
+}
+
+/// `GET /v1/models` in the Anthropic shape: the list, or the model `one` (which may carry
+/// Gemini's `models/` prefix, as a path under `/v1/models/` can).
+pub fn models(one: Option<&str>) -> Vec<u8> {
+    let body = match one {
+        Some(id) => serde_json::to_vec(&Model::new(id.strip_prefix("models/").unwrap_or(id))),
+        None => serde_json::to_vec(&ModelList {
+            data: MODELS.iter().map(|&(id, _)| Model::new(id)).collect(),
+            has_more: false,
+            first_id: MODELS.first().map(|m| m.0),
+            last_id: MODELS.last().map(|m| m.0),
+        }),
+    };
+    body.unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn parsed(body: Value) -> ParsedRequest {
@@ -505,5 +722,28 @@ mod tests {
         assert_eq!(body["content"][1], json!({"type": "text", "text": "answer"}));
         assert_eq!(body["stop_reason"], "max_tokens");
         assert_eq!(body["usage"]["cache_read_input_tokens"], 0);
+    }
+
+    #[test]
+    fn models_list_and_one() {
+        let list: Value = serde_json::from_slice(&models(None)).unwrap();
+        let data = list["data"].as_array().unwrap();
+        assert_eq!(data.len(), MODELS.len());
+        assert_eq!(
+            data[0],
+            json!({"type": "model", "id": "kimi", "display_name": "kimi",
+                   "created_at": "2025-01-01T00:00:00Z"})
+        );
+        assert_eq!(list["has_more"], false);
+        assert_eq!(list["first_id"], MODELS[0].0);
+        assert_eq!(list["last_id"], MODELS[MODELS.len() - 1].0);
+        let search = data.iter().find(|m| m["id"] == "kimi-search").unwrap();
+        for id in ["kimi-search", "models/kimi-search"] {
+            let one: Value = serde_json::from_slice(&models(Some(id))).unwrap();
+            assert_eq!(&one, search);
+        }
+        let unknown: Value = serde_json::from_slice(&models(Some("my-model"))).unwrap();
+        assert_eq!(unknown["id"], "my-model");
+        assert_eq!(unknown["display_name"], "my-model");
     }
 }

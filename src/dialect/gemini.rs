@@ -2,10 +2,13 @@
 //! `streamGenerateContent` as `data: …\r\n\r\n` SSE (`alt=sse`) or a JSON array, thought parts
 //! when asked for, JSON mode, `countTokens`, models and errors.
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::{Aggregator, Answer, StreamRenderer};
-use crate::chat::{self, Conversation, ErrorKind, Event, Finish, Message, Mode, Part, Role, estimate_tokens};
+use super::{Aggregator, Answer, Lenient, StreamRenderer};
+use crate::chat::{
+    self, Conversation, ErrorKind, Event, Finish, MODELS, Message, Mode, Part, Role, estimate_tokens,
+};
 
 /// Added to the prompt in JSON mode: Kimi has no response format switch.
 const JSON_INSTRUCTION: &str = "Reply with one valid JSON value only: no prose, no Markdown, no code fences.";
@@ -20,56 +23,144 @@ pub struct ParsedRequest {
     pub sse: bool,
 }
 
-/// A field under its camelCase or its snake_case name.
-fn get<'a>(value: &'a Value, camel: &str, snake: &str) -> Option<&'a Value> {
-    value.get(camel).or_else(|| value.get(snake)).filter(|v| !v.is_null())
+/// A `GenerateContentRequest`; every field also under its snake_case name.
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct Body {
+    /// countTokens may wrap the request: `{"generateContentRequest": {...}}`.
+    #[serde(alias = "generate_content_request")]
+    generate_content_request: Option<Lenient<Box<Body>>>,
+    contents: Lenient<Vec<Lenient<RawContent>>>,
+    #[serde(alias = "system_instruction")]
+    system_instruction: Lenient<RawContent>,
+    #[serde(alias = "generation_config")]
+    generation_config: Lenient<GenerationConfig>,
+}
+
+/// A content; one that is not an object is a user turn with nothing in it.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawContent {
+    role: Lenient<String>,
+    parts: Lenient<Vec<Lenient<RawPart>>>,
+}
+
+/// A part: the first of its fields that is set says what it is. A field set to something
+/// malformed still claims the part (which is then skipped, or for a call, nameless).
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct RawPart {
+    thought: Lenient<bool>,
+    text: Lenient<String>,
+    #[serde(alias = "inline_data")]
+    inline_data: Option<Lenient<Blob>>,
+    #[serde(alias = "file_data")]
+    file_data: Option<Lenient<FileData>>,
+    #[serde(alias = "function_call")]
+    function_call: Option<Lenient<FunctionCall>>,
+    #[serde(alias = "function_response")]
+    function_response: Option<Lenient<FunctionResponse>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Blob {
+    #[serde(default, alias = "mime_type")]
+    mime_type: Lenient<String>,
+    data: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FileData {
+    #[serde(default, alias = "mime_type")]
+    mime_type: Lenient<String>,
+    #[serde(alias = "file_uri")]
+    file_uri: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct FunctionCall {
+    name: Lenient<String>,
+    /// Whatever the function takes.
+    args: Value,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct FunctionResponse {
+    name: Lenient<String>,
+    /// Whatever the function returned.
+    response: Value,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct GenerationConfig {
+    #[serde(alias = "thinking_config")]
+    thinking_config: Lenient<ThinkingConfig>,
+    #[serde(alias = "response_mime_type")]
+    response_mime_type: Lenient<String>,
+    /// The JSON schema an answer in JSON mode must match, shown to the model as it is.
+    #[serde(alias = "response_json_schema")]
+    response_json_schema: Option<Value>,
+    /// The OpenAPI-style schema, used when there is no `responseJsonSchema`.
+    #[serde(alias = "response_schema")]
+    response_schema: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct ThinkingConfig {
+    #[serde(alias = "include_thoughts")]
+    include_thoughts: Lenient<bool>,
+}
+
+/// Reads the body: a syntax error or a value other than an object is refused (serde alone
+/// would read a struct from an array too).
+fn read(raw: &[u8]) -> Result<Body, chat::Error> {
+    let object = raw.trim_ascii_start().starts_with(b"{");
+    match serde_json::from_slice(raw) {
+        Ok(body) if object => Ok(body),
+        Err(e) if object || !e.is_data() => Err(chat::Error::invalid(format!("Invalid JSON payload: {e}"))),
+        _ => Err(chat::Error::invalid("Invalid JSON payload: expected an object")),
+    }
 }
 
 /// Parses a `generateContent` / `streamGenerateContent` / `countTokens` body for `model`.
 pub fn parse(model: &str, body: &[u8], stream: bool, sse: bool) -> Result<ParsedRequest, chat::Error> {
-    let body: Value = serde_json::from_slice(body)
-        .map_err(|e| chat::Error::invalid(format!("Invalid JSON payload: {e}")))?;
-    if !body.is_object() {
-        return Err(chat::Error::invalid("Invalid JSON payload: expected an object"));
+    let mut body = read(body)?;
+    if let Some(wrapped) = body.generate_content_request {
+        // A wrapper that is not a request has no contents.
+        body = wrapped.ok().map_or_else(Body::default, |wrapped| *wrapped);
     }
-    // countTokens may wrap the request: {"generateContentRequest": {...}}.
-    let body = get(&body, "generateContentRequest", "generate_content_request").unwrap_or(&body);
     let contents = body
-        .get("contents")
-        .and_then(Value::as_array)
+        .contents
+        .ok()
         .filter(|c| !c.is_empty())
         .ok_or_else(|| chat::Error::invalid("contents is not specified"))?;
     let mut messages = Vec::new();
-    if let Some(system) = get(body, "systemInstruction", "system_instruction") {
-        let parts = parts(system);
-        if !parts.is_empty() {
-            messages.push(Message { role: Role::System, parts });
-        }
+    let system = parts(body.system_instruction.ok().unwrap_or_default().parts);
+    if !system.is_empty() {
+        messages.push(Message { role: Role::System, parts: system });
     }
-    for (index, content) in contents.iter().enumerate() {
-        let role = match content.get("role").and_then(Value::as_str) {
+    for (index, content) in contents.into_iter().enumerate() {
+        let content = content.ok().unwrap_or_default();
+        let role = match content.role.ok().as_deref() {
             None | Some("user") => Role::User,
             Some("model") => Role::Assistant,
             Some(other) => {
                 return Err(chat::Error::invalid(format!("contents[{index}].role: unknown role {other:?}")));
             }
         };
-        messages.push(Message { role, parts: parts(content) });
+        messages.push(Message { role, parts: parts(content.parts) });
     }
-    let config = get(body, "generationConfig", "generation_config");
-    let thinking = config.and_then(|c| get(c, "thinkingConfig", "thinking_config"));
-    let include_thoughts =
-        thinking.and_then(|t| get(t, "includeThoughts", "include_thoughts")).and_then(Value::as_bool)
-            == Some(true);
-    let json_mode =
-        config.and_then(|c| get(c, "responseMimeType", "response_mime_type")).and_then(Value::as_str)
-            == Some("application/json");
+    let config = body.generation_config.ok().unwrap_or_default();
+    let include_thoughts = config.thinking_config.ok().and_then(|t| t.include_thoughts.ok()) == Some(true);
+    let json_mode = config.response_mime_type.ok().as_deref() == Some("application/json");
     if json_mode {
-        let schema = config.and_then(|c| {
-            get(c, "responseJsonSchema", "response_json_schema")
-                .or_else(|| get(c, "responseSchema", "response_schema"))
-        });
-        let instruction = match schema {
+        let instruction = match config.response_json_schema.or(config.response_schema) {
             Some(schema) => format!("{JSON_INSTRUCTION} It must match this JSON schema: {schema}"),
             None => JSON_INSTRUCTION.to_string(),
         };
@@ -87,48 +178,54 @@ pub fn parse(model: &str, body: &[u8], stream: bool, sse: bool) -> Result<Parsed
 }
 
 /// The parts of a content (or of a system instruction) as neutral parts; earlier thoughts are
-/// dropped, function calls and responses become text.
-fn parts(content: &Value) -> Vec<Part> {
-    let Some(parts) = content.get("parts").and_then(Value::as_array) else { return Vec::new() };
-    parts
-        .iter()
-        .filter(|p| p.get("thought").and_then(Value::as_bool) != Some(true))
-        .filter_map(|part| {
-            if let Some(text) = part.get("text").and_then(Value::as_str) {
-                return Some(Part::Text(text.to_string()));
-            }
-            if let Some(inline) = get(part, "inlineData", "inline_data") {
-                let mime = get(inline, "mimeType", "mime_type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("application/octet-stream");
-                let url = format!("data:{mime};base64,{}", inline.get("data")?.as_str()?);
-                return Some(if mime.starts_with("image/") { Part::Image(url) } else { Part::File(url) });
-            }
-            if let Some(file) = get(part, "fileData", "file_data") {
-                let mime = get(file, "mimeType", "mime_type").and_then(Value::as_str).unwrap_or("");
-                let url = get(file, "fileUri", "file_uri")?.as_str()?.to_string();
-                return Some(if mime.starts_with("image/") { Part::Image(url) } else { Part::File(url) });
-            }
-            if let Some(call) = get(part, "functionCall", "function_call") {
-                let name = call.get("name").and_then(Value::as_str).unwrap_or_default();
-                return Some(Part::Text(format!(
-                    "[called {name}({})]",
-                    call.get("args").unwrap_or(&Value::Null)
-                )));
-            }
-            if let Some(response) = get(part, "functionResponse", "function_response") {
-                let name = response.get("name").and_then(Value::as_str).unwrap_or_default();
-                let result = response.get("response").unwrap_or(&Value::Null);
-                return Some(Part::Text(format!("[result of {name}: {result}]")));
-            }
-            None
-        })
-        .collect()
+/// dropped.
+fn parts(parts: Lenient<Vec<Lenient<RawPart>>>) -> Vec<Part> {
+    parts.ok().unwrap_or_default().into_iter().filter_map(|part| part.ok().and_then(RawPart::part)).collect()
+}
+
+impl RawPart {
+    /// The part as a neutral part; function calls and responses become text.
+    fn part(self) -> Option<Part> {
+        if self.thought.ok() == Some(true) {
+            return None;
+        }
+        if let Some(text) = self.text.ok() {
+            return Some(Part::Text(text));
+        }
+        if let Some(inline) = self.inline_data {
+            let inline = inline.ok()?;
+            let mime = inline.mime_type.ok().unwrap_or_else(|| "application/octet-stream".to_string());
+            let url = format!("data:{mime};base64,{}", inline.data);
+            return Some(attachment(&mime, url));
+        }
+        if let Some(file) = self.file_data {
+            let file = file.ok()?;
+            return Some(attachment(&file.mime_type.ok().unwrap_or_default(), file.file_uri));
+        }
+        if let Some(call) = self.function_call {
+            let FunctionCall { name, args } = call.ok().unwrap_or_default();
+            return Some(Part::Text(format!("[called {}({args})]", name.ok().unwrap_or_default())));
+        }
+        let FunctionResponse { name, response } = self.function_response?.ok().unwrap_or_default();
+        Some(Part::Text(format!("[result of {}: {response}]", name.ok().unwrap_or_default())))
+    }
+}
+
+/// An image or, for any other MIME type, a file.
+fn attachment(mime: &str, url: String) -> Part {
+    if mime.starts_with("image/") { Part::Image(url) } else { Part::File(url) }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenCount {
+    total_tokens: u64,
 }
 
 /// `countTokens`: `{"totalTokens": N}`.
 pub fn count_tokens(request: &ParsedRequest) -> Vec<u8> {
-    json!({"totalTokens": request.chat.estimated_prompt_tokens()}).to_string().into_bytes()
+    serde_json::to_vec(&TokenCount { total_tokens: request.chat.estimated_prompt_tokens() })
+        .unwrap_or_default()
 }
 
 fn status_name(kind: ErrorKind) -> &'static str {
@@ -144,19 +241,47 @@ fn status_name(kind: ErrorKind) -> &'static str {
     }
 }
 
-fn error_value(error: &chat::Error) -> Value {
-    let mut body = json!({"error": {"code": error.kind.status(), "message": error.message, "status": status_name(error.kind)}});
-    if error.kind == ErrorKind::RateLimited {
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: u16,
+    message: &'a str,
+    status: &'static str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    details: &'static [RetryInfo],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RetryInfo {
+    #[serde(rename = "@type")]
+    kind: &'static str,
+    retry_delay: &'static str,
+}
+
+impl<'a> From<&'a chat::Error> for ErrorBody<'a> {
+    fn from(error: &'a chat::Error) -> Self {
         // Gemini CLI waits as long as RetryInfo says before it retries.
-        body["error"]["details"] =
-            json!([{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "2s"}]);
+        let details: &[RetryInfo] = match error.kind {
+            ErrorKind::RateLimited => {
+                &[RetryInfo { kind: "type.googleapis.com/google.rpc.RetryInfo", retry_delay: "2s" }]
+            }
+            _ => &[],
+        };
+        let status = status_name(error.kind);
+        ErrorBody {
+            error: ErrorDetail { code: error.kind.status(), message: &error.message, status, details },
+        }
     }
-    body
 }
 
 /// The Gemini error body and status.
 pub fn error_response(error: &chat::Error) -> (u16, Vec<u8>) {
-    (error.kind.status(), error_value(error).to_string().into_bytes())
+    (error.kind.status(), serde_json::to_vec(&ErrorBody::from(error)).unwrap_or_default())
 }
 
 fn finish_reason(finish: Finish) -> &'static str {
@@ -164,6 +289,16 @@ fn finish_reason(finish: Finish) -> &'static str {
         Finish::Stop => "STOP",
         Finish::Length => "MAX_TOKENS",
     }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UsageMetadata {
+    prompt_token_count: u64,
+    candidates_token_count: u64,
+    total_token_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thoughts_token_count: Option<u64>,
 }
 
 /// Token counts for `usageMetadata`.
@@ -174,44 +309,83 @@ struct Counts {
 }
 
 impl Counts {
-    fn metadata(&self, prompt: u64) -> Value {
+    fn metadata(&self, prompt: u64) -> UsageMetadata {
         let candidates = self.candidates.max(1);
-        let mut usage = json!({"promptTokenCount": prompt, "candidatesTokenCount": candidates,
-            "totalTokenCount": prompt + candidates + self.thoughts});
-        if self.thoughts > 0 {
-            usage["thoughtsTokenCount"] = json!(self.thoughts);
+        UsageMetadata {
+            prompt_token_count: prompt,
+            candidates_token_count: candidates,
+            total_token_count: prompt + candidates + self.thoughts,
+            thoughts_token_count: (self.thoughts > 0).then_some(self.thoughts),
         }
-        usage
     }
 }
 
-/// Streams `GenerateContentResponse` increments; the last one carries `finishReason` and
-/// `usageMetadata`. With `alt=sse` each is exactly `data: <json>\r\n\r\n` (no `event:`, no
-/// comments, no `[DONE]`: Google's parsers reject them); otherwise a JSON array.
-pub struct Stream {
-    model: String,
-    response_id: String,
-    include_thoughts: bool,
+/// A `GenerateContentResponse`: one increment of a stream, or the whole answer. Only the last
+/// increment has `finishReason` and `usageMetadata`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Response<'a> {
+    candidates: [Candidate<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage_metadata: Option<UsageMetadata>,
+    model_version: &'a str,
+    response_id: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Candidate<'a> {
+    content: Content<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finish_reason: Option<&'static str>,
+    index: u32,
+}
+
+#[derive(Serialize)]
+struct Content<'a> {
+    parts: &'a [TextPart<'a>],
+    role: &'static str,
+}
+
+/// A text part; `thought: true` marks reasoning, and is left out of answer parts.
+#[derive(Serialize)]
+struct TextPart<'a> {
+    text: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    thought: bool,
+}
+
+impl<'a> Response<'a> {
+    fn new(parts: &'a [TextPart<'a>], model: &'a str, response_id: &'a str) -> Self {
+        Response {
+            candidates: [Candidate {
+                content: Content { parts, role: "model" },
+                finish_reason: None,
+                index: 0,
+            }],
+            usage_metadata: None,
+            model_version: model,
+            response_id,
+        }
+    }
+
+    /// The last increment (or the whole answer): why it ended, and what the answer used.
+    fn finished(mut self, finish: Finish, usage: UsageMetadata) -> Self {
+        self.candidates[0].finish_reason = Some(finish_reason(finish));
+        self.usage_metadata = Some(usage);
+        self
+    }
+}
+
+/// How increments are framed: `data:` lines (`alt=sse`), or the items of one JSON array.
+struct Framing {
     sse: bool,
-    prompt_tokens: u64,
-    counts: Counts,
     started: bool,
 }
 
-impl Stream {
-    pub fn new(request: &ParsedRequest) -> Self {
-        Stream {
-            model: request.chat.model.clone(),
-            response_id: format!("resp-{}", super::unix_now()),
-            include_thoughts: request.include_thoughts,
-            sse: request.sse,
-            prompt_tokens: request.chat.estimated_prompt_tokens(),
-            counts: Counts::default(),
-            started: false,
-        }
-    }
-
-    fn write(&mut self, out: &mut Vec<u8>, value: &Value) {
+impl Framing {
+    fn write(&mut self, out: &mut Vec<u8>, value: &impl Serialize) {
+        // Serializing these plain structs cannot fail.
         if self.sse {
             out.extend_from_slice(b"data: ");
             let _ = serde_json::to_writer(&mut *out, value);
@@ -223,53 +397,76 @@ impl Stream {
         self.started = true;
     }
 
-    fn chunk(&self, parts: Value, finish: Option<Finish>) -> Value {
-        let mut candidate = json!({"content": {"parts": parts, "role": "model"}, "index": 0});
-        let mut chunk = json!({"modelVersion": self.model, "responseId": self.response_id});
-        if let Some(finish) = finish {
-            candidate["finishReason"] = json!(finish_reason(finish));
-            chunk["usageMetadata"] = self.counts.metadata(self.prompt_tokens);
+    /// Closes the array; SSE has no end marker.
+    fn end(&self, out: &mut Vec<u8>) {
+        if !self.sse {
+            out.push(b']');
         }
-        chunk["candidates"] = json!([candidate]);
-        chunk
+    }
+}
+
+/// Streams `GenerateContentResponse` increments; the last one carries `finishReason` and
+/// `usageMetadata`. With `alt=sse` each is exactly `data: <json>\r\n\r\n` (no `event:`, no
+/// comments, no `[DONE]`: Google's parsers reject them); otherwise a JSON array.
+pub struct Stream {
+    model: String,
+    response_id: String,
+    include_thoughts: bool,
+    framing: Framing,
+    prompt_tokens: u64,
+    counts: Counts,
+}
+
+impl Stream {
+    pub fn new(request: &ParsedRequest) -> Self {
+        Stream {
+            model: request.chat.model.clone(),
+            response_id: format!("resp-{}", super::unix_now()),
+            include_thoughts: request.include_thoughts,
+            framing: Framing { sse: request.sse, started: false },
+            prompt_tokens: request.chat.estimated_prompt_tokens(),
+            counts: Counts::default(),
+        }
+    }
+
+    fn chunk(&mut self, out: &mut Vec<u8>, part: TextPart<'_>, finish: Option<Finish>) {
+        let parts = [part];
+        let mut response = Response::new(&parts, &self.model, &self.response_id);
+        if let Some(finish) = finish {
+            response = response.finished(finish, self.counts.metadata(self.prompt_tokens));
+        }
+        self.framing.write(out, &response);
     }
 }
 
 impl StreamRenderer for Stream {
     fn content_type(&self) -> &'static str {
-        if self.sse { "text/event-stream" } else { "application/json" }
+        if self.framing.sse { "text/event-stream" } else { "application/json" }
     }
 
     fn event(&mut self, event: Event, out: &mut Vec<u8>) {
         match event {
             Event::Text(text) => {
                 self.counts.candidates += estimate_tokens(&text);
-                let chunk = self.chunk(json!([{"text": text}]), None);
-                self.write(out, &chunk);
+                self.chunk(out, TextPart { text: &text, thought: false }, None);
             }
             Event::Thinking(text) => {
                 self.counts.thoughts += estimate_tokens(&text);
                 if self.include_thoughts {
-                    let chunk = self.chunk(json!([{"text": text, "thought": true}]), None);
-                    self.write(out, &chunk);
+                    self.chunk(out, TextPart { text: &text, thought: true }, None);
                 }
             }
             Event::Finish(finish) => {
-                let chunk = self.chunk(json!([{"text": ""}]), Some(finish));
-                self.write(out, &chunk);
-                if !self.sse {
-                    out.push(b']');
-                }
+                self.chunk(out, TextPart { text: "", thought: false }, Some(finish));
+                self.framing.end(out);
             }
             Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat => {}
         }
     }
 
     fn error(&mut self, error: &chat::Error, out: &mut Vec<u8>) {
-        self.write(out, &error_value(error));
-        if !self.sse {
-            out.push(b']');
-        }
+        self.framing.write(out, &ErrorBody::from(error));
+        self.framing.end(out);
     }
 }
 
@@ -302,34 +499,77 @@ fn unfenced(text: &str) -> &str {
 
 impl Aggregator for Complete {
     fn body(&self, answer: &Answer) -> Vec<u8> {
-        let mut parts = Vec::new();
+        let mut parts = Vec::with_capacity(2);
         if self.include_thoughts && !answer.thinking.is_empty() {
-            parts.push(json!({"text": answer.thinking, "thought": true}));
+            parts.push(TextPart { text: &answer.thinking, thought: true });
         }
         let text = if self.json_mode { unfenced(&answer.text) } else { &answer.text };
-        parts.push(json!({"text": text}));
+        parts.push(TextPart { text, thought: false });
         let counts = Counts {
             candidates: estimate_tokens(text),
             thoughts: if answer.thinking.is_empty() { 0 } else { estimate_tokens(&answer.thinking) },
         };
-        json!({"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": finish_reason(answer.finish),
-               "index": 0}],
-               "usageMetadata": counts.metadata(self.prompt_tokens), "modelVersion": self.model,
-               "responseId": format!("resp-{}", super::unix_now())})
-        .to_string()
-        .into_bytes()
+        let response_id = format!("resp-{}", super::unix_now());
+        let response = Response::new(&parts, &self.model, &response_id)
+            .finished(answer.finish, counts.metadata(self.prompt_tokens));
+        serde_json::to_vec(&response).unwrap_or_default()
     }
 }
 
-/// One model object, `name` keeping the `models/` prefix.
-pub fn model_object(id: &str, description: &str) -> Value {
-    json!({"name": format!("models/{id}"), "baseModelId": id, "version": "1", "displayName": id,
-           "description": description, "inputTokenLimit": 131072, "outputTokenLimit": 32768,
-           "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"]})
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Model<'a> {
+    /// The id with the `models/` prefix.
+    name: String,
+    base_model_id: &'a str,
+    version: &'static str,
+    display_name: &'a str,
+    description: &'a str,
+    input_token_limit: u32,
+    output_token_limit: u32,
+    supported_generation_methods: [&'static str; 3],
+}
+
+impl<'a> Model<'a> {
+    fn new(id: &'a str, description: &'a str) -> Self {
+        Model {
+            name: format!("models/{id}"),
+            base_model_id: id,
+            version: "1",
+            display_name: id,
+            description,
+            input_token_limit: 131072,
+            output_token_limit: 32768,
+            supported_generation_methods: ["generateContent", "streamGenerateContent", "countTokens"],
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ModelList<'a> {
+    models: Vec<Model<'a>>,
+}
+
+/// `GET /v1beta/models` in the Gemini shape: the list, or the model `one` (with or without
+/// its `models/` prefix).
+pub fn models(one: Option<&str>) -> Vec<u8> {
+    let body = match one {
+        Some(id) => {
+            let id = id.strip_prefix("models/").unwrap_or(id);
+            let description = chat::model_description(id);
+            serde_json::to_vec(&Model::new(id, description))
+        }
+        None => serde_json::to_vec(&ModelList {
+            models: MODELS.iter().map(|&(id, d)| Model::new(id, d)).collect(),
+        }),
+    };
+    body.unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn parsed(body: Value, stream: bool, sse: bool) -> ParsedRequest {
@@ -441,5 +681,26 @@ mod tests {
         let body: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["error"]["status"], "RESOURCE_EXHAUSTED");
         assert_eq!(body["error"]["details"][0]["retryDelay"], "2s");
+    }
+
+    #[test]
+    fn models_list_and_one() {
+        let list: Value = serde_json::from_slice(&models(None)).unwrap();
+        let list = list["models"].as_array().unwrap();
+        assert_eq!(list.len(), MODELS.len());
+        assert_eq!(
+            list[0],
+            json!({"name": "models/kimi", "baseModelId": "kimi", "version": "1", "displayName": "kimi",
+                   "description": MODELS[0].1, "inputTokenLimit": 131072, "outputTokenLimit": 32768,
+                   "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"]})
+        );
+        let search = list.iter().find(|m| m["baseModelId"] == "kimi-search").unwrap();
+        for id in ["kimi-search", "models/kimi-search"] {
+            let one: Value = serde_json::from_slice(&models(Some(id))).unwrap();
+            assert_eq!(&one, search);
+        }
+        let unknown: Value = serde_json::from_slice(&models(Some("gemini-2.5-pro"))).unwrap();
+        assert_eq!(unknown["name"], "models/gemini-2.5-pro");
+        assert_eq!(unknown["description"], "");
     }
 }

@@ -6,7 +6,36 @@ pub mod anthropic;
 pub mod gemini;
 pub mod openai;
 
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
 use crate::chat::{self, Disconnected, Event, Finish, Sink};
+
+/// A value of the expected shape, or anything else (null, another type, an unknown block or
+/// part), which reads as absent rather than failing the request: clients send blocks, parts and
+/// fields this
+/// server does not know.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Lenient<T> {
+    Expected(T),
+    Other(IgnoredAny),
+}
+
+impl<T> Default for Lenient<T> {
+    fn default() -> Self {
+        Lenient::Other(IgnoredAny)
+    }
+}
+
+impl<T> Lenient<T> {
+    fn ok(self) -> Option<T> {
+        match self {
+            Lenient::Expected(value) => Some(value),
+            Lenient::Other(_) => None,
+        }
+    }
+}
 
 /// The client APIs the server speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Aggregator, Answer, StreamRenderer, unix_now};
-use crate::chat::{self, Conversation, ErrorKind, Event, Finish, Message, Mode, Part, Role, estimate_tokens};
+use crate::chat::{
+    self, Conversation, ErrorKind, Event, Finish, MODELS, Message, Mode, Part, Role, estimate_tokens,
+};
 
 #[derive(Deserialize)]
 struct Body {
@@ -214,7 +216,6 @@ struct Chunk<'a> {
     object: &'static str,
     created: u64,
     model: &'a str,
-    system_fingerprint: Option<&'a str>,
     choices: &'a [ChunkChoice<'a>],
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<Usage>,
@@ -274,7 +275,6 @@ impl Stream {
             object: "chat.completion.chunk",
             created: self.created,
             model: &self.model,
-            system_fingerprint: None,
             choices,
             usage,
         };
@@ -346,7 +346,6 @@ struct Completion<'a> {
     model: &'a str,
     choices: [Choice<'a>; 1],
     usage: Usage,
-    system_fingerprint: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -390,10 +389,47 @@ impl Aggregator for Complete {
                 finish_reason: finish_reason(answer.finish),
             }],
             usage: counter.usage(self.prompt_tokens),
-            system_fingerprint: None,
         };
         serde_json::to_vec(&completion).unwrap_or_default()
     }
+}
+
+#[derive(Serialize)]
+struct Model<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    owned_by: &'static str,
+    description: &'a str,
+}
+
+impl<'a> Model<'a> {
+    fn new(id: &'a str, description: &'a str) -> Self {
+        Model { id, object: "model", created: 1_700_000_000, owned_by: "kimi-free-api", description }
+    }
+}
+
+#[derive(Serialize)]
+struct ModelList<'a> {
+    object: &'static str,
+    data: Vec<Model<'a>>,
+}
+
+/// `GET /v1/models` in the OpenAI shape: the list, or the model `one` (which may carry
+/// Gemini's `models/` prefix, as a path under `/v1/models/` can).
+pub fn models(one: Option<&str>) -> Vec<u8> {
+    let body = match one {
+        Some(id) => {
+            let id = id.strip_prefix("models/").unwrap_or(id);
+            let description = chat::model_description(id);
+            serde_json::to_vec(&Model::new(id, description))
+        }
+        None => {
+            let data = MODELS.iter().map(|&(id, description)| Model::new(id, description)).collect();
+            serde_json::to_vec(&ModelList { object: "list", data })
+        }
+    };
+    body.unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -534,5 +570,38 @@ mod tests {
         let body: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["error"]["message"], "slow down");
         assert_eq!(body["error"]["type"], "rate_limit_exceeded");
+    }
+
+    #[test]
+    fn models_list_and_one() {
+        let list: Value = serde_json::from_slice(&models(None)).unwrap();
+        assert_eq!(list["object"], "list");
+        let data = list["data"].as_array().unwrap();
+        assert_eq!(data.len(), MODELS.len());
+        assert_eq!(
+            data[0],
+            serde_json::json!({"id": "kimi", "object": "model", "created": 1_700_000_000,
+                               "owned_by": "kimi-free-api", "description": MODELS[0].1})
+        );
+        let search = data.iter().find(|m| m["id"] == "kimi-search").unwrap();
+        for id in ["kimi-search", "models/kimi-search"] {
+            let one: Value = serde_json::from_slice(&models(Some(id))).unwrap();
+            assert_eq!(&one, search);
+        }
+        let unknown: Value = serde_json::from_slice(&models(Some("gpt-4o"))).unwrap();
+        assert_eq!(unknown["id"], "gpt-4o");
+        assert_eq!(unknown["description"], "");
+    }
+
+    #[test]
+    fn no_null_system_fingerprint() {
+        let request = parsed(r#"{"model":"kimi","messages":[{"role":"user","content":"hi"}]}"#);
+        let mut out = Vec::new();
+        Stream::new(&request).event(Event::Finish(Finish::Stop), &mut out);
+        let answer = crate::dialect::answer_of([Event::Finish(Finish::Stop)]);
+        let completion: Value = serde_json::from_slice(&Complete::new(&request).body(&answer)).unwrap();
+        for body in frames(&out).iter().filter(|f| f.is_object()).chain([&completion]) {
+            assert!(body.get("system_fingerprint").is_none(), "{body}");
+        }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Only the payload is read; nothing is verified (Kimi does that). A `kimi-auth` JWT (payload
 //! `typ: access`, `app_id: kimi`) goes to the Connect API; anything else is a legacy
-//! refresh_token (`kimi-upstream.md` §2.2).
+//! refresh_token (`docs/kimi-protocol.md` §2.4).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -25,7 +25,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, TrySendError};
 
 use crate::chat;
 use crate::config::Config;
-use crate::kimi::Kimi;
+use crate::kimi::{self, Kimi};
 
 /// Stack of each worker thread: room for JSON and TLS work, small enough for hundreds of
 /// workers on a small VPS (only touched pages count toward memory).
@@ -36,9 +36,11 @@ const MIN_WORKERS: usize = 2;
 const IDLE_EXIT: Duration = Duration::from_secs(60);
 
 /// What every request handler shares.
-pub struct App {
-    pub config: Config,
-    pub kimi: Kimi,
+struct App {
+    config: Config,
+    /// The address the listener is bound to (the configured port may be 0).
+    addr: SocketAddr,
+    kimi: Kimi,
 }
 
 /// A server that is running; dropping it stops the listener and lets the workers finish.
@@ -75,7 +77,7 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
     let http = Arc::new(http);
     let (sender, receiver) = crossbeam_channel::bounded(config.queue_depth);
     let pool = Arc::new(Pool {
-        app: App { kimi: Kimi::new(&config), config },
+        app: App { kimi: Kimi::new(kimi_settings(&config)), addr, config },
         receiver,
         started: AtomicUsize::new(0),
         in_flight: AtomicUsize::new(0),
@@ -106,6 +108,16 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
         }
     })?;
     Ok(RunningServer { http, addr, listener: Some(listener) })
+}
+
+/// The part of the configuration the Kimi side needs.
+fn kimi_settings(config: &Config) -> kimi::Settings {
+    kimi::Settings {
+        legacy_base_url: config.kimi_base_url.clone(),
+        connect_base_url: config.kimi_connect_base_url.clone(),
+        upstream_timeout: config.upstream_timeout,
+        allow_private_urls: config.allow_private_urls,
+    }
 }
 
 /// The workers and what they share.

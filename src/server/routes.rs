@@ -7,7 +7,7 @@ use tiny_http::{Method, Request};
 
 use super::App;
 use super::exchange::{self, EventStream};
-use crate::chat::{self, CitationText, ErrorKind, MODELS};
+use crate::chat::{self, CitationText, ErrorKind};
 use crate::dialect::{Aggregator, Answer, Dialect, StreamRenderer, anthropic, gemini, openai};
 use crate::kimi::Backend;
 
@@ -72,93 +72,117 @@ fn gemini_target(path: &str) -> Option<(&str, Option<&str>)> {
     })
 }
 
+/// An endpoint of the server.
+enum Route<'a> {
+    Welcome,
+    Ping,
+    /// The model list, or one model, in the shape the client's headers ask for.
+    Models(Option<&'a str>),
+    OpenAiChat,
+    AnthropicChat,
+    AnthropicCountTokens,
+    TokenCheck,
+    /// `models/{model}:{action}`: generateContent, streamGenerateContent or countTokens.
+    GeminiCall {
+        model: &'a str,
+        action: &'a str,
+    },
+}
+
+const GET: &[Method] = &[Method::Get];
+const GET_HEAD: &[Method] = &[Method::Get, Method::Head];
+const POST: &[Method] = &[Method::Post];
+
+/// The route table: every path the server answers and the methods it allows there.
+fn resolve(path: &str) -> Option<(Route<'_>, &'static [Method])> {
+    Some(match path {
+        "/" => (Route::Welcome, GET_HEAD),
+        "/ping" => (Route::Ping, GET),
+        "/v1/models" | "/v1beta/models" => (Route::Models(None), GET),
+        "/v1/chat/completions" => (Route::OpenAiChat, POST),
+        "/v1/messages" => (Route::AnthropicChat, POST),
+        "/v1/messages/count_tokens" => (Route::AnthropicCountTokens, POST),
+        "/token/check" => (Route::TokenCheck, POST),
+        _ => match gemini_target(path)? {
+            (model, None) => (Route::Models(Some(model)), GET),
+            (model, Some(action)) => (Route::GeminiCall { model, action }, POST),
+        },
+    })
+}
+
 fn route(app: &App, request: Request, method: &Method, path: &str) -> Outcome {
     if *method == Method::Options {
         exchange::respond(request, 204, "text/plain", Vec::new(), &[("Access-Control-Max-Age", "86400")]);
         return Outcome::plain(204);
     }
-    let allowed: &[Method] = match path {
-        "/" => &[Method::Get, Method::Head],
-        "/ping" | "/v1/models" | "/v1beta/models" => &[Method::Get],
-        "/v1/chat/completions" | "/v1/messages" | "/v1/messages/count_tokens" | "/token/check" => {
-            &[Method::Post]
-        }
-        _ => match gemini_target(path) {
-            Some((_, Some(_))) => &[Method::Post],
-            Some((_, None)) => &[Method::Get],
-            None => {
-                let error = chat::Error::new(ErrorKind::NotFound, format!("no route for {path}"));
-                let dialect = dialect_for_path(path);
-                exchange::respond_error(request, dialect, &error, &[]);
-                return Outcome::failed(dialect, &error);
-            }
-        },
+    let dialect = dialect_for_path(path);
+    let Some((route, allowed)) = resolve(path) else {
+        let error = chat::Error::new(ErrorKind::NotFound, format!("no route for {path}"));
+        exchange::respond_error(request, dialect, &error, &[]);
+        return Outcome::failed(dialect, &error);
     };
     if !allowed.contains(method) {
         let error =
             chat::Error::new(ErrorKind::MethodNotAllowed, format!("{method} is not allowed on {path}"));
         let names: Vec<String> = allowed.iter().map(ToString::to_string).collect();
-        let dialect = dialect_for_path(path);
         exchange::respond_error(request, dialect, &error, &[("Allow", &names.join(", "))]);
         return Outcome::failed(dialect, &error);
     }
-    match path {
-        "/" => {
-            exchange::respond(
-                request,
-                200,
-                "text/html; charset=utf-8",
-                WELCOME_PAGE.as_bytes().to_vec(),
-                &[],
-            );
-            Outcome::plain(200)
-        }
-        "/ping" => {
+    match route {
+        Route::Welcome => welcome(app, request),
+        Route::Ping => {
             exchange::respond(request, 200, "text/plain", b"pong".to_vec(), &[]);
             Outcome::plain(200)
         }
-        "/v1/models" | "/v1beta/models" => models(request, path, None),
-        "/v1/chat/completions" => chat(app, request, Dialect::OpenAi, |body| {
+        Route::Models(one) => models(request, path, one),
+        Route::OpenAiChat => chat(app, request, Dialect::OpenAi, |body| {
             let parsed = openai::parse(body)?;
-            Ok((parsed.chat.clone(), openai::Stream::new(&parsed), openai::Complete::new(&parsed)))
+            let (stream, complete) = (openai::Stream::new(&parsed), openai::Complete::new(&parsed));
+            Ok((parsed.chat, stream, complete))
         }),
-        "/v1/messages" => chat(app, request, Dialect::Anthropic, |body| {
+        Route::AnthropicChat => chat(app, request, Dialect::Anthropic, |body| {
             let parsed = anthropic::parse(body)?;
-            Ok((parsed.chat.clone(), anthropic::Stream::new(&parsed), anthropic::Complete::new(&parsed)))
+            let (stream, complete) = (anthropic::Stream::new(&parsed), anthropic::Complete::new(&parsed));
+            Ok((parsed.chat, stream, complete))
         }),
-        "/v1/messages/count_tokens" => count_tokens(app, request, Dialect::Anthropic, |body| {
+        Route::AnthropicCountTokens => count_tokens(app, request, Dialect::Anthropic, |body| {
             anthropic::parse(body).map(|parsed| anthropic::count_tokens(&parsed))
         }),
-        "/token/check" => token_check(app, request),
-        _ => match gemini_target(path) {
-            Some((model, None)) => models(request, path, Some(model)),
-            Some((model, Some(action))) => {
-                let model = model.to_string();
-                match action {
-                    "generateContent" | "streamGenerateContent" => {
-                        let stream = action == "streamGenerateContent";
-                        let sse = exchange::query_param(request.url(), "alt").as_deref() == Some("sse");
-                        chat(app, request, Dialect::Gemini, move |body| {
-                            let parsed = gemini::parse(&model, body, stream, sse)?;
-                            Ok((
-                                parsed.chat.clone(),
-                                gemini::Stream::new(&parsed),
-                                gemini::Complete::new(&parsed),
-                            ))
-                        })
-                    }
-                    "countTokens" => count_tokens(app, request, Dialect::Gemini, move |body| {
-                        gemini::parse(&model, body, false, false).map(|parsed| gemini::count_tokens(&parsed))
-                    }),
-                    _ => {
-                        let error = chat::Error::new(ErrorKind::NotFound, format!("unknown method {action}"));
-                        exchange::respond_error(request, Dialect::Gemini, &error, &[]);
-                        Outcome::failed(Dialect::Gemini, &error)
-                    }
-                }
-            }
-            None => unreachable!("paths without a target were answered above"),
-        },
+        Route::TokenCheck => token_check(app, request),
+        Route::GeminiCall { model, action } => gemini_call(app, request, model.to_string(), action),
+    }
+}
+
+/// The welcome page, its examples pointing at the address the client reached us by.
+fn welcome(app: &App, request: Request) -> Outcome {
+    let host = header(&request, "Host")
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)))
+        .map_or_else(|| app.addr.to_string(), str::to_string);
+    let page = WELCOME_PAGE.replace("http://HOST:8000", &format!("http://{host}"));
+    exchange::respond(request, 200, "text/html; charset=utf-8", page.into_bytes(), &[]);
+    Outcome::plain(200)
+}
+
+/// `models/{model}:{action}` on the Gemini API.
+fn gemini_call(app: &App, request: Request, model: String, action: &str) -> Outcome {
+    match action {
+        "generateContent" | "streamGenerateContent" => {
+            let stream = action == "streamGenerateContent";
+            let sse = exchange::query_param(request.url(), "alt").as_deref() == Some("sse");
+            chat(app, request, Dialect::Gemini, move |body| {
+                let parsed = gemini::parse(&model, body, stream, sse)?;
+                let (stream, complete) = (gemini::Stream::new(&parsed), gemini::Complete::new(&parsed));
+                Ok((parsed.chat, stream, complete))
+            })
+        }
+        "countTokens" => count_tokens(app, request, Dialect::Gemini, move |body| {
+            gemini::parse(&model, body, false, false).map(|parsed| gemini::count_tokens(&parsed))
+        }),
+        _ => {
+            let error = chat::Error::new(ErrorKind::NotFound, format!("unknown method {action}"));
+            exchange::respond_error(request, Dialect::Gemini, &error, &[]);
+            Outcome::failed(Dialect::Gemini, &error)
+        }
     }
 }
 
@@ -167,7 +191,7 @@ fn header<'a>(request: &'a Request, name: &'static str) -> Option<&'a str> {
 }
 
 /// `GET /v1/models[/{id}]` is shared by the three dialects: the headers say which shape the
-/// client expects (`client-apis.md` §0 rule 2); `/v1beta` is Gemini's.
+/// client expects (`docs/clients.md` §1.2); `/v1beta` is Gemini's.
 fn models(request: Request, path: &str, one: Option<&str>) -> Outcome {
     let gemini = path.starts_with("/v1beta/")
         || header(&request, "x-goog-api-key").is_some()
@@ -175,38 +199,15 @@ fn models(request: Request, path: &str, one: Option<&str>) -> Outcome {
         || exchange::query_param(request.url(), "key").is_some();
     let anthropic = !gemini
         && (header(&request, "anthropic-version").is_some() || header(&request, "x-api-key").is_some());
-    let one = one.map(|id| id.strip_prefix("models/").unwrap_or(id));
-    let description = |id: &str| MODELS.iter().find(|(name, _)| *name == id).map_or("", |(_, d)| *d);
-    let ids: Vec<&str> = MODELS.iter().map(|(id, _)| *id).collect();
-    let (dialect, body) = match (gemini, anthropic, one) {
-        (true, _, None) => {
-            let models: Vec<_> = MODELS.iter().map(|(id, d)| gemini::model_object(id, d)).collect();
-            (Dialect::Gemini, json!({"models": models}).to_string().into_bytes())
-        }
-        (true, _, Some(id)) => {
-            (Dialect::Gemini, gemini::model_object(id, description(id)).to_string().into_bytes())
-        }
-        (false, true, None) => (Dialect::Anthropic, anthropic::models(&ids)),
-        (false, true, Some(id)) => (
-            Dialect::Anthropic,
-            json!({"type": "model", "id": id, "display_name": id, "created_at": "2025-01-01T00:00:00Z"})
-                .to_string()
-                .into_bytes(),
-        ),
-        (false, false, None) => {
-            let data: Vec<_> = MODELS.iter().map(|(id, d)| openai_model(id, d)).collect();
-            (Dialect::OpenAi, json!({"object": "list", "data": data}).to_string().into_bytes())
-        }
-        (false, false, Some(id)) => {
-            (Dialect::OpenAi, openai_model(id, description(id)).to_string().into_bytes())
-        }
+    let (dialect, body) = if gemini {
+        (Dialect::Gemini, gemini::models(one))
+    } else if anthropic {
+        (Dialect::Anthropic, anthropic::models(one))
+    } else {
+        (Dialect::OpenAi, openai::models(one))
     };
     exchange::respond_json(request, 200, body);
     Outcome { status: 200, dialect: Some(dialect), backend: Backend::None, chat_id: None }
-}
-
-fn openai_model(id: &str, description: &str) -> serde_json::Value {
-    json!({"id": id, "object": "model", "created": 1_700_000_000, "owned_by": "kimi-free-api", "description": description})
 }
 
 /// Reads the credential and body every chat endpoint needs.

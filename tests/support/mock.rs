@@ -1,5 +1,5 @@
-//! A mock Kimi upstream on 127.0.0.1, speaking both Kimi protocols of `kimi-upstream.md`: the
-//! legacy REST + SSE API (§1) and the Connect RPC API (§2), scripted per test, with fault
+//! A mock Kimi upstream on 127.0.0.1, speaking both Kimi protocols of `docs/kimi-protocol.md`:
+//! the legacy REST + SSE API (§3) and the Connect RPC API (§4), scripted per test, with fault
 //! injection and recorded statistics.
 //!
 //! Tests script it directly ([`MockKimi::script`]) or over HTTP (`POST /_mock/script` with a
@@ -691,7 +691,7 @@ fn completion(state: &Mutex<State>, request: Request, chat_id: &str, body: Value
     out.end()
 }
 
-// ---- Connect RPC (kimi-upstream.md §2) ----
+// ---- Connect RPC (docs/kimi-protocol.md §4) ----
 
 fn connect_error(request: Request, status: u16, code: &str) -> Flow {
     json_response(request, status, json!({"code": code, "message": format!("mock {code}")}))

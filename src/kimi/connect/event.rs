@@ -1,4 +1,4 @@
-//! The events of the Connect `Chat` stream (`kimi-upstream.md` §2.6), parsed from one data
+//! The events of the Connect `Chat` stream (`docs/kimi-protocol.md` §4.4), parsed from one data
 //! frame's JSON, and the end-of-stream message. Pure: bytes in, [`ConnectEvent`] out.
 
 use serde::Deserialize;

@@ -1,6 +1,6 @@
-//! The Connect RPC backend for kimi-auth JWTs (`kimi-upstream.md` §2): one enveloped `Chat`
-//! call whose stream is decoded frame by frame and pushed to the sink at once, then
-//! `DeleteChat`, unless the caller keeps the conversation.
+//! One chat on the Connect API: the `Chat` request built from the neutral request, its stream
+//! decoded frame by frame, the chat deleted on the way out, and the last answer's id kept for
+//! the next turn of a kept chat (`docs/kimi-protocol.md` §4.3–4.7).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -9,27 +9,21 @@ use serde_json::{Value, json};
 use ureq::RequestBuilder;
 use ureq::typestate::WithBody;
 
-use super::attachment::{self, Attachment, Fetch};
-use super::connect_event::{self, CitationMarkers, ConnectEvent};
+use super::Context;
+use super::call::{signed, unary};
 use super::envelope::{self, Decoder};
-use super::http::{self, Upstream};
-use super::token::ConnectIdentity;
-use super::{ChatGuard, Error, Progress, prompt};
+use super::event::{self, CitationMarkers, ConnectEvent};
+use super::upload::upload;
 use crate::chat::{self, Conversation, Event, Finish, Sink};
+use crate::kimi::guard::{ChatGuard, Progress};
+use crate::kimi::token::ConnectIdentity;
+use crate::kimi::{Error, attachment, http, prompt};
 
 /// The chat scenario of Kimi's current web app ("K2.6").
 const SCENARIO: &str = "SCENARIO_K2D5";
 const READ_CHUNK: usize = 4 * 1024;
 /// Kept conversations whose last answer id is remembered (for `parent_id`).
 const MAX_REMEMBERED: usize = 10_000;
-
-#[derive(Clone, Copy)]
-pub struct Context<'a> {
-    pub upstream: &'a Upstream,
-    pub base: &'a str,
-    pub parents: &'a Parents,
-    pub fetch: Fetch<'a>,
-}
 
 /// The last assistant message of each kept chat: Kimi continues a chat from `parent_id`.
 #[derive(Default)]
@@ -49,103 +43,7 @@ impl Parents {
     }
 }
 
-fn signed<B>(
-    builder: RequestBuilder<B>,
-    ctx: Context<'_>,
-    token: &str,
-    who: &ConnectIdentity,
-) -> RequestBuilder<B> {
-    builder
-        .header("Authorization", format!("Bearer {token}"))
-        .header("Cookie", format!("kimi-auth={token}"))
-        .header("Connect-Protocol-Version", "1")
-        .header("X-Msh-Platform", "web")
-        .header("X-Msh-Device-Id", who.device_id.as_str())
-        .header("X-Msh-Session-Id", who.session_id.as_str())
-        .header("X-Traffic-Id", who.user_id.as_str())
-        .header("X-Language", "zh-CN")
-        .header("R-Timezone", "Asia/Shanghai")
-        .header("Origin", ctx.base)
-        .header("Referer", format!("{}/", ctx.base))
-}
-
-fn unary(
-    ctx: Context<'_>,
-    token: &str,
-    who: &ConnectIdentity,
-    method: &str,
-    body: &Value,
-) -> Result<Value, Error> {
-    let builder: RequestBuilder<WithBody> = ctx.upstream.agent().post(format!("{}/{method}", ctx.base));
-    let response = signed(builder, ctx, token, who)
-        .header("Content-Type", "application/json")
-        .send(body.to_string().as_bytes())
-        .map_err(http::from_ureq)?;
-    let status = response.status().as_u16();
-    let body = http::read_small(response)?;
-    if status == 200 {
-        Ok(serde_json::from_slice(&body).unwrap_or_default())
-    } else {
-        Err(http::error_from_body(status, &body))
-    }
-}
-
-/// How long a document may take to be parsed, in polls of [`PARSE_POLL`].
-const PARSE_POLLS: u32 = 120;
-const PARSE_POLL: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Uploads one attachment (§2.8): a multipart POST, then polls until Kimi has parsed it.
-fn upload(
-    ctx: Context<'_>,
-    token: &str,
-    who: &ConnectIdentity,
-    attachment: &Attachment,
-) -> Result<String, Error> {
-    let boundary = format!("kimi-free-api-{}", super::accounts::random_digits('1', 24));
-    let name = attachment.name.replace(['"', '\r', '\n'], "_");
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: {}\r\n\r\n",
-        attachment.mime
-    )
-    .into_bytes();
-    body.extend_from_slice(&attachment.bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let builder: RequestBuilder<WithBody> =
-        ctx.upstream.agent().post(format!("{}/apiv2-files/file/upload", ctx.base));
-    let response = signed(builder, ctx, token, who)
-        .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
-        .send(&body[..])
-        .map_err(http::from_ureq)?;
-    let status = response.status().as_u16();
-    let answer = http::read_small(response)?;
-    if status != 200 {
-        return Err(http::error_from_body(status, &answer));
-    }
-    let answer: Value = serde_json::from_slice(&answer).unwrap_or_default();
-    let Some(id) = answer["file"]["id"].as_str().filter(|id| !id.is_empty()).map(str::to_string) else {
-        return Err(Error::Upstream("Kimi stored the attachment without an id".into()));
-    };
-    let method = "apiv2-files/kimi.gateway.file.v1.FileService/GetFileParseProgress";
-    for _ in 0..PARSE_POLLS {
-        let progress = unary(ctx, token, who, method, &json!({"file_ids": [id]}))?;
-        match progress["progresses"][0]["status"].as_str() {
-            Some("PROCESS_STATUS_SUCCESS") => return Ok(id),
-            Some("PROCESS_STATUS_FAILED") => {
-                return Err(Error::Rejected("Kimi could not read the attachment".into()));
-            }
-            _ => std::thread::sleep(PARSE_POLL),
-        }
-    }
-    Err(Error::Timeout)
-}
-
-/// Whether Kimi accepts the token (its subscription can be read).
-pub fn check_token(ctx: Context<'_>, token: &str, who: &ConnectIdentity) -> bool {
-    unary(ctx, token, who, "apiv2/kimi.gateway.order.v1.SubscriptionService/GetSubscription", &json!({}))
-        .is_ok()
-}
-
-/// The `Chat` request of §2.5 for the neutral request.
+/// The `Chat` request (`docs/kimi-protocol.md` §4.3) for the neutral request.
 fn chat_body(
     request: &chat::Request,
     chat_id: Option<&str>,
@@ -231,7 +129,7 @@ pub fn chat(
         let mut ended = false;
         while let Some(frame) = decoder.next_frame().map_err(|e| Error::Upstream(e.to_string()))? {
             if frame.is_end_stream() {
-                match connect_event::end_stream_error(&frame.payload) {
+                match event::end_stream_error(&frame.payload) {
                     Ok(None) => ended = true,
                     Ok(Some(ConnectEvent::Error { code, message })) => {
                         return Err(http::classify(200, &code, message));
@@ -246,7 +144,7 @@ pub fn chat(
             if frame.payload.is_empty() {
                 continue;
             }
-            let event = connect_event::parse(&frame.payload)
+            let event = event::parse(&frame.payload)
                 .map_err(|e| Error::Upstream(format!("Kimi sent a frame that is not its protocol: {e}")))?;
             stream.apply(event, sink)?;
         }

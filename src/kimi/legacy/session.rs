@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::Error;
+use crate::kimi::Error;
 
 /// A logged-in legacy session.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,7 +85,7 @@ impl Sessions {
 /// minutes from now (the original project's lifetime, safe if the clock or claim is off).
 pub fn refresh_deadline(access_token: &str, now_unix: u64) -> Instant {
     let cap = Duration::from_secs(300);
-    let lifetime = super::token::claim_u64(access_token, "exp")
+    let lifetime = crate::kimi::token::claim_u64(access_token, "exp")
         .map(|exp| Duration::from_secs(exp.saturating_sub(now_unix).saturating_sub(60)))
         .map_or(cap, |left| left.min(cap));
     Instant::now() + lifetime

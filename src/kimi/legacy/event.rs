@@ -1,4 +1,4 @@
-//! The events of the legacy completion stream (`kimi-upstream.md` §1.8), parsed from one SSE
+//! The events of the legacy completion stream (`docs/kimi-protocol.md` §3.5), parsed from one SSE
 //! event's data. Pure: JSON text in, [`LegacyEvent`] out.
 
 use serde::Deserialize;

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::io::{self, Read};
 
-use super::read_buffer::ReadBuffer;
+use crate::kimi::read_buffer::ReadBuffer;
 
 /// The decoder refuses an event larger than this, so a broken upstream cannot fill memory.
 pub const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;

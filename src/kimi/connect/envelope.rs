@@ -1,11 +1,11 @@
-//! Connect streaming envelopes (`kimi-upstream.md` §2.4): a flags byte, a 4-byte big-endian
+//! Connect streaming envelopes (`docs/kimi-protocol.md` §4.2): a flags byte, a 4-byte big-endian
 //! length, then that many bytes of JSON. Pure and incremental: bytes in as they arrive, whole
 //! frames out; a frame may be split anywhere, even inside its 5-byte header.
 
 use std::fmt;
 use std::io::{self, Read};
 
-use super::read_buffer::ReadBuffer;
+use crate::kimi::read_buffer::ReadBuffer;
 
 /// A data message.
 pub const FLAG_DATA: u8 = 0x00;
@@ -101,11 +101,6 @@ impl Decoder {
         self.buf.consume(HEADER + len);
         Ok(Some(Frame { flags, payload }))
     }
-
-    /// Bytes of an incomplete frame left when the stream ended.
-    pub fn leftover(&self) -> usize {
-        self.buf.unread().len()
-    }
 }
 
 #[cfg(test)]
@@ -123,7 +118,7 @@ mod tests {
                 frames.push(frame);
             }
         }
-        assert_eq!(decoder.leftover(), 0);
+        assert!(decoder.buf.unread().is_empty(), "an incomplete frame is left");
         Ok(frames)
     }
 

@@ -1,0 +1,51 @@
+//! How an authenticated call to the Connect API is made: the web client's headers and unary
+//! JSON calls (`docs/kimi-protocol.md` §4.1).
+
+use serde_json::Value;
+use ureq::RequestBuilder;
+use ureq::typestate::WithBody;
+
+use super::Context;
+use crate::kimi::token::ConnectIdentity;
+use crate::kimi::{Error, http};
+
+pub(super) fn signed<B>(
+    builder: RequestBuilder<B>,
+    ctx: Context<'_>,
+    token: &str,
+    who: &ConnectIdentity,
+) -> RequestBuilder<B> {
+    builder
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Cookie", format!("kimi-auth={token}"))
+        .header("Connect-Protocol-Version", "1")
+        .header("X-Msh-Platform", "web")
+        .header("X-Msh-Device-Id", who.device_id.as_str())
+        .header("X-Msh-Session-Id", who.session_id.as_str())
+        .header("X-Traffic-Id", who.user_id.as_str())
+        .header("X-Language", "zh-CN")
+        .header("R-Timezone", "Asia/Shanghai")
+        .header("Origin", ctx.base)
+        .header("Referer", format!("{}/", ctx.base))
+}
+
+pub(super) fn unary(
+    ctx: Context<'_>,
+    token: &str,
+    who: &ConnectIdentity,
+    method: &str,
+    body: &Value,
+) -> Result<Value, Error> {
+    let builder: RequestBuilder<WithBody> = ctx.upstream.agent().post(format!("{}/{method}", ctx.base));
+    let response = signed(builder, ctx, token, who)
+        .header("Content-Type", "application/json")
+        .send(body.to_string().as_bytes())
+        .map_err(http::from_ureq)?;
+    let status = response.status().as_u16();
+    let body = http::read_small(response)?;
+    if status == 200 {
+        Ok(serde_json::from_slice(&body).unwrap_or_default())
+    } else {
+        Err(http::error_from_body(status, &body))
+    }
+}

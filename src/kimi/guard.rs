@@ -1,0 +1,70 @@
+//! The two guards every backend runs a chat under: [`ChatGuard`] deletes the upstream chat on
+//! every way out, and [`Progress`] remembers whether the client has seen anything (after
+//! which no attempt may be repeated).
+
+use super::Error;
+use crate::chat::{Disconnected, Event, Sink};
+
+/// Deletes an upstream chat when dropped, so every path out of a request (success, error,
+/// client gone, even a panic) cleans up, unless the caller keeps the conversation.
+pub struct ChatGuard<'a> {
+    chat_id: String,
+    keep: bool,
+    delete: Box<DeleteChat<'a>>,
+}
+
+/// A backend's call that deletes one chat by id.
+type DeleteChat<'a> = dyn FnMut(&str) -> Result<(), Error> + 'a;
+
+impl<'a> ChatGuard<'a> {
+    pub(super) fn new(
+        chat_id: String,
+        keep: bool,
+        delete: impl FnMut(&str) -> Result<(), Error> + 'a,
+    ) -> Self {
+        ChatGuard { chat_id, keep, delete: Box::new(delete) }
+    }
+
+    pub(super) fn chat_id(&self) -> &str {
+        &self.chat_id
+    }
+}
+
+impl Drop for ChatGuard<'_> {
+    fn drop(&mut self) {
+        if !self.keep
+            && let Err(error) = (self.delete)(&self.chat_id)
+        {
+            eprintln!("kimi: could not delete chat {}: {error}", self.chat_id);
+        }
+    }
+}
+
+/// Remembers whether any content reached the client: once it has, a retry would repeat it.
+pub struct Progress<'a> {
+    inner: &'a mut dyn Sink,
+    delivered: bool,
+}
+
+impl<'a> Progress<'a> {
+    pub(super) fn new(inner: &'a mut dyn Sink) -> Self {
+        Progress { inner, delivered: false }
+    }
+
+    pub(super) fn delivered(&self) -> bool {
+        self.delivered
+    }
+}
+
+impl Sink for Progress<'_> {
+    fn send(&mut self, event: Event) -> Result<(), Disconnected> {
+        if !matches!(event, Event::ConversationId(_) | Event::Heartbeat) {
+            self.delivered = true;
+        }
+        self.inner.send(event)
+    }
+
+    fn flush(&mut self) -> Result<(), Disconnected> {
+        self.inner.flush()
+    }
+}

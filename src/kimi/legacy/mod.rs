@@ -1,0 +1,52 @@
+//! The legacy backend: refresh_token → access token → `POST /api/chat` → completion stream
+//! (`docs/kimi-protocol.md` §3). The stream is read as bytes arrive and each event is pushed
+//! to the sink at once; the chat is deleted on every path unless the caller keeps it.
+
+mod call;
+mod completion;
+mod event;
+mod login;
+mod session;
+pub mod sse;
+mod upload;
+
+use crate::chat;
+use crate::kimi::Error;
+use crate::kimi::attachment::Fetch;
+use crate::kimi::guard::Progress;
+use crate::kimi::http::Upstream;
+
+pub use session::Sessions;
+
+/// What the legacy backend needs from the shared Kimi client.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub upstream: &'a Upstream,
+    pub base: &'a str,
+    pub sessions: &'a Sessions,
+    pub fetch: Fetch<'a>,
+}
+
+/// Runs one chat. A refused access token is refreshed once and the request tried again
+/// (it may have expired early), as long as nothing reached the client.
+pub fn chat(
+    ctx: Context<'_>,
+    refresh_token: &str,
+    request: &chat::Request,
+    sink: &mut Progress,
+) -> Result<(), Error> {
+    let (session, fresh) = ctx.sessions.get(refresh_token, |token| login::login(ctx, token))?;
+    match completion::run(ctx, &session, request, sink) {
+        Err(Error::Unauthorized(_)) if !fresh && !sink.delivered() => {
+            ctx.sessions.invalidate(refresh_token);
+            let (session, _) = ctx.sessions.get(refresh_token, |token| login::login(ctx, token))?;
+            completion::run(ctx, &session, request, sink)
+        }
+        other => other,
+    }
+}
+
+/// Whether the refresh token is live: Kimi gives an access token for it.
+pub fn check_token(ctx: Context<'_>, refresh_token: &str) -> bool {
+    login::refresh(ctx, refresh_token).is_ok()
+}
