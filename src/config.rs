@@ -4,7 +4,10 @@
 //! (`docs` and `deploy` use them) because deploy files, benchmarks and users' scripts rely on them.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::kimi::RegionChoice;
 
 /// The server's configuration, fully resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,8 +16,17 @@ pub struct Config {
     pub port: u16,
     /// Legacy REST + SSE API (refresh_token era).
     pub kimi_base_url: String,
-    /// Connect RPC API (kimi-auth JWT era).
+    /// Connect RPC API (kimi-auth JWT era and 2026 web logins), mainland accounts.
     pub kimi_connect_base_url: String,
+    /// The auth host that renews 2026 web logins, mainland accounts.
+    pub kimi_auth_base_url: String,
+    /// The same two hosts for global (kimi.ai) accounts.
+    pub kimi_global_base_url: String,
+    pub kimi_global_auth_base_url: String,
+    /// Which region's hosts serve the accounts.
+    pub kimi_region: RegionChoice,
+    /// Where rotated logins survive restarts.
+    pub state_dir: PathBuf,
     /// Most requests served at once; a long stream holds one worker for its whole life.
     /// Workers are started on demand up to this bound.
     pub workers: usize,
@@ -37,6 +49,11 @@ impl Default for Config {
             port: 8000,
             kimi_base_url: "https://kimi.moonshot.cn".into(),
             kimi_connect_base_url: "https://www.kimi.com".into(),
+            kimi_auth_base_url: "https://auth.kimi.com".into(),
+            kimi_global_base_url: "https://www.kimi.ai".into(),
+            kimi_global_auth_base_url: "https://auth.kimi.ai".into(),
+            kimi_region: RegionChoice::Auto,
+            state_dir: PathBuf::from("./kimi-state"),
             workers: 1024,
             queue_depth: 128,
             upstream_timeout: Duration::from_secs(120),
@@ -50,6 +67,11 @@ impl Default for Config {
 #[derive(Debug, PartialEq)]
 pub enum Command {
     Serve(Config),
+    /// `doctor [TOKEN]`: one round trip per step against the configured Kimi.
+    Doctor {
+        config: Config,
+        token: Option<String>,
+    },
     Help,
     Version,
 }
@@ -91,6 +113,36 @@ const KNOBS: &[Knob] = &[
         default: |c| c.kimi_connect_base_url.clone(),
     },
     Knob {
+        flag: "--kimi-auth-base-url",
+        env: "KIMI_AUTH_BASE_URL",
+        help: "auth host that renews 2026 web logins",
+        default: |c| c.kimi_auth_base_url.clone(),
+    },
+    Knob {
+        flag: "--kimi-global-base-url",
+        env: "KIMI_GLOBAL_BASE_URL",
+        help: "Connect RPC Kimi API for global (kimi.ai) accounts",
+        default: |c| c.kimi_global_base_url.clone(),
+    },
+    Knob {
+        flag: "--kimi-global-auth-base-url",
+        env: "KIMI_GLOBAL_AUTH_BASE_URL",
+        help: "auth host for global accounts",
+        default: |c| c.kimi_global_auth_base_url.clone(),
+    },
+    Knob {
+        flag: "--kimi-region",
+        env: "KIMI_REGION",
+        help: "cn | global | auto (auto: each token's region claim)",
+        default: |c| region_name(c.kimi_region).into(),
+    },
+    Knob {
+        flag: "--state-dir",
+        env: "STATE_DIR",
+        help: "where rotated logins survive restarts (under systemd: $STATE_DIRECTORY)",
+        default: |c| c.state_dir.display().to_string(),
+    },
+    Knob {
         flag: "--workers",
         env: "WORKERS",
         help: "most requests served at once; each open stream holds one",
@@ -126,7 +178,9 @@ const KNOBS: &[Knob] = &[
 pub fn help_text() -> String {
     let mut text = String::from(
         "kimi-free-api: your Kimi web-chat account behind the OpenAI, Anthropic and Gemini APIs\n\n\
-         usage: kimi-free-api [FLAG VALUE]...\n\n\
+         usage: kimi-free-api [FLAG VALUE]...              run the server\n\
+         \x20      kimi-free-api doctor [TOKEN] [FLAG VALUE]... check a token against Kimi, step by step\n\
+         \x20                                                     (TOKEN, else $KIMI_TOKEN)\n\n\
          Every flag has an environment variable of the same meaning; flags win. Defaults in [].\n\n",
     );
     let defaults = Config::default();
@@ -143,15 +197,24 @@ pub fn help_text() -> String {
 impl Config {
     fn set(&mut self, flag: &str, value: &str, origin: &str) -> Result<(), ConfigError> {
         let bad = |what: &str| ConfigError(format!("{origin}: {what}, got {value:?}"));
+        let url = |value: &str| base_url(value).ok_or_else(|| bad("expected an http(s) URL"));
         match flag {
             "--host" => self.host = value.to_string(),
             "--port" => self.port = value.parse().map_err(|_| bad("expected a port number"))?,
-            "--kimi-base-url" => {
-                self.kimi_base_url = base_url(value).ok_or_else(|| bad("expected an http(s) URL"))?
+            "--kimi-base-url" => self.kimi_base_url = url(value)?,
+            "--kimi-connect-base-url" => self.kimi_connect_base_url = url(value)?,
+            "--kimi-auth-base-url" => self.kimi_auth_base_url = url(value)?,
+            "--kimi-global-base-url" => self.kimi_global_base_url = url(value)?,
+            "--kimi-global-auth-base-url" => self.kimi_global_auth_base_url = url(value)?,
+            "--kimi-region" => {
+                self.kimi_region = match value {
+                    "auto" => RegionChoice::Auto,
+                    "cn" => RegionChoice::Cn,
+                    "global" => RegionChoice::Global,
+                    _ => return Err(bad("expected cn, global or auto")),
+                }
             }
-            "--kimi-connect-base-url" => {
-                self.kimi_connect_base_url = base_url(value).ok_or_else(|| bad("expected an http(s) URL"))?
-            }
+            "--state-dir" => self.state_dir = PathBuf::from(value),
             "--workers" => {
                 self.workers = positive(value).ok_or_else(|| bad("expected a whole number above 0"))?
             }
@@ -181,6 +244,14 @@ impl Config {
     }
 }
 
+fn region_name(region: RegionChoice) -> &'static str {
+    match region {
+        RegionChoice::Auto => "auto",
+        RegionChoice::Cn => "cn",
+        RegionChoice::Global => "global",
+    }
+}
+
 fn positive(value: &str) -> Option<usize> {
     value.parse().ok().filter(|n| *n > 0)
 }
@@ -199,16 +270,26 @@ where
     E: Fn(&str) -> Option<String>,
 {
     let mut config = Config::default();
+    // systemd's `StateDirectory=` says where the state lives (the first of its paths).
+    if let Some(dir) = env("STATE_DIRECTORY").and_then(|v| v.split(':').next().map(PathBuf::from)) {
+        config.state_dir = dir;
+    }
     for knob in KNOBS {
         if let Some(value) = env(knob.env).filter(|v| !v.is_empty()) {
             config.set(knob.flag, &value, knob.env)?;
         }
     }
-    let mut args = args.into_iter();
+    let mut args = args.into_iter().peekable();
+    let doctor = args.next_if(|arg| arg == "doctor").is_some();
+    let mut positional = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
+            _ if doctor && !arg.starts_with('-') && positional.is_none() => {
+                positional = Some(arg);
+                continue;
+            }
             _ => {}
         }
         let (flag, value) = match arg.split_once('=') {
@@ -222,6 +303,10 @@ where
             }
         };
         config.set(&flag, &value, &flag)?;
+    }
+    if doctor {
+        let token = positional.or_else(|| env("KIMI_TOKEN")).filter(|t| !t.is_empty());
+        return Ok(Command::Doctor { config, token });
     }
     Ok(Command::Serve(config))
 }
@@ -278,6 +363,33 @@ mod tests {
         assert_eq!(err.to_string(), "unknown flag --bogus; see --help");
         let err = parse(args(&["--port", "1", "--bogus"]), no_env).unwrap_err();
         assert!(err.to_string().contains("unknown flag --bogus"), "{err}");
+    }
+
+    #[test]
+    fn state_dir_from_systemd_unless_set() {
+        let systemd = |name: &str| (name == "STATE_DIRECTORY").then(|| "/var/lib/kimi:/other".to_string());
+        let Ok(Command::Serve(config)) = parse(args(&[]), systemd) else { panic!() };
+        assert_eq!(config.state_dir, PathBuf::from("/var/lib/kimi"));
+        let Ok(Command::Serve(config)) = parse(args(&["--state-dir", "/data"]), systemd) else { panic!() };
+        assert_eq!(config.state_dir, PathBuf::from("/data"));
+        let Ok(Command::Serve(config)) = parse(args(&[]), no_env) else { panic!() };
+        assert_eq!(config.state_dir, PathBuf::from("./kimi-state"));
+    }
+
+    #[test]
+    fn regions_and_doctor() {
+        let Ok(Command::Serve(config)) = parse(args(&["--kimi-region", "global"]), no_env) else { panic!() };
+        assert_eq!(config.kimi_region, RegionChoice::Global);
+        assert!(parse(args(&["--kimi-region", "mars"]), no_env).is_err());
+        let Ok(Command::Doctor { token, config }) = parse(args(&["doctor", "tok", "--port", "1"]), no_env)
+        else {
+            panic!()
+        };
+        assert_eq!((token.as_deref(), config.port), (Some("tok"), 1));
+        let env = |name: &str| (name == "KIMI_TOKEN").then(|| "from-env".to_string());
+        let Ok(Command::Doctor { token, .. }) = parse(args(&["doctor"]), env) else { panic!() };
+        assert_eq!(token.as_deref(), Some("from-env"));
+        assert!(parse(args(&["stray"]), no_env).is_err(), "positional arguments only after doctor");
     }
 
     #[test]

@@ -9,5 +9,6 @@
 pub mod chat;
 pub mod config;
 pub mod dialect;
+pub mod doctor;
 pub mod kimi;
 pub mod server;

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Fault, Harness, Kind, Script, get_with, post_with, stream_with};
+use support::{Api, Fault, Harness, Kind, Script, get_with, post_with, stream_with};
 
 both_backends!(
     message_with_x_api_key,
@@ -161,9 +161,9 @@ fn errors_in_the_anthropic_shape(kind: Kind) {
     );
     h.mock.script(Script { fault: Some(kind.busy_fault()), ..Script::default() });
     check(&post_with(&url, &refs(&headers(&kind.token())), &hi(true)), 429, "rate_limit_error");
-    let overloaded = match kind {
-        Kind::Legacy => "openai.completion.stream",
-        Kind::Connect => "unavailable",
+    let overloaded = match kind.api() {
+        Api::Legacy => "openai.completion.stream",
+        Api::Connect => "unavailable",
     };
     let fault = Fault::ErrorEvent { error_type: overloaded.into(), message: "too busy".into(), after: 0 };
     h.mock.script(Script { fault: Some(fault), ..Script::default() });

@@ -6,7 +6,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{Harness, Kind, post_json, post_with};
+use support::{Api, Harness, Kind, post_json, post_with};
 
 both_backends!(
     openai_image_data_url_is_uploaded_and_referenced,
@@ -20,9 +20,9 @@ const PNG: &str =
 
 /// The file ids the last turn referenced, whichever protocol carried it.
 fn referenced_files(kind: Kind, sent: &Value) -> Vec<String> {
-    let ids: Vec<&Value> = match kind {
-        Kind::Legacy => sent["refs"].as_array().unwrap().iter().collect(),
-        Kind::Connect => sent["message"]["blocks"]
+    let ids: Vec<&Value> = match kind.api() {
+        Api::Legacy => sent["refs"].as_array().unwrap().iter().collect(),
+        Api::Connect => sent["message"]["blocks"]
             .as_array()
             .unwrap()
             .iter()
@@ -47,13 +47,13 @@ fn openai_image_data_url_is_uploaded_and_referenced(kind: Kind) {
     let upload = &stats.uploads[0];
     assert!(upload.name.contains("upload.png"), "{upload:?}");
     assert!(!upload.saw_credential, "no Kimi credential goes to the storage host");
-    if kind == Kind::Legacy {
+    if kind.api() == Api::Legacy {
         assert_eq!(upload.mime, "image/png");
         assert_eq!(upload.size, 70, "the decoded image");
     }
     let sent = stats.last_completion.unwrap();
     assert_eq!(referenced_files(kind, &sent).len(), 1);
-    if kind == Kind::Legacy {
+    if kind.api() == Api::Legacy {
         assert_eq!(sent["refs_file"][0]["id"], sent["refs"][0]);
         assert_eq!(sent["refs_file"][0]["upload_status"], "success");
     }

@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Fault, Harness, Kind, Script, TOKEN, post, post_json, stream};
+use support::{Api, Fault, Harness, Kind, Script, TOKEN, post, post_json, stream};
 
 both_backends!(
     missing_or_refused_token_is_401,
@@ -60,11 +60,11 @@ fn missing_or_refused_token_is_401(kind: Kind) {
     let reply = post_json(&url, Some(&refused), &ask(true));
     assert_eq!(reply.status, 401, "{}", reply.body);
     assert!(!reply.body.contains(&refused), "the token is never echoed");
-    match kind {
-        Kind::Legacy => {
+    match kind.api() {
+        Api::Legacy => {
             fails_before_output(kind, Fault::RefreshUnauthorized, 401);
         }
-        Kind::Connect => {
+        Api::Connect => {
             // A token shaped like a JWT whose payload is unreadable never reaches Kimi.
             let reply = post_json(&url, Some("eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.c2ln"), &ask(false));
             assert_eq!(reply.status, 401);
@@ -108,11 +108,9 @@ fn a_transient_failure_is_retried_invisibly(kind: Kind) {
 }
 
 fn kimi_error_before_output_is_mapped(kind: Kind) {
-    let cases: &[(&str, u16)] = match kind {
-        Kind::Legacy => {
-            &[("openai.completion.stream", 503), ("openai.completion.token_length_too_long", 400)]
-        }
-        Kind::Connect => &[
+    let cases: &[(&str, u16)] = match kind.api() {
+        Api::Legacy => &[("openai.completion.stream", 503), ("openai.completion.token_length_too_long", 400)],
+        Api::Connect => &[
             ("resource_exhausted", 429),
             ("unavailable", 503),
             ("unauthenticated", 401),
@@ -124,7 +122,11 @@ fn kimi_error_before_output_is_mapped(kind: Kind) {
             Fault::ErrorEvent { error_type: error_type.to_string(), message: "tired".into(), after: 0 };
         let h = fails_before_output(kind, fault, *status);
         let reply = post_json(&h.url("/v1/chat/completions"), Some(&kind.token()), &ask(false));
-        assert!(error_of(&reply)["message"].as_str().unwrap().contains("tired"), "{error_type}");
+        assert!(
+            error_of(&reply)["message"].as_str().unwrap().contains("tired"),
+            "{error_type}: {}",
+            reply.body
+        );
     }
 }
 
@@ -176,7 +178,7 @@ fn failures_after_the_stream_began(kind: Kind) {
     fails_mid_stream(kind, Fault::Malformed { after: 2 });
     let stalled = fails_mid_stream(kind, Fault::Stall { after: 2, ms: 2500 });
     assert!(stalled.data().iter().any(|d| d.contains("upstream_timeout")));
-    if kind == Kind::Connect {
+    if kind.api() == Api::Connect {
         let late = fails_mid_stream(kind, Fault::ErrorAfterDone { code: "internal".into() });
         assert!(late.data().iter().any(|d| d.contains("failed after done")));
     }

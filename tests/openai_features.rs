@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Harness, Kind, Script, post_json, stream};
+use support::{Api, Harness, Kind, Script, post_json, stream};
 
 both_backends!(
     plain_answer_and_the_chat_is_deleted,
@@ -52,8 +52,8 @@ fn plain_answer_and_the_chat_is_deleted(kind: Kind) {
     assert_eq!(stats.last_prompt.as_deref(), Some("hi\n"));
     assert!(stats.last_traffic_id.is_some(), "the user id is sent as X-Traffic-Id");
     let sent = stats.last_completion.unwrap();
-    match kind {
-        Kind::Legacy => {
+    match kind.api() {
+        Api::Legacy => {
             assert_eq!(body["id"], "cm000000000000000002", "the id is Kimi's chat id");
             assert_eq!(sent["kimiplus_id"], "kimi");
             for flag in ["use_search", "use_research", "use_math"] {
@@ -61,7 +61,7 @@ fn plain_answer_and_the_chat_is_deleted(kind: Kind) {
             }
             assert_eq!(stats.last_create.unwrap()["kimiplus_id"], "kimi");
         }
-        Kind::Connect => {
+        Api::Connect => {
             assert!(body["id"].as_str().unwrap().starts_with("19be5aab-"), "the id is Kimi's chat id");
             assert_eq!(sent["scenario"], "SCENARIO_K2D5");
             assert_eq!(sent["options"]["thinking"], false);
@@ -152,8 +152,8 @@ fn model_name_flags_reach_kimi(kind: Kind) {
         assert_eq!(reply.status, 200, "{model}: {}", reply.body);
         h.mock.stats()
     };
-    match kind {
-        Kind::Legacy => {
+    match kind.api() {
+        Api::Legacy => {
             let cases = [
                 ("kimi-search", "use_search", "kimi"),
                 ("kimi-research", "use_research", "kimi"),
@@ -172,7 +172,7 @@ fn model_name_flags_reach_kimi(kind: Kind) {
                 assert_eq!(stats.last_create.unwrap()["kimiplus_id"], kimiplus_id, "{model}");
             }
         }
-        Kind::Connect => {
+        Api::Connect => {
             let search = json!([{"type": "TOOL_TYPE_SEARCH", "search": {}}]);
             let sent = send("kimi-search").last_completion.unwrap();
             assert_eq!((&sent["tools"], &sent["options"]["thinking"]), (&search, &json!(false)));
@@ -257,7 +257,7 @@ fn native_conversation_is_kept_and_continued(kind: Kind) {
     assert_eq!(stats.completions, 2);
     assert_eq!(stats.last_prompt.as_deref(), Some("which number?"));
     assert!(stats.live_chats.contains(&chat_id));
-    if kind == Kind::Connect {
+    if kind.api() == Api::Connect {
         let sent = stats.last_completion.unwrap();
         assert_eq!(sent["chat_id"], chat_id.as_str());
         assert!(stats.last_parent_id.is_some_and(|p| p.starts_with("msg-")), "parent_id is the last answer");

@@ -72,14 +72,29 @@ fn unknown_routes_and_methods_in_the_openai_shape() {
 fn token_check_says_live_or_not() {
     let h = Harness::start();
     let url = h.url("/token/check");
-    assert_eq!(post_json(&url, None, &json!({"token": TOKEN})).json(), json!({"live": true}));
-    assert_eq!(post_json(&url, None, &json!({"token": "bad-one"})).json(), json!({"live": false}));
-    assert_eq!(post_json(&url, None, &json!({"token": "rt-a,bad-b"})).json(), json!({"live": false}));
+    let check = |token: &str| post_json(&url, None, &json!({ "token": token })).json();
+    let live = check(TOKEN);
+    assert_eq!(live["live"], true);
+    assert_eq!(live["tokens"][0]["kind"], "legacy refresh_token");
+    assert_eq!(live["tokens"][0]["fingerprint"].as_str().unwrap().len(), 8);
+    assert_eq!(check("bad-one")["live"], false);
+    let pool = check("rt-a,bad-b");
+    assert_eq!((pool["live"].clone(), pool["tokens"][0]["live"].clone()), (json!(false), json!(true)));
+    assert!(pool["tokens"][1]["problem"].as_str().unwrap().contains("neither"), "{pool}");
     assert_eq!(post(&url, None, "{}").status, 400);
-    let connect = support::connect_token("user-9");
-    assert_eq!(post_json(&url, None, &json!({"token": connect})).json(), json!({"live": true}));
-    let expired = support::connect_token("expired-user");
-    assert_eq!(post_json(&url, None, &json!({"token": expired})).json(), json!({"live": false}));
+    let connect = check(&support::connect_token("user-9"));
+    assert_eq!(
+        (connect["live"].clone(), connect["tokens"][0]["kind"].clone()),
+        (json!(true), json!("kimi-auth"))
+    );
+    assert_eq!(check(&support::connect_token("expired-user"))["live"], false);
+    let web = check(&support::web_refresh_token("user-9"));
+    assert_eq!(
+        (web["live"].clone(), web["tokens"][0]["kind"].clone()),
+        (json!(true), json!("web refresh_token"))
+    );
+    let body = serde_json::to_string(&web).unwrap();
+    assert!(!body.contains(&support::web_refresh_token("user-9")[40..]), "no token in the answer");
 }
 
 #[test]
@@ -139,9 +154,11 @@ fn binary_help_lists_the_knobs() {
 #[test]
 fn the_binary_logs_one_line_per_request_and_no_secret() {
     let mock = MockKimi::start();
+    let state_dir = support::temp_state_dir();
     let child = Command::new(env!("CARGO_BIN_EXE_kimi-free-api"))
         .args(["--host", "127.0.0.1", "--port", "0", "--kimi-base-url", mock.url(), "--workers", "2"])
-        .args(["--kimi-connect-base-url", mock.url()])
+        .args(["--kimi-connect-base-url", mock.url(), "--kimi-auth-base-url", mock.url()])
+        .args(["--state-dir".as_ref(), state_dir.as_os_str()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -11,6 +11,12 @@ pub fn all(credential: &str) -> Vec<&str> {
     credential.split(',').map(str::trim).filter(|token| !token.is_empty()).collect()
 }
 
+/// A short name for an account that says nothing of its token: the first 8 hex digits of a
+/// SHA-256 of it, for logs and `/token/check`.
+pub fn fingerprint(token: &str) -> String {
+    super::sha256::hex(format!("kimi-free-api account\0{token}").as_bytes())[..8].to_string()
+}
+
 /// One token of the pool, chosen uniformly at random.
 pub fn pick(credential: &str) -> Result<&str, Error> {
     let tokens = all(credential);
@@ -64,6 +70,16 @@ mod tests {
             seen.insert(pick("a,b,c").unwrap());
         }
         assert_eq!(seen.len(), 3);
+    }
+
+    #[test]
+    fn fingerprints_are_short_stable_and_say_nothing_of_the_token() {
+        let token = "eyJhbGciOiJIUzI1NiJ9.secret-payload.sig";
+        let fp = fingerprint(token);
+        assert_eq!(fp.len(), 8);
+        assert_eq!(fp, fingerprint(token));
+        assert_ne!(fp, fingerprint("another"));
+        assert!(!token.contains(&fp) && fp.bytes().all(|b| b.is_ascii_hexdigit()));
     }
 
     #[test]

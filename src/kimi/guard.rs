@@ -2,14 +2,26 @@
 //! every way out, and [`Progress`] remembers whether the client has seen anything (after
 //! which no attempt may be repeated).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use super::Error;
 use crate::chat::{Disconnected, Event, Sink};
+
+/// How many upstream chats were to be deleted, were deleted, and could not be: what
+/// `kimi-free-api doctor` checks ("nothing left behind") and what the server can report.
+#[derive(Debug, Default)]
+pub struct ChatCounts {
+    pub to_delete: AtomicU64,
+    pub deleted: AtomicU64,
+    pub failed: AtomicU64,
+}
 
 /// Deletes an upstream chat when dropped, so every path out of a request (success, error,
 /// client gone, even a panic) cleans up, unless the caller keeps the conversation.
 pub struct ChatGuard<'a> {
     chat_id: String,
     keep: bool,
+    counts: &'a ChatCounts,
     delete: Box<DeleteChat<'a>>,
 }
 
@@ -20,9 +32,13 @@ impl<'a> ChatGuard<'a> {
     pub(super) fn new(
         chat_id: String,
         keep: bool,
+        counts: &'a ChatCounts,
         delete: impl FnMut(&str) -> Result<(), Error> + 'a,
     ) -> Self {
-        ChatGuard { chat_id, keep, delete: Box::new(delete) }
+        if !keep {
+            counts.to_delete.fetch_add(1, Ordering::Relaxed);
+        }
+        ChatGuard { chat_id, keep, counts, delete: Box::new(delete) }
     }
 
     pub(super) fn chat_id(&self) -> &str {
@@ -32,11 +48,16 @@ impl<'a> ChatGuard<'a> {
 
 impl Drop for ChatGuard<'_> {
     fn drop(&mut self) {
-        if !self.keep
-            && let Err(error) = (self.delete)(&self.chat_id)
-        {
-            eprintln!("kimi: could not delete chat {}: {error}", self.chat_id);
+        if self.keep {
+            return;
         }
+        match (self.delete)(&self.chat_id) {
+            Ok(()) => self.counts.deleted.fetch_add(1, Ordering::Relaxed),
+            Err(error) => {
+                eprintln!("kimi: could not delete chat {}: {error}", self.chat_id);
+                self.counts.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
     }
 }
 

@@ -76,8 +76,12 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
     let addr = http.server_addr().to_ip().ok_or_else(|| io::Error::other("not an IP listener"))?;
     let http = Arc::new(http);
     let (sender, receiver) = crossbeam_channel::bounded(config.queue_depth);
+    let (kimi, problem) = Kimi::new(kimi_settings(&config));
+    if let Some(problem) = problem {
+        eprintln!("kimi-free-api: {problem}");
+    }
     let pool = Arc::new(Pool {
-        app: App { kimi: Kimi::new(kimi_settings(&config)), addr, config },
+        app: App { kimi, addr, config },
         receiver,
         started: AtomicUsize::new(0),
         in_flight: AtomicUsize::new(0),
@@ -111,10 +115,15 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
 }
 
 /// The part of the configuration the Kimi side needs.
-fn kimi_settings(config: &Config) -> kimi::Settings {
+pub fn kimi_settings(config: &Config) -> kimi::Settings {
     kimi::Settings {
         legacy_base_url: config.kimi_base_url.clone(),
         connect_base_url: config.kimi_connect_base_url.clone(),
+        auth_base_url: config.kimi_auth_base_url.clone(),
+        global_connect_base_url: config.kimi_global_base_url.clone(),
+        global_auth_base_url: config.kimi_global_auth_base_url.clone(),
+        region: config.kimi_region,
+        state_dir: Some(config.state_dir.clone()),
         upstream_timeout: config.upstream_timeout,
         allow_private_urls: config.allow_private_urls,
     }

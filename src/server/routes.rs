@@ -2,14 +2,13 @@
 
 use std::time::Instant;
 
-use serde_json::json;
 use tiny_http::{Method, Request};
 
 use super::App;
 use super::exchange::{self, EventStream};
 use crate::chat::{self, CitationText, ErrorKind};
 use crate::dialect::{Aggregator, Answer, Dialect, StreamRenderer, anthropic, gemini, openai};
-use crate::kimi::Backend;
+use crate::kimi::{Backend, TokenCheck};
 
 const WELCOME_PAGE: &str = include_str!("welcome.html");
 
@@ -297,6 +296,38 @@ fn count_tokens(
     }
 }
 
+/// `/token/check`'s answer: `live` when every token of the credential works, and what each
+/// one is (by fingerprint, never the token).
+#[derive(serde::Serialize)]
+struct TokenReport<'a> {
+    live: bool,
+    #[serde(serialize_with = "checks")]
+    tokens: &'a [TokenCheck],
+}
+
+fn checks<S: serde::Serializer>(checks: &&[TokenCheck], serializer: S) -> Result<S::Ok, S::Error> {
+    #[derive(serde::Serialize)]
+    struct One<'a> {
+        fingerprint: &'a str,
+        kind: &'a str,
+        live: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expires: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        problem: Option<&'a str>,
+    }
+    serializer.collect_seq(checks.iter().map(|c| One {
+        fingerprint: &c.fingerprint,
+        kind: c.kind,
+        live: c.live,
+        expires: c.expires,
+        note: c.note.as_deref(),
+        problem: c.problem.as_deref(),
+    }))
+}
+
 fn token_check(app: &App, mut request: Request) -> Outcome {
     #[derive(serde::Deserialize)]
     struct Body {
@@ -308,8 +339,10 @@ fn token_check(app: &App, mut request: Request) -> Outcome {
     });
     match parsed {
         Ok(body) => {
-            let live = app.kimi.check_token(&body.token);
-            exchange::respond_json(request, 200, json!({ "live": live }).to_string().into_bytes());
+            let checks = app.kimi.check_token(&body.token);
+            let report =
+                TokenReport { live: !checks.is_empty() && checks.iter().all(|c| c.live), tokens: &checks };
+            exchange::respond_json(request, 200, serde_json::to_vec(&report).unwrap_or_default());
             Outcome::plain(200)
         }
         Err(error) => {

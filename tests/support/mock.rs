@@ -47,6 +47,8 @@ pub struct Script {
     pub pad: usize,
     /// Answer pieces to send when `stamp` is set (instead of `text`).
     pub events: usize,
+    /// How long the access tokens of 2026 web logins live (Kimi: 15 minutes).
+    pub access_lifetime_secs: u64,
 }
 
 /// A stamped answer piece: the send time, a space, and padding.
@@ -70,6 +72,7 @@ impl Default for Script {
             stamp: false,
             pad: 0,
             events: 10,
+            access_lifetime_secs: 900,
         }
     }
 }
@@ -121,6 +124,13 @@ pub struct Stats {
     pub uploads: Vec<Upload>,
     /// Refresh tokens seen by the refresh endpoint, in order.
     pub refresh_tokens: Vec<String>,
+    /// 2026 web logins: refreshes at the auth host and the refresh tokens they presented.
+    pub web_refreshes: u32,
+    pub web_refresh_tokens: Vec<String>,
+    /// Web sessions ended because a spent refresh token was presented again.
+    pub sessions_revoked: u32,
+    /// The `Cookie` header of the last Connect chat, if any.
+    pub last_cookie: Option<String>,
 }
 
 /// One stored attachment.
@@ -143,6 +153,18 @@ struct State {
     access: HashMap<String, String>,
     /// chat id → completions seen on it
     chats: HashMap<String, u32>,
+    web: WebLogins,
+}
+
+/// The 2026 auth host's view of web logins: each session (`ssid`) has one current refresh
+/// token; a spent one presented again ends the session, as rotating auth servers do.
+#[derive(Default)]
+struct WebLogins {
+    current: HashMap<String, String>,
+    spent: BTreeSet<String>,
+    revoked: BTreeSet<String>,
+    /// ssid → device id of its refresh token (the access tokens carry none).
+    devices: HashMap<String, String>,
 }
 
 /// A running mock; it stops when the process ends.
@@ -314,6 +336,7 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
             json_response(request, 200, serde_json::to_value(stats).unwrap())
         }
         ("GET", "/api/auth/token/refresh") => refresh(state, request),
+        ("POST", "/api/account.gateway.v1.AuthService/RefreshToken") => web_refresh(state, request, &body),
         ("GET", "/api/user") => {
             let token = bearer(&request);
             let mut st = state.lock().unwrap();
@@ -401,7 +424,7 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
             out.end()
         }
         ("POST", "/apiv2-files/file/upload") => {
-            if connect_identity(&request).is_err() {
+            if connect_identity(state, &request).is_err() {
                 return connect_error(request, 401, "unauthenticated");
             }
             let text = String::from_utf8_lossy(&request.body).to_string();
@@ -448,7 +471,7 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
             if written.is_ok() { Flow::KeepAlive } else { Flow::Close }
         }
         ("POST", "/apiv2/kimi.chat.v1.ChatService/DeleteChat") => {
-            if connect_identity(&request).is_err() {
+            if connect_identity(state, &request).is_err() {
                 return connect_error(request, 401, "unauthenticated");
             }
             if delete_chat(state, body["chat_id"].as_str().unwrap_or_default()) {
@@ -458,7 +481,7 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
             }
         }
         ("POST", "/apiv2/kimi.gateway.order.v1.SubscriptionService/GetSubscription") => {
-            match connect_identity(&request) {
+            match connect_identity(state, &request) {
                 Ok(sub) => json_response(request, 200, json!({"subscription": {"userId": sub}})),
                 Err(_) => connect_error(request, 401, "unauthenticated"),
             }
@@ -527,6 +550,77 @@ fn refresh(state: &Mutex<State>, request: Request) -> Flow {
     st.access.insert(access.clone(), user);
     drop(st);
     json_response(request, 200, json!({"access_token": access, "refresh_token": token}))
+}
+
+/// The claims of a JWT, if it is one.
+fn jwt_claims(token: &str) -> Option<Value> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice(&bytes).ok().filter(Value::is_object)
+}
+
+/// A JWT with these claims (the mock signs nothing; the server verifies nothing).
+pub fn mint_jwt(claims: &Value) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!(
+        "{}.{}.{}",
+        b64.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
+        b64.encode(claims.to_string()),
+        b64.encode("sig")
+    )
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `AuthService/RefreshToken`: a new access token and a new refresh token; the one presented is
+/// spent. Refused: tokens that are no web refresh JWT, users whose id starts with `expired`,
+/// the `RefreshUnauthorized` fault, revoked sessions, and spent tokens (which revoke).
+fn web_refresh(state: &Mutex<State>, request: Request, body: &Value) -> Flow {
+    let token = body["refresh_token"].as_str().or_else(|| body["refreshToken"].as_str()).unwrap_or_default();
+    let mut st = state.lock().unwrap();
+    st.stats.web_refreshes += 1;
+    st.stats.web_refresh_tokens.push(token.to_string());
+    let claims = jwt_claims(token).unwrap_or_default();
+    let (sub, ssid) =
+        (claims["sub"].as_str().unwrap_or_default(), claims["ssid"].as_str().unwrap_or_default());
+    let refused = sub.is_empty()
+        || ssid.is_empty()
+        || claims["typ"] == "access"
+        || sub.starts_with("expired")
+        || st.web.revoked.contains(ssid)
+        || (st.script.fault == Some(Fault::RefreshUnauthorized) && fault_applies(&mut st).is_some());
+    if refused {
+        drop(st);
+        return connect_error(request, 401, "unauthenticated");
+    }
+    let current = st.web.current.get(ssid).cloned();
+    if st.web.spent.contains(token) || current.as_ref().is_some_and(|c| c != token) {
+        st.web.revoked.insert(ssid.to_string());
+        st.stats.sessions_revoked += 1;
+        drop(st);
+        return connect_error(request, 401, "unauthenticated");
+    }
+    st.next_id += 1;
+    let now = unix_now();
+    let mut next = claims.clone();
+    next["jti"] = json!(format!("rt-{}", st.next_id));
+    next["iat"] = json!(now);
+    next["exp"] = json!(now + 90 * 86_400);
+    let next = mint_jwt(&next);
+    let access = mint_jwt(&json!({"iss": "account-nt", "typ": "access", "sub": sub, "ssid": ssid,
+        "jti": format!("at-{}", st.next_id), "iat": now, "exp": now + st.script.access_lifetime_secs}));
+    st.web.spent.insert(token.to_string());
+    st.web.current.insert(ssid.to_string(), next.clone());
+    let device =
+        claims["device_id"].as_str().map(str::to_string).unwrap_or_else(|| claims["device_id"].to_string());
+    st.web.devices.insert(ssid.to_string(), device);
+    drop(st);
+    json_response(request, 200, json!({"accessToken": access, "refreshToken": next}))
 }
 
 fn create_chat(state: &Mutex<State>, request: Request, body: Value) -> Flow {
@@ -697,17 +791,27 @@ fn connect_error(request: Request, status: u16, code: &str) -> Flow {
     json_response(request, status, json!({"code": code, "message": format!("mock {code}")}))
 }
 
-/// The `sub` of a valid kimi-auth JWT in `Authorization`; `Err` for anything else, and for
-/// users whose id starts with `expired`.
-fn connect_identity(request: &Request) -> Result<String, ()> {
-    use base64::Engine;
-    let token = bearer(request);
-    let payload = token.split('.').nth(1).ok_or(())?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).map_err(|_| ())?;
-    let claims: Value = serde_json::from_slice(&bytes).map_err(|_| ())?;
+/// The `sub` of the access token in `Authorization`: a kimi-auth JWT, or a 2026 web access
+/// token that has not expired and comes with the identity headers of its login (session and
+/// user, and the device of the refresh token it was minted from). `Err` for anything else,
+/// and for users whose id starts with `expired`.
+fn connect_identity(state: &Mutex<State>, request: &Request) -> Result<String, ()> {
+    let claims = jwt_claims(&bearer(request)).ok_or(())?;
+    let text =
+        |name: &str| claims[name].as_str().map(str::to_string).unwrap_or_else(|| claims[name].to_string());
     let sub = claims["sub"].as_str().unwrap_or_default();
-    if claims["typ"] != "access" || claims["app_id"] != "kimi" || sub.is_empty() || sub.starts_with("expired")
-    {
+    if claims["typ"] != "access" || sub.is_empty() || sub.starts_with("expired") {
+        return Err(());
+    }
+    if claims["app_id"] == "kimi" && claims["iss"] != "account-nt" {
+        return Ok(sub.to_string());
+    }
+    let expired = claims["exp"].as_u64().is_none_or(|exp| exp <= unix_now());
+    let header = |name: &str| request_header(request, name).unwrap_or_default();
+    let ssid = text("ssid");
+    let device = state.lock().unwrap().web.devices.get(&ssid).cloned();
+    let device_ok = device.is_none_or(|d| d == header("X-Msh-Device-Id"));
+    if expired || header("X-Msh-Session-Id") != ssid || header("X-Traffic-Id") != sub || !device_ok {
         return Err(());
     }
     Ok(sub.to_string())
@@ -729,7 +833,7 @@ fn end_with_error(mut out: Chunked, code: &str, message: &str) -> Flow {
 }
 
 fn connect_chat(state: &Mutex<State>, request: Request) -> Flow {
-    let sub = match connect_identity(&request) {
+    let sub = match connect_identity(state, &request) {
         Ok(sub) => sub,
         Err(()) => return connect_error(request, 401, "unauthenticated"),
     };
@@ -740,6 +844,7 @@ fn connect_chat(state: &Mutex<State>, request: Request) -> Flow {
     let mut st = state.lock().unwrap();
     st.stats.completions += 1;
     st.stats.last_traffic_id = request_header(&request, "X-Traffic-Id");
+    st.stats.last_cookie = request_header(&request, "Cookie");
     let Some(body) = body else {
         drop(st);
         let Ok(out) = Chunked::open(request) else { return Flow::Close };

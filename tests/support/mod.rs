@@ -13,39 +13,58 @@ use kimi_free_api::server::{self, RunningServer};
 use serde_json::Value;
 
 #[allow(unused_imports)] // each test file uses its own subset
-pub use mock::{Fault, MockKimi, Script};
+pub use mock::{Fault, MockKimi, Script, mint_jwt};
 
 /// A refresh token the mock accepts.
 pub const TOKEN: &str = "rt-good-1";
 
-/// Which Kimi API a test's token selects.
+/// Which kind of token a test uses (and so which Kimi API and login it exercises).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A legacy refresh_token: the REST + SSE API.
+    Legacy,
+    /// An old kimi-auth cookie JWT: the Connect API as is.
+    Connect,
+    /// A 2026 web refresh token: renewed (and rotated) at the auth host, then the Connect API.
+    Web,
+}
+
+/// The Kimi API a token kind ends up on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
     Legacy,
     Connect,
 }
 
 impl Kind {
+    pub fn api(self) -> Api {
+        match self {
+            Kind::Legacy => Api::Legacy,
+            Kind::Connect | Kind::Web => Api::Connect,
+        }
+    }
+
     /// A token of this kind for the account `user`.
     pub fn token_for(self, user: &str) -> String {
         match self {
             Kind::Legacy => format!("rt-{user}"),
             Kind::Connect => connect_token(user),
+            Kind::Web => web_refresh_token(user),
         }
     }
 
     pub fn token(self) -> String {
         match self {
             Kind::Legacy => TOKEN.to_string(),
-            Kind::Connect => connect_token("user-1"),
+            Kind::Connect | Kind::Web => self.token_for("user-1"),
         }
     }
 
     /// The fault by which Kimi says another answer is streaming on the account (429).
     pub fn busy_fault(self) -> Fault {
-        let error_type = match self {
-            Kind::Legacy => "chat.user_stream_pushing",
-            Kind::Connect => "resource_exhausted",
+        let error_type = match self.api() {
+            Api::Legacy => "chat.user_stream_pushing",
+            Api::Connect => "resource_exhausted",
         };
         Fault::CompletionStatus { status: 400, error_type: error_type.into() }
     }
@@ -54,26 +73,33 @@ impl Kind {
     pub fn refused_token(self) -> String {
         match self {
             Kind::Legacy => "bad-token".to_string(),
-            Kind::Connect => connect_token("expired-user"),
+            Kind::Connect | Kind::Web => self.token_for("expired-user"),
         }
     }
 }
 
 /// A kimi-auth JWT (payload `typ: access`, `app_id: kimi`) for the user `sub`.
 pub fn connect_token(sub: &str) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let claims = serde_json::json!({"iss": "user-center", "exp": 4_102_444_800u64, "typ": "access", "app_id": "kimi",
-        "sub": sub, "ssid": "1731086499958639802", "device_id": "7651804114103329291", "region": "cn"});
-    format!(
-        "{}.{}.{}",
-        b64.encode(r#"{"alg":"HS512","typ":"JWT"}"#),
-        b64.encode(claims.to_string()),
-        b64.encode("sig")
-    )
+    mock::mint_jwt(&serde_json::json!({"iss": "user-center", "exp": 4_102_444_800u64, "typ": "access",
+        "app_id": "kimi", "sub": sub, "ssid": "1731086499958639802", "device_id": "7651804114103329291",
+        "region": "cn"}))
 }
 
-/// Runs each named test body, `fn name(kind: Kind)`, once per Kimi backend.
+/// A 2026 web refresh token (lives 90 days, carries the web client's identity) for `sub`.
+pub fn web_refresh_token(sub: &str) -> String {
+    web_refresh_token_in(sub, "cn")
+}
+
+/// [`web_refresh_token`] of an account in `region` (`cn` or `overseas`). The same for the same
+/// arguments (a test that builds it twice presents one token, as a user pasting it would).
+pub fn web_refresh_token_in(sub: &str, region: &str) -> String {
+    let iat = 1_795_000_000u64;
+    mock::mint_jwt(&serde_json::json!({"iss": "account-nt", "typ": "refresh", "app_id": "kimi", "sub": sub,
+        "ssid": format!("ss-{sub}"), "device_id": format!("7{:018}", sub.len() * 7919), "region": region,
+        "iat": iat, "exp": iat + 90 * 86_400}))
+}
+
+/// Runs each named test body, `fn name(kind: Kind)`, once per token kind.
 #[macro_export]
 macro_rules! both_backends {
     ($($name:ident),+ $(,)?) => {$(
@@ -86,6 +112,10 @@ macro_rules! both_backends {
             fn connect() {
                 super::$name($crate::support::Kind::Connect)
             }
+            #[test]
+            fn web() {
+                super::$name($crate::support::Kind::Web)
+            }
         }
     )+};
 }
@@ -95,6 +125,39 @@ pub struct Harness {
     pub mock: MockKimi,
     pub server: RunningServer,
     pub base: String,
+    /// The server's state directory (removed when the harness is dropped).
+    pub state_dir: std::path::PathBuf,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+/// A state directory of its own for each server a test starts.
+pub fn temp_state_dir() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("kimi-free-api-test-{}-{n}", std::process::id()))
+}
+
+/// A configuration whose every Kimi host is `mock`, with a fresh state directory.
+pub fn config_for(mock: &MockKimi) -> Config {
+    Config {
+        host: "127.0.0.1".into(),
+        port: 0,
+        kimi_base_url: mock.url().to_string(),
+        kimi_connect_base_url: mock.url().to_string(),
+        kimi_auth_base_url: mock.url().to_string(),
+        kimi_global_base_url: mock.url().to_string(),
+        kimi_global_auth_base_url: mock.url().to_string(),
+        state_dir: temp_state_dir(),
+        workers: 8,
+        queue_depth: 8,
+        upstream_timeout: Duration::from_secs(1),
+        ..Config::default()
+    }
 }
 
 impl Harness {
@@ -104,20 +167,12 @@ impl Harness {
 
     pub fn start_with(adjust: impl FnOnce(&mut Config)) -> Harness {
         let mock = MockKimi::start();
-        let mut config = Config {
-            host: "127.0.0.1".into(),
-            port: 0,
-            kimi_base_url: mock.url().to_string(),
-            kimi_connect_base_url: mock.url().to_string(),
-            workers: 8,
-            queue_depth: 8,
-            upstream_timeout: Duration::from_secs(1),
-            ..Config::default()
-        };
+        let mut config = config_for(&mock);
         adjust(&mut config);
+        let state_dir = config.state_dir.clone();
         let server = server::start(config).expect("server starts");
         let base = format!("http://{}", server.addr());
-        Harness { mock, server, base }
+        Harness { mock, server, base, state_dir }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -9,16 +9,25 @@ use super::Context;
 use crate::kimi::token::ConnectIdentity;
 use crate::kimi::{Error, http};
 
+/// The web client version sent as `X-Msh-Version` (sources send 1.0.0 to 2.1.0).
+pub(super) const WEB_VERSION: &str = "2.0.0";
+
+/// The headers of Kimi's web client on an authenticated call; the identity comes from the
+/// token's claims (for a 2026 login, from the refresh token's: the access token has no
+/// `device_id`, `docs/kimi-protocol.md` §4.1).
 pub(super) fn signed<B>(
     builder: RequestBuilder<B>,
     ctx: Context<'_>,
     token: &str,
     who: &ConnectIdentity,
 ) -> RequestBuilder<B> {
+    let builder = builder.header("Authorization", format!("Bearer {token}"));
+    // Only the old cookie-era token was ever a cookie.
+    let builder =
+        if ctx.kimi_auth_cookie { builder.header("Cookie", format!("kimi-auth={token}")) } else { builder };
     builder
-        .header("Authorization", format!("Bearer {token}"))
-        .header("Cookie", format!("kimi-auth={token}"))
         .header("Connect-Protocol-Version", "1")
+        .header("X-Msh-Version", WEB_VERSION)
         .header("X-Msh-Platform", "web")
         .header("X-Msh-Device-Id", who.device_id.as_str())
         .header("X-Msh-Session-Id", who.session_id.as_str())

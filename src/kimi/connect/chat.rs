@@ -192,7 +192,7 @@ impl<'a> ChatStream<'a> {
                     let body = json!({"chat_id": chat_id});
                     unary(ctx, token, who, "apiv2/kimi.chat.v1.ChatService/DeleteChat", &body).map(drop)
                 };
-                self.guard = Some(ChatGuard::new(id.clone(), self.keep, delete));
+                self.guard = Some(ChatGuard::new(id.clone(), self.keep, ctx.chats, delete));
                 sink.send(Event::ConversationId(id))?;
             }
             ConnectEvent::AssistantMessage { id } => self.last_message = Some(id),

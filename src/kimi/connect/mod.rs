@@ -6,32 +6,37 @@ mod call;
 mod chat;
 pub mod envelope;
 mod event;
+pub mod login;
 mod upload;
 
 use serde_json::json;
 
+use crate::kimi::Error;
 use crate::kimi::attachment::Fetch;
+use crate::kimi::guard::ChatCounts;
 use crate::kimi::http::Upstream;
 use crate::kimi::token::ConnectIdentity;
 
 pub use chat::{Parents, chat};
 
+/// What a Connect call of one account needs: the hosts of the account's region, and how its
+/// token is presented.
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
     pub upstream: &'a Upstream,
+    /// The chat API (www.kimi.com or www.kimi.ai).
     pub base: &'a str,
+    /// The auth host that renews 2026 web logins (auth.kimi.com or auth.kimi.ai).
+    pub auth_base: &'a str,
     pub parents: &'a Parents,
     pub fetch: Fetch<'a>,
+    /// Send the token as the `kimi-auth` cookie too (the old cookie-era token).
+    pub kimi_auth_cookie: bool,
+    pub chats: &'a ChatCounts,
 }
 
-/// Whether Kimi accepts the token (its subscription can be read).
-pub fn check_token(ctx: Context<'_>, token: &str, who: &ConnectIdentity) -> bool {
-    call::unary(
-        ctx,
-        token,
-        who,
-        "apiv2/kimi.gateway.order.v1.SubscriptionService/GetSubscription",
-        &json!({}),
-    )
-    .is_ok()
+/// Whether Kimi accepts the access token: its subscription can be read (a read-only call).
+pub fn check_token(ctx: Context<'_>, token: &str, who: &ConnectIdentity) -> Result<(), Error> {
+    let method = "apiv2/kimi.gateway.order.v1.SubscriptionService/GetSubscription";
+    call::unary(ctx, token, who, method, &json!({})).map(drop)
 }

@@ -8,9 +8,9 @@ use ureq::RequestBuilder;
 use ureq::typestate::WithBody;
 
 use super::Context;
-use super::session::Session;
 use super::sse::SseDecoder;
 use crate::kimi::http;
+use crate::kimi::session::Session;
 use crate::kimi::{Error, accounts};
 
 /// Size of each read from an upstream stream.

@@ -10,10 +10,10 @@ use ureq::typestate::WithoutBody;
 use super::Context;
 use super::call::{EventReader, post_json, signed};
 use super::event::{self, LegacyEvent};
-use super::session::Session;
 use super::upload::upload;
 use crate::chat::{self, Conversation, Event, Finish, Sink};
 use crate::kimi::guard::ChatGuard;
+use crate::kimi::session::Session;
 use crate::kimi::{Error, attachment, http, prompt};
 
 /// The Kimi+ id of the K1 long-thinking assistant.
@@ -65,7 +65,7 @@ pub(super) fn run(
             Err(http::error_from_body(status, &http::read_small(response)?))
         }
     };
-    let guard = ChatGuard::new(chat_id, keep, delete);
+    let guard = ChatGuard::new(chat_id, keep, ctx.chats, delete);
     sink.send(Event::ConversationId(guard.chat_id().to_string()))?;
     let mut refs = Vec::new();
     let mut refs_file = Vec::new();

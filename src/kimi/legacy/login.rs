@@ -2,17 +2,14 @@
 //! refresh token at the same time), and the user id is read once for `X-Traffic-Id`
 //! (`docs/kimi-protocol.md` §3.1).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde::Deserialize;
 
 use super::Context;
-use super::session::{self, Session};
-use crate::kimi::Error;
-use crate::kimi::http;
+use crate::kimi::session::{self, Session};
+use crate::kimi::{Error, http};
 
 #[derive(Deserialize)]
-pub(super) struct Tokens {
+struct Tokens {
     access_token: String,
     #[serde(default)]
     refresh_token: Option<String>,
@@ -23,7 +20,7 @@ struct User {
     id: String,
 }
 
-pub(super) fn refresh(ctx: Context<'_>, refresh_token: &str) -> Result<Tokens, Error> {
+fn refresh(ctx: Context<'_>, refresh_token: &str) -> Result<Tokens, Error> {
     let response = ctx
         .upstream
         .agent()
@@ -32,14 +29,17 @@ pub(super) fn refresh(ctx: Context<'_>, refresh_token: &str) -> Result<Tokens, E
         .header("Referer", format!("{}/", ctx.base))
         .call()
         .map_err(http::from_ureq)?;
-    let tokens: Tokens = http::read_json(response).map_err(|e| match e {
-        Error::Upstream(_) => Error::Unauthorized("Kimi did not return an access token".into()),
-        other => other,
-    })?;
-    if tokens.access_token.is_empty() {
-        return Err(Error::Unauthorized("Kimi did not return an access token".into()));
+    // An error status keeps its meaning (a 5xx is Kimi's trouble, not a bad token); a success
+    // without an access token is a refusal.
+    let status = response.status().as_u16();
+    let body = http::read_small(response)?;
+    if !(200..300).contains(&status) {
+        return Err(http::error_from_body(status, &body));
     }
-    Ok(tokens)
+    match serde_json::from_slice::<Tokens>(&body) {
+        Ok(tokens) if !tokens.access_token.is_empty() => Ok(tokens),
+        _ => Err(Error::Unauthorized("Kimi did not return an access token".into())),
+    }
 }
 
 pub(super) fn login(ctx: Context<'_>, refresh_token: &str) -> Result<Session, Error> {
@@ -55,9 +55,9 @@ pub(super) fn login(ctx: Context<'_>, refresh_token: &str) -> Result<Session, Er
     if user.id.is_empty() {
         return Err(Error::Upstream("Kimi returned a user without an id".into()));
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     Ok(Session {
-        refresh_at: session::refresh_deadline(&tokens.access_token, now),
+        refresh_after_ms: session::refresh_deadline(&tokens.access_token, session::now_ms()),
+        obtained_ms: session::now_ms(),
         access_token: tokens.access_token,
         user_id: user.id,
         refresh_token: tokens

@@ -6,17 +6,15 @@ mod call;
 mod completion;
 mod event;
 mod login;
-mod session;
 pub mod sse;
 mod upload;
 
 use crate::chat;
 use crate::kimi::Error;
 use crate::kimi::attachment::Fetch;
-use crate::kimi::guard::Progress;
+use crate::kimi::guard::{ChatCounts, Progress};
 use crate::kimi::http::Upstream;
-
-pub use session::Sessions;
+use crate::kimi::session::Sessions;
 
 /// What the legacy backend needs from the shared Kimi client.
 #[derive(Clone, Copy)]
@@ -25,6 +23,7 @@ pub struct Context<'a> {
     pub base: &'a str,
     pub sessions: &'a Sessions,
     pub fetch: Fetch<'a>,
+    pub chats: &'a ChatCounts,
 }
 
 /// Runs one chat. A refused access token is refreshed once and the request tried again
@@ -46,7 +45,8 @@ pub fn chat(
     }
 }
 
-/// Whether the refresh token is live: Kimi gives an access token for it.
-pub fn check_token(ctx: Context<'_>, refresh_token: &str) -> bool {
-    login::refresh(ctx, refresh_token).is_ok()
+/// Whether the refresh token is live: a login works (through the cache, so a rotation it
+/// causes is kept, not burnt).
+pub fn check_token(ctx: Context<'_>, refresh_token: &str) -> Result<(), Error> {
+    ctx.sessions.get(refresh_token, |token| login::login(ctx, token)).map(drop)
 }

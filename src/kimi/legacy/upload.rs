@@ -5,8 +5,8 @@ use serde_json::{Value, json};
 
 use super::Context;
 use super::call::{EventReader, post_json};
-use super::session::Session;
 use crate::kimi::attachment::Attachment;
+use crate::kimi::session::Session;
 use crate::kimi::{Error, http};
 
 /// Uploads one attachment (`docs/kimi-protocol.md` §3.8): a pre-signed URL, the bytes PUT there (with no Kimi

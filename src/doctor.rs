@@ -1,0 +1,177 @@
+//! `kimi-free-api doctor [TOKEN]`: one round trip per step against the configured Kimi, one
+//! line each with its time and a verdict, so that a user can tell "my token" from "Kimi
+//! changed", and paste the lines into a bug report. The token is never printed (its
+//! fingerprint is); every chat the steps open is deleted; a rotation of a 2026 login is saved
+//! in the state directory, where the server finds it.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::chat::{self, Conversation, Disconnected, Event, Message, Mode, Role, Sink};
+use crate::config::Config;
+use crate::kimi::{self, Kimi};
+use crate::server::kimi_settings;
+
+/// What one step found.
+struct Verdict {
+    ok: bool,
+    detail: String,
+}
+
+impl Verdict {
+    fn pass(detail: impl Into<String>) -> Self {
+        Verdict { ok: true, detail: detail.into() }
+    }
+
+    fn fail(detail: impl Into<String>) -> Self {
+        Verdict { ok: false, detail: detail.into() }
+    }
+}
+
+/// Runs the steps and prints one line each; exit 0 when all pass.
+pub fn run(config: &Config, token: Option<&str>) -> ExitCode {
+    let Some(token) = token.filter(|t| !t.contains(',')) else {
+        eprintln!("doctor: give one Kimi token: kimi-free-api doctor TOKEN (or set KIMI_TOKEN)");
+        return ExitCode::from(2);
+    };
+    let (kimi, problem) = Kimi::new(kimi_settings(config));
+    if let Some(problem) = problem {
+        println!("note       {problem}");
+    }
+    let mut failed = Vec::new();
+    let mut step = |name: &'static str, verdict: Verdict, took: Duration| {
+        let mark = if verdict.ok { "ok  " } else { "FAIL" };
+        println!("{name:<10} {mark} {} ({} ms)", verdict.detail, took.as_millis());
+        if !verdict.ok {
+            failed.push(name);
+        }
+    };
+    let started = Instant::now();
+    let check = kimi.check_token(token).pop();
+    let took = started.elapsed();
+    let login_ok = check.as_ref().is_some_and(|c| c.live);
+    step("token", describe(token, check.as_ref()), Duration::ZERO);
+    step("login", login(check.as_ref()), took);
+    if login_ok {
+        for (name, model, stream) in STEPS {
+            let started = Instant::now();
+            let verdict = chat_step(&kimi, token, name, model, *stream);
+            step(name, verdict, started.elapsed());
+        }
+        step("deletion", deletion(&kimi), Duration::ZERO);
+    }
+    summary(&failed, login_ok)
+}
+
+/// The chat steps: name, model, streamed.
+const STEPS: &[(&str, &str, bool)] = &[
+    ("chat", "kimi", false),
+    ("stream", "kimi", true),
+    ("search", "kimi-search", true),
+    ("thinking", "kimi-thinking", true),
+];
+
+fn describe(token: &str, check: Option<&kimi::TokenCheck>) -> Verdict {
+    match check {
+        Some(check) => {
+            let note = check.note.as_deref().map(|n| format!("; {n}")).unwrap_or_default();
+            Verdict::pass(format!("{}, account {}{note}", check.kind, check.fingerprint))
+        }
+        None => Verdict::fail(format!("no token in what was given (account {})", kimi::fingerprint(token))),
+    }
+}
+
+fn login(check: Option<&kimi::TokenCheck>) -> Verdict {
+    match check {
+        Some(check) if check.live => Verdict::pass("Kimi accepts the login (a rotation is saved)"),
+        Some(check) => {
+            Verdict::fail(check.problem.clone().unwrap_or_else(|| "Kimi refused the token".into()))
+        }
+        None => Verdict::fail("nothing to log in with"),
+    }
+}
+
+/// What a step's answer held.
+#[derive(Default)]
+struct Seen {
+    text: String,
+    pieces: usize,
+    thinking: usize,
+    citations: usize,
+    first_text: Option<Duration>,
+    started: Option<Instant>,
+}
+
+impl Sink for Seen {
+    fn send(&mut self, event: Event) -> Result<(), Disconnected> {
+        match event {
+            Event::Text(text) => {
+                self.pieces += 1;
+                self.text.push_str(&text);
+                self.first_text = self.first_text.or_else(|| self.started.map(|s| s.elapsed()));
+            }
+            Event::Thinking(text) => self.thinking += text.len(),
+            Event::Citation { .. } => self.citations += 1,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn chat_step(kimi: &Kimi, token: &str, name: &str, model: &str, stream: bool) -> Verdict {
+    let prompt = match name {
+        "search" => "Search the web: what is the latest stable version of the Rust language? Answer briefly.",
+        "thinking" => "Think step by step: what is 17 * 23? Give only the number at the end.",
+        _ => "Reply with the single word OK.",
+    };
+    let request = chat::Request {
+        model: model.into(),
+        mode: Mode::from_model_name(model),
+        messages: vec![Message::text(Role::User, prompt)],
+        conversation: Conversation::Ephemeral,
+        stream,
+    };
+    let mut seen = Seen { started: Some(Instant::now()), ..Seen::default() };
+    if let (_, Err(error)) = kimi.chat(token, &request, &mut seen) {
+        return Verdict::fail(error.to_string());
+    }
+    judge(name, &seen)
+}
+
+fn judge(name: &str, seen: &Seen) -> Verdict {
+    let first = seen.first_text.map_or(0, |d| d.as_millis());
+    match name {
+        _ if seen.text.trim().is_empty() => Verdict::fail("Kimi's answer was empty"),
+        "search" if seen.citations == 0 => Verdict::fail("answered, but without citations"),
+        "search" => Verdict::pass(format!("{} citations", seen.citations)),
+        "thinking" if seen.thinking == 0 => Verdict::fail("answered, but no reasoning came"),
+        "thinking" => Verdict::pass(format!("{} bytes of reasoning, then the answer", seen.thinking)),
+        "stream" => Verdict::pass(format!("{} pieces, the first after {first} ms", seen.pieces)),
+        _ => Verdict::pass(format!("answered {} characters", seen.text.chars().count())),
+    }
+}
+
+fn deletion(kimi: &Kimi) -> Verdict {
+    let (to_delete, deleted, failed) = kimi.chat_counts();
+    if failed == 0 && deleted == to_delete {
+        Verdict::pass(format!("{deleted} of {to_delete} chats deleted: nothing left in the account"))
+    } else {
+        Verdict::fail(format!("{deleted} of {to_delete} chats deleted, {failed} could not be"))
+    }
+}
+
+fn summary(failed: &[&str], login_ok: bool) -> ExitCode {
+    if failed.is_empty() {
+        println!("doctor: every step passed");
+        return ExitCode::SUCCESS;
+    }
+    if login_ok {
+        println!(
+            "doctor: {} failed while the login works: Kimi may have changed; paste these lines into a bug report",
+            failed.join(", ")
+        );
+    } else {
+        println!("doctor: the token does not work: see the login line above");
+    }
+    ExitCode::FAILURE
+}
