@@ -78,6 +78,9 @@ pub struct Mode {
     pub silent: bool,
     /// A Kimi+ agent id (20 characters, from the agent's URL).
     pub agent: Option<String>,
+    /// The client named the older K2 line (`kimi-k2…`) rather than Kimi's current model: it was
+    /// written against that model's behaviour, so a backend that can choose keeps to it.
+    pub older_model: bool,
 }
 
 impl Mode {
@@ -98,6 +101,7 @@ impl Mode {
             math: name.contains("math"),
             silent: name.contains("silent"),
             agent: None,
+            older_model: name.starts_with("kimi-k2"),
         }
     }
 }
@@ -107,19 +111,22 @@ pub fn is_agent_id(name: &str) -> bool {
     name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
 }
 
-/// The model names listed by `/v1/models`, with what each does. Any other name works too:
-/// the flags are read from substrings, and unknown names get the default assistant.
+/// The model names listed by `/v1/models`, with what each selects (the K3 / K2.6 choice is the
+/// Connect API's; legacy tokens get the default assistant or the K1 agent). Any other name works
+/// too: the flags are read from substrings, and unknown names get the default.
 pub const MODELS: &[(&str, &str)] = &[
-    ("kimi", "Kimi's default assistant"),
-    ("kimi-k2", "Kimi's default assistant (K2)"),
-    ("kimi-latest", "Kimi's default assistant"),
-    ("kimi-k2-thinking", "long thinking; reasoning streamed as reasoning_content"),
-    ("kimi-k1", "K1 long thinking; reasoning streamed as reasoning_content"),
-    ("kimi-search", "web search, with citations"),
-    ("kimi-search-silent", "web search, citations hidden"),
-    ("kimi-silent", "citations hidden"),
-    ("kimi-research", "explore (deep research) mode, quota-limited"),
-    ("kimi-math", "math mode"),
+    ("kimi", "K3 (Kimi's current web default)"),
+    ("kimi-latest", "K3 (Kimi's current web default)"),
+    ("kimi-k3", "K3 (Kimi's current web default)"),
+    ("kimi-k3-thinking", "K3 with long thinking; reasoning streamed as reasoning_content"),
+    ("kimi-k2", "K2.6, the older K2 line"),
+    ("kimi-k2-thinking", "K2.6 with long thinking; reasoning streamed as reasoning_content"),
+    ("kimi-k1", "long thinking (K3 thinking; legacy API: the K1 agent); reasoning as reasoning_content"),
+    ("kimi-search", "K3 with web search, with citations"),
+    ("kimi-search-silent", "K3 with web search, citations hidden"),
+    ("kimi-silent", "K3, citations hidden"),
+    ("kimi-research", "K3 deep research (search with thinking; legacy API: explore mode, quota-limited)"),
+    ("kimi-math", "K3; math mode on the legacy API"),
 ];
 
 /// What a listed model name does; empty for a name that is not listed (it still works).
@@ -363,6 +370,11 @@ mod tests {
         assert!(!Mode::from_model_name("kimi-k2").thinking);
         assert!(Mode::from_model_name("kimi-math").math);
         assert_eq!(Mode::from_model_name("gpt-4o"), Mode::default());
+        for (model, older) in
+            [("kimi-k2", true), ("KIMI-K2-thinking", true), ("kimi", false), ("kimi-k3", false)]
+        {
+            assert_eq!(Mode::from_model_name(model).older_model, older, "{model}");
+        }
     }
 
     #[test]

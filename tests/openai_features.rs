@@ -63,7 +63,8 @@ fn plain_answer_and_the_chat_is_deleted(kind: Kind) {
         }
         Api::Connect => {
             assert!(body["id"].as_str().unwrap().starts_with("19be5aab-"), "the id is Kimi's chat id");
-            assert_eq!(sent["scenario"], "SCENARIO_K2D5");
+            assert_eq!(sent["scenario"], "SCENARIO_K3", "K3 is Kimi's web default");
+            assert_eq!(sent["message"]["scenario"], "SCENARIO_K3");
             assert_eq!(sent["options"]["thinking"], false);
             assert!(sent.get("tools").is_none() && sent.get("chat_id").is_none());
         }
@@ -177,8 +178,17 @@ fn model_name_flags_reach_kimi(kind: Kind) {
             let sent = send("kimi-search").last_completion.unwrap();
             assert_eq!((&sent["tools"], &sent["options"]["thinking"]), (&search, &json!(false)));
             let sent = send("kimi-k2-thinking").last_completion.unwrap();
-            assert_eq!(sent["options"]["thinking"], true);
+            assert_eq!(
+                sent["options"],
+                json!({"thinking": true, "reasoning_effort": "REASONING_EFFORT_HIGH"})
+            );
+            assert_eq!(
+                (&sent["scenario"], &sent["message"]["scenario"]),
+                (&json!("SCENARIO_K2D5"), &json!("SCENARIO_K2D5"))
+            );
             assert!(sent.get("tools").is_none());
+            assert_eq!(send("kimi-k2").last_completion.unwrap()["scenario"], "SCENARIO_K2D5");
+            assert_eq!(send("kimi-search").last_completion.unwrap()["scenario"], "SCENARIO_K3");
             let sent = send("kimi-research").last_completion.unwrap();
             assert_eq!((&sent["tools"], &sent["options"]["thinking"]), (&search, &json!(true)));
             let sent = send("coo6l3pkqq4ri39f36bg").last_completion.unwrap();

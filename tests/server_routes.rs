@@ -26,6 +26,8 @@ fn ping_welcome_and_models() {
         models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
     for id in [
         "kimi",
+        "kimi-k3",
+        "kimi-k3-thinking",
         "kimi-k2",
         "kimi-k2-thinking",
         "kimi-latest",

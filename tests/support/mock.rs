@@ -49,6 +49,9 @@ pub struct Script {
     pub events: usize,
     /// How long the access tokens of 2026 web logins live (Kimi: 15 minutes).
     pub access_lifetime_secs: u64,
+    /// Connect: after this many answer pieces, a server-side `block.tool` round, then the rest of
+    /// the pieces in a new text block (Kimi's 2026 stream).
+    pub tool_round_after: Option<usize>,
 }
 
 /// A stamped answer piece: the send time, a space, and padding.
@@ -73,6 +76,7 @@ impl Default for Script {
             pad: 0,
             events: 10,
             access_lifetime_secs: 900,
+            tool_round_after: None,
         }
     }
 }
@@ -930,17 +934,11 @@ fn connect_chat(state: &Mutex<State>, request: Request) -> Flow {
         events.push((true, json!({"op": "append", "mask": "message.refs.searchChunks", "message": {"refs": {"searchChunks": chunks}}})));
     }
     let text = answer_pieces(&script, &prompt);
-    for (i, piece) in text.iter().enumerate() {
-        let (op, mask) = if i == 0 { ("set", "block.text") } else { ("append", "block.text.content") };
-        // With search results, the first piece carries a citation marker the server must strip.
-        let piece = if searching && !script.search.is_empty() && i == 0 {
-            format!("{piece}\u{E3A0}cite\u{E3A3}web_search:1#0\u{E3A8}")
-        } else {
-            piece.clone()
-        };
-        events
-            .push((true, json!({"op": op, "mask": mask, "block": {"id": "0", "text": {"content": piece}}})));
-    }
+    // With search results, the first piece carries a citation marker the server must strip,
+    // unless the script brings markers of its own (which an extra one could cut in two).
+    let own_markers = text.iter().any(|piece| piece.contains(['\u{E3A0}', '\u{1F6E0}']));
+    let marker = searching && !script.search.is_empty() && !own_markers;
+    events.extend(answer_blocks(&script, &text, marker));
     events.push((false, json!({"op": "set", "mask": "message.status", "message": {"id": message_id, "status": "MESSAGE_STATUS_COMPLETED"}})));
     events.push((false, json!({"done": {}})));
 
@@ -986,4 +984,48 @@ fn connect_chat(state: &Mutex<State>, request: Request) -> Flow {
     }
     let _ = out.chunk(&envelope(2, b"{}"));
     out.end()
+}
+
+/// The answer's `block.text` frames, or, with `tool_round_after`, the pieces before it, a
+/// `block.tool` round, and the rest in a new text block.
+fn answer_blocks(script: &Script, pieces: &[String], marker: bool) -> Vec<(bool, Value)> {
+    let Some(after) = script.tool_round_after else { return text_block("0", pieces, marker) };
+    let (before, rest) = pieces.split_at(after.min(pieces.len()));
+    let mut frames = text_block("0", before, marker);
+    frames.extend(tool_round().into_iter().map(|frame| (false, frame)));
+    frames.extend(text_block("3", rest, false));
+    frames
+}
+
+/// One text block: a `set` on `block.text`, then `append`s.
+fn text_block(id: &str, pieces: &[String], marker: bool) -> Vec<(bool, Value)> {
+    let frame = |(i, piece): (usize, &String)| {
+        let (op, mask) = if i == 0 { ("set", "block.text") } else { ("append", "block.text.content") };
+        let content = if marker && i == 0 {
+            format!("{piece}\u{E3A0}cite\u{E3A3}web_search:1#0\u{E3A8}")
+        } else {
+            piece.clone()
+        };
+        (true, json!({"op": op, "mask": mask, "block": {"id": id, "text": {"content": content}}}))
+    };
+    pieces.iter().enumerate().map(frame).collect()
+}
+
+/// A web search Kimi runs on its side (`docs/kimi-protocol.md` §4.4): pending, the arguments in
+/// fragments, running with the whole arguments and the normalised id, done with its results.
+fn tool_round() -> Vec<Value> {
+    let (id, parent) = ("2", "0");
+    let args = r#"{"queries": ["mock weather"]}"#;
+    let result = json!({"searchResult": {"base": {"title": "Tool result", "url": "https://tool.example/r",
+        "snippet": "TOOL CONTENT"}, "refIndex": "web_search:1#0"}});
+    vec![
+        json!({"op": "set", "block": {"id": id, "parentId": parent,
+            "tool": {"toolCallId": "web_search_0", "name": "web_search", "status": "STATUS_PENDING"}}}),
+        json!({"op": "append", "mask": "block.tool.args", "block": {"id": id, "tool": {"args": &args[..14]}}}),
+        json!({"op": "append", "mask": "block.tool.args", "block": {"id": id, "tool": {"args": &args[14..]}}}),
+        json!({"op": "set", "mask": "block.tool.args,block.tool.status,block.tool.toolCallId",
+            "block": {"id": id, "tool": {"toolCallId": "web_search:1", "args": args, "status": "STATUS_RUNNING"}}}),
+        json!({"op": "set", "mask": "block.tool.contents,block.tool.status",
+            "block": {"id": id, "tool": {"contents": [result], "status": "STATUS_DONE", "isError": false}}}),
+    ]
 }

@@ -19,8 +19,12 @@ use crate::kimi::guard::{ChatGuard, Progress};
 use crate::kimi::token::ConnectIdentity;
 use crate::kimi::{Error, attachment, http, prompt};
 
-/// The chat scenario of Kimi's current web app ("K2.6").
-const SCENARIO: &str = "SCENARIO_K2D5";
+/// Kimi's web default since 2026-07 (K3).
+const SCENARIO_K3: &str = "SCENARIO_K3";
+/// The older K2 line ("K2.6"), still accepted: for clients that name `kimi-k2…`.
+const SCENARIO_K2D5: &str = "SCENARIO_K2D5";
+/// The effort of a thinking request; the values seen run from `REASONING_EFFORT_LOW` to `_MAX`.
+const REASONING_EFFORT_HIGH: &str = "REASONING_EFFORT_HIGH";
 const READ_CHUNK: usize = 4 * 1024;
 /// Kept conversations whose last answer id is remembered (for `parent_id`).
 const MAX_REMEMBERED: usize = 10_000;
@@ -57,16 +61,12 @@ fn chat_body(
     };
     let mut blocks = vec![json!({"message_id": "", "text": {"content": content}})];
     blocks.extend(files.iter().map(|id| json!({"message_id": "", "file": {"id": id}})));
-    let mut message = json!({"role": "user", "blocks": blocks, "scenario": SCENARIO});
+    let scenario = if mode.older_model { SCENARIO_K2D5 } else { SCENARIO_K3 };
+    let mut message = json!({"role": "user", "blocks": blocks, "scenario": scenario});
     if let Some(parent_id) = parent_id {
         message["parent_id"] = json!(parent_id);
     }
-    // Connect has no separate explore mode: research is web search with thinking.
-    let mut body = json!({
-        "scenario": SCENARIO,
-        "message": message,
-        "options": {"thinking": mode.thinking || mode.research},
-    });
+    let mut body = json!({"scenario": scenario, "message": message, "options": options(mode)});
     if mode.search || mode.research {
         body["tools"] = json!([{"type": "TOOL_TYPE_SEARCH", "search": {}}]);
     }
@@ -77,6 +77,17 @@ fn chat_body(
         body["chat_id"] = json!(chat_id);
     }
     body
+}
+
+/// `options` of the `Chat` request. Connect has no separate explore mode: research is web search
+/// with thinking. Thinking names an effort too, as the web app does.
+fn options(mode: &chat::Mode) -> Value {
+    let thinking = mode.thinking || mode.research;
+    let mut options = json!({"thinking": thinking});
+    if thinking {
+        options["reasoning_effort"] = json!(REASONING_EFFORT_HIGH);
+    }
+    options
 }
 
 pub fn chat(
@@ -157,6 +168,7 @@ pub fn chat(
     if !ended && !stream.done {
         return Err(Error::Transport("Kimi closed the stream before the answer was complete".into()));
     }
+    stream.finish_text(sink)?;
     if !stream.produced {
         return Err(Error::Upstream("Kimi returned an empty answer".into()));
     }
@@ -197,11 +209,8 @@ impl<'a> ChatStream<'a> {
             }
             ConnectEvent::AssistantMessage { id } => self.last_message = Some(id),
             ConnectEvent::Text(text) => {
-                let text = self.markers.strip(&text);
-                if !text.is_empty() {
-                    self.produced = true;
-                    sink.send(Event::Text(text))?;
-                }
+                let text = self.markers.strip(text);
+                self.send_text(text, sink)?;
             }
             ConnectEvent::Thinking(text) if !text.is_empty() => {
                 self.produced = true;
@@ -219,6 +228,20 @@ impl<'a> ChatStream<'a> {
             ConnectEvent::Heartbeat => sink.send(Event::Heartbeat)?,
             ConnectEvent::Error { code, message } => return Err(http::classify(200, &code, message)),
             ConnectEvent::Chat { .. } | ConnectEvent::Thinking(_) | ConnectEvent::Ignored => {}
+        }
+        Ok(())
+    }
+
+    /// Sends what the citation matcher still holds: at the end of the stream it is answer text.
+    fn finish_text(&mut self, sink: &mut dyn Sink) -> Result<(), Error> {
+        let text = self.markers.finish();
+        self.send_text(text, sink)
+    }
+
+    fn send_text(&mut self, text: String, sink: &mut dyn Sink) -> Result<(), Error> {
+        if !text.is_empty() {
+            self.produced = true;
+            sink.send(Event::Text(text))?;
         }
         Ok(())
     }
@@ -247,25 +270,49 @@ mod tests {
     #[test]
     fn new_chat_merges_history_and_omits_ids() {
         let body = chat_body(&request("kimi", Conversation::Ephemeral), None, None, &[]);
-        assert_eq!(body["scenario"], SCENARIO);
-        assert_eq!(body["message"]["scenario"], SCENARIO);
+        assert_eq!(body["scenario"], SCENARIO_K3);
+        assert_eq!(body["message"]["scenario"], SCENARIO_K3);
         assert_eq!(
             body["message"]["blocks"][0]["text"]["content"],
             "system:be brief\nuser:a\nassistant:b\nsystem:关注用户最新的消息\nuser:c\n"
         );
         assert!(body.get("chat_id").is_none() && body["message"].get("parent_id").is_none());
         assert!(body.get("tools").is_none());
-        assert_eq!(body["options"]["thinking"], false);
+        assert_eq!(body["options"], json!({"thinking": false}));
     }
 
     #[test]
     fn modes_map_to_tools_and_options() {
         let body = chat_body(&request("kimi-search", Conversation::Ephemeral), None, None, &[]);
         assert_eq!(body["tools"], json!([{"type": "TOOL_TYPE_SEARCH", "search": {}}]));
-        let body = chat_body(&request("kimi-k2-thinking", Conversation::Ephemeral), None, None, &[]);
-        assert_eq!(body["options"]["thinking"], true);
         let body = chat_body(&request("kimi-research", Conversation::Ephemeral), None, None, &[]);
-        assert!(body["tools"].is_array() && body["options"]["thinking"] == true);
+        assert!(body["tools"].is_array());
+        assert_eq!(body["options"], json!({"thinking": true, "reasoning_effort": REASONING_EFFORT_HIGH}));
+    }
+
+    #[test]
+    fn model_names_select_the_scenario_and_thinking_its_effort() {
+        let thinking = json!({"thinking": true, "reasoning_effort": REASONING_EFFORT_HIGH});
+        let plain = json!({"thinking": false});
+        let cases = [
+            ("kimi", SCENARIO_K3, &plain),
+            ("kimi-k3", SCENARIO_K3, &plain),
+            ("kimi-k3-thinking", SCENARIO_K3, &thinking),
+            ("kimi-k1", SCENARIO_K3, &thinking),
+            ("gpt-4o", SCENARIO_K3, &plain),
+            ("kimi-k2", SCENARIO_K2D5, &plain),
+            ("Kimi-K2-Thinking", SCENARIO_K2D5, &thinking),
+            ("kimi-k2-search", SCENARIO_K2D5, &plain),
+        ];
+        for (model, scenario, options) in cases {
+            let body = chat_body(&request(model, Conversation::Ephemeral), None, None, &[]);
+            assert_eq!(
+                (&body["scenario"], &body["message"]["scenario"]),
+                (&json!(scenario), &json!(scenario)),
+                "{model}"
+            );
+            assert_eq!(&body["options"], options, "{model}");
+        }
     }
 
     #[test]
