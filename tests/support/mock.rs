@@ -211,6 +211,11 @@ impl MockKimi {
         self.state.lock().unwrap().stats.clone()
     }
 
+    /// Forgets what was seen so far (the logins it issued stay).
+    pub fn reset_stats(&self) {
+        self.state.lock().unwrap().stats = Stats::default();
+    }
+
     /// Waits (bounded) until no chat is live, and returns the stats then.
     pub fn settled(&self) -> Stats {
         let deadline = Instant::now() + Duration::from_secs(5);
