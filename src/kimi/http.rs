@@ -15,7 +15,7 @@ const MAX_JSON_BODY: u64 = 1024 * 1024;
 
 /// A browser's user agent: Kimi's web API is made for browsers.
 pub const USER_AGENT: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) \
-                              Chrome/131.0.0.0 Safari/537.36";
+                              Chrome/143.0.0.0 Safari/537.36";
 
 pub struct Upstream {
     agent: Agent,
