@@ -109,7 +109,7 @@ const KNOBS: &[Knob] = &[
     Knob {
         flag: "--kimi-connect-base-url",
         env: "KIMI_CONNECT_BASE_URL",
-        help: "Connect RPC Kimi API, for kimi-auth tokens",
+        help: "Connect RPC Kimi API (2026 logins, kimi-auth), mainland accounts",
         default: |c| c.kimi_connect_base_url.clone(),
     },
     Knob {
@@ -174,6 +174,17 @@ const KNOBS: &[Knob] = &[
     },
 ];
 
+/// What `--help` says of tokens: what a login gives today, and what each kind does.
+const TOKENS_HELP: &str = "
+Tokens: the caller's API key is the Kimi token (Authorization: Bearer, x-api-key, x-goog-api-key
+or ?key=; TOKEN1,TOKEN2 is a pool). Log in at www.kimi.com (or www.kimi.ai), press F12 and copy
+refresh_token from Application -> Local Storage. It rotates every time the server renews the
+15-minute access token: the newest one is kept in the state directory, which must persist (a
+systemd StateDirectory=, a container volume on /data), or you log in again. An access_token
+from the same place works for about 15 minutes only (a stopgap). Older kinds still work: a
+kimi-auth cookie (sent as it is) and a kimi.moonshot.cn refresh_token (legacy API).
+";
+
 /// The `--help` text.
 pub fn help_text() -> String {
     let mut text = String::from(
@@ -186,11 +197,10 @@ pub fn help_text() -> String {
     let defaults = Config::default();
     for knob in KNOBS {
         let default = (knob.default)(&defaults);
-        text.push_str(&format!("  {:<26} {:<22} {} [{default}]\n", knob.flag, knob.env, knob.help));
+        text.push_str(&format!("  {:<28} {:<26} {} [{default}]\n", knob.flag, knob.env, knob.help));
     }
-    text.push_str(
-        "  --help                     show this text\n  --version                  show the version\n",
-    );
+    text.push_str(&format!("  {:<55} show this text\n  {:<55} show the version\n", "--help", "--version"));
+    text.push_str(TOKENS_HELP);
     text
 }
 
