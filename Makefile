@@ -17,13 +17,19 @@ BUILDAH := buildah --storage-driver vfs
 RELEASE_FLAGS := --remap-path-prefix=$(CURDIR)=/build --remap-path-prefix=$(HOME)/.cargo=/cargo
 MAX_BINARY_BYTES := 4000000
 
-.PHONY: bench cli-deps run build test lint source-check unit sdk-test release reproducible image image-test \
-        unit-check deny musl-toolchain clean
+.PHONY: bench cli-deps run doctor build test lint source-check unit sdk-test release reproducible image \
+        image-test unit-check deny musl-toolchain clean
 
 ## Build the release binary and start the server on :8000.
 run:
 	$(CARGO) build --release
 	./target/release/kimi-free-api
+
+## Check the token in $KIMI_TOKEN against Kimi step by step (the token is never printed; a
+## rotated 2026 login is saved in ./kimi-state, where `make run` finds it).
+doctor:
+	$(CARGO) build --release
+	./target/release/kimi-free-api doctor
 
 build:
 	$(CARGO) build --bins --examples
@@ -93,13 +99,15 @@ reproducible: musl-toolchain
 	cmp target/repro-a/$(MUSL_TARGET)/release/kimi-free-api target/repro-b/$(MUSL_TARGET)/release/kimi-free-api
 	sha256sum target/repro-a/$(MUSL_TARGET)/release/kimi-free-api
 
-## The FROM-scratch image, built with buildah.
+## The FROM-scratch image, built with buildah (its empty /data comes from target/image-root/).
 image: release
 	@command -v buildah >/dev/null || { apt-get update -qq && apt-get install -y -qq buildah; }
+	rm -rf target/image-root && mkdir -p target/image-root && mkdir -m 0700 target/image-root/data
 	$(BUILDAH) bud --isolation chroot --quiet -f Containerfile -t $(IMAGE) .
 	@$(BUILDAH) images --format '{{.Name}}:{{.Tag}} {{.Size}}' $(IMAGE)
 
-## Runs the image's binary against the mock Kimi: /ping and a chat completion.
+## Runs the image's binary against the mock Kimi: only the binary and /data in it, /ping, and a
+## chat completion with a 2026 web refresh token whose rotated login is saved in /data.
 image-test: image build
 	tests/image.sh $(IMAGE) target/debug/examples/mock_kimi
 

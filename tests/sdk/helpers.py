@@ -1,8 +1,55 @@
-"""Small helpers shared by the SDK tests."""
+"""Small helpers shared by the SDK tests: the tokens the mock Kimi accepts, and waits."""
 
+import base64
+import json
 import time
 
 PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg==")
+
+
+def _b64(data):
+    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).rstrip(b"=").decode()
+
+
+def jwt(claims):
+    """An unsigned-looking JWT (base64url JSON, no padding) with these claims; the mock and the
+    server read only the payload."""
+    return f"{_b64({'alg': 'HS256', 'typ': 'JWT'})}.{_b64(claims)}.c2ln"
+
+
+def jwt_claims(token):
+    """The payload of a JWT, or None for anything else (a legacy refresh_token)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        return json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:
+        return None
+
+
+def connect_token(sub):
+    """An old kimi-auth JWT (payload typ=access, app_id=kimi, long-lived) for the user `sub`."""
+    return jwt({"typ": "access", "app_id": "kimi", "sub": sub, "ssid": "17310864", "device_id": "76518041"})
+
+
+def web_refresh_token(sub, region="cn"):
+    """A 2026 web refresh token for the user `sub`, with the claims of `web_refresh_token_in`
+    (tests/support/mod.rs): lives 90 days, carries the web client's session and device.
+
+    The same string for the same `sub`: the mock keeps one session per `ssid` and revokes it when
+    a refresh token it rotated away comes back, so two tests must not share a `sub` unless they
+    present the very same string (the server maps that string to its newest rotated login)."""
+    iat = 1_795_000_000
+    return jwt({"iss": "account-nt", "typ": "refresh", "app_id": "kimi", "sub": sub, "ssid": f"ss-{sub}",
+                "device_id": f"7{len(sub) * 7919:018d}", "region": region, "iat": iat,
+                "exp": iat + 90 * 86_400})
+
+
+def web_refreshes_of(stats, token):
+    """The refresh tokens the mock's auth host was shown for the session of `token`, in order."""
+    ssid = jwt_claims(token)["ssid"]
+    return [t for t in stats["web_refresh_tokens"] if (jwt_claims(t) or {}).get("ssid") == ssid]
 
 
 def settled(stack):

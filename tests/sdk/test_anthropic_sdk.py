@@ -1,4 +1,4 @@
-"""The official Anthropic Python SDK against the server, over both Kimi backends."""
+"""The official Anthropic Python SDK against the server, over every kind of Kimi token."""
 
 import anthropic
 import pytest

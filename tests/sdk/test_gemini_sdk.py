@@ -1,4 +1,4 @@
-"""The official google-genai Python SDK against the server, over both Kimi backends.
+"""The official google-genai Python SDK against the server, over every kind of Kimi token.
 
 google-genai calls the `/v1` API version by default; Gemini CLI uses `/v1beta` (covered by
 the Rust behaviour tests).

@@ -1,8 +1,11 @@
-"""The official OpenAI Python SDK against the server, over both Kimi backends."""
+"""The official OpenAI Python SDK against the server, over every kind of Kimi token."""
+
+import stat
+import time
 
 import openai
 import pytest
-from helpers import PNG, busy_fault, settled
+from helpers import PNG, busy_fault, settled, web_refresh_token, web_refreshes_of
 
 
 def client(stack, token=None, **options):
@@ -116,3 +119,57 @@ def test_image_data_url(kimi):
         {"type": "image_url", "image_url": {"url": "data:image/png;base64," + PNG, "detail": "auto"}}]}])
     assert completion.choices[0].message.content == "Hello from the mock Kimi."
     assert len(settled(kimi)["uploads"]) == uploads_before + 1
+
+
+# The 2026 web login's access tokens live this long in the rotation test; the server renews one
+# a quarter of its life before it expires, so after REFRESH_PAST seconds it must renew.
+ACCESS_LIFETIME = 2
+REFRESH_PAST = 1.6
+
+
+@pytest.fixture
+def short_logins(stack):
+    stack.script(access_lifetime_secs=ACCESS_LIFETIME)
+    yield stack
+    stack.script()
+
+
+def test_web_login_rotates_and_survives_a_restart(short_logins):
+    """One pasted web refresh token, several requests while access tokens expire: the server
+    renews at the auth host, presents each rotated refresh token once and never the spent one
+    again, and a new server process on the same state directory (as after a restart) goes on
+    from the rotated login saved there."""
+    stack = short_logins
+    token = web_refresh_token("sdk-rotation")
+    before = stack.stats()
+    answers = []
+
+    def ask(url):
+        with openai.OpenAI(base_url=url + "/v1", api_key=token, max_retries=0) as sdk:
+            completion = sdk.chat.completions.create(model="kimi", messages=[{"role": "user", "content": "hi"}])
+            answers.append(completion.choices[0].message.content)
+            stream = sdk.chat.completions.create(model="kimi", stream=True,
+                                                 messages=[{"role": "user", "content": "hi"}])
+            answers.append("".join(c.choices[0].delta.content or "" for c in stream if c.choices))
+
+    ask(stack.url)                      # logs in: the pasted token is spent
+    time.sleep(REFRESH_PAST)
+    ask(stack.url)                      # the access token is due: renewed with the rotated one
+    restarted = stack.start_server(stack.state_dir)  # memory empty, state directory kept
+    time.sleep(REFRESH_PAST)
+    ask(restarted.url)                  # renewed with the rotation saved in the state directory
+    restarted.stop()
+
+    assert answers == ["Hello from the mock Kimi."] * 6
+    after = settled(stack)
+    presented = web_refreshes_of(after, token)[len(web_refreshes_of(before, token)):]
+    assert presented[0] == token
+    assert len(presented) >= 3, "one login and two renewals"
+    assert len(set(presented)) == len(presented), "no refresh token was presented twice"
+    assert after["sessions_revoked"] == 0
+    assert after["live_chats"] == []
+    # The login is kept privately, and the server never said it would be lost.
+    assert stat.S_IMODE(stack.state_dir.stat().st_mode) == 0o700
+    files = list(stack.state_dir.iterdir())
+    assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files), files
+    assert not any("restart will lose" in line for line in stack.server.startup + restarted.startup)
