@@ -38,8 +38,14 @@ fn one_pasted_refresh_token_serves_requests_across_several_access_token_expiries
     let token = Kind::Web.token();
     let url = h.url("/v1/chat/completions");
     let started = Instant::now();
+    let anthropic = json!({"model": "kimi", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
     for i in 0..5 {
-        let reply = post_json(&url, Some(&token), &ask(i % 2 == 1));
+        // Both dialect families, streamed and not.
+        let reply = match i % 3 {
+            0 => post_json(&url, Some(&token), &ask(false)),
+            1 => post_with(&h.url("/v1/messages"), &[("x-api-key", &token)], &anthropic),
+            _ => post_json(&url, Some(&token), &ask(true)),
+        };
         assert_eq!(reply.status, 200, "request {i}: {}", reply.body);
         std::thread::sleep(Duration::from_millis(1100));
     }
