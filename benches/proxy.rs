@@ -329,14 +329,22 @@ impl Server {
     }
 
     fn stream(&self, backend: Backend, agent: &ureq::Agent) -> Run {
+        self.stream_with_tools(backend, agent, &Value::Null)
+    }
+
+    /// A streamed chat whose request declares `tools` (a JSON array, or null for none).
+    fn stream_with_tools(&self, backend: Backend, agent: &ureq::Agent, tools: &Value) -> Run {
         let token = match backend {
             Backend::Legacy => LEGACY_TOKEN.to_string(),
             Backend::Connect => connect_token(),
         };
         let started = Instant::now();
         let mut run = Run::default();
-        let body =
+        let mut body =
             json!({"model": "kimi", "stream": true, "messages": [{"role": "user", "content": "bench"}]});
+        if tools.is_array() {
+            body["tools"] = tools.clone();
+        }
         let response = agent
             .post(format!("{}/v1/chat/completions", self.base))
             .header("Authorization", format!("Bearer {token}"))
@@ -440,6 +448,56 @@ fn sample_peak(server_pid: u32, stop: Arc<Mutex<bool>>) -> thread::JoinHandle<u6
         }
         peak
     })
+}
+
+/// Twenty function tools of the size Claude Code sends (a description and a few parameters).
+fn twenty_tools() -> Value {
+    let tools: Vec<Value> = (0..20)
+        .map(|i| {
+            json!({"type": "function", "function": {"name": format!("tool_{i}"),
+                "description": "Reads a file from the local filesystem and returns its contents with line numbers.",
+                "parameters": {"type": "object", "properties": {
+                    "file_path": {"type": "string", "description": "The absolute path to the file"},
+                    "offset": {"type": "integer"}, "limit": {"type": "integer"}}, "required": ["file_path"]}}})
+        })
+        .collect();
+    Value::Array(tools)
+}
+
+/// (g) the cost of the tool-call parser: the same streamed answer (plain text, no call) with
+/// twenty tools declared and with none, through the server, on the default (Connect) path.
+fn tool_rows(mock: &MockKimi, server: &Server, client: &ureq::Agent, line: &mut impl FnMut(String)) {
+    let (tools, none) = (twenty_tools(), Value::Null);
+    mock.script(Script { stamp: true, events: 20, delay_ms: 5, ..Script::default() });
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for i in 0..LATENCY_RUNS {
+        let order = if i % 2 == 0 { [&tools, &none] } else { [&none, &tools] };
+        for declared in order {
+            let run = server.stream_with_tools(Backend::Connect, client, declared);
+            if declared.is_array() { with.push(run) } else { without.push(run) }
+        }
+    }
+    let lats = |runs: &[Run]| runs.iter().flat_map(|r| r.latencies_us.clone()).collect::<Vec<_>>();
+    let (mut lw, mut ln) = (lats(&with), lats(&without));
+    let (w, n) = (percentile(&mut lw, 50.0), percentile(&mut ln, 50.0));
+    line(format!(
+        "| event latency p50 (ms), 20 tools vs none | connect | {} | {} | +{} ms |",
+        ms(w),
+        ms(n),
+        ms(w.saturating_sub(n))
+    ));
+    mock.script(Script { stamp: true, events: BULK_EVENTS, pad: BULK_PAD, ..Script::default() });
+    let rate = |declared: &Value| {
+        let started = Instant::now();
+        let run = server.stream_with_tools(Backend::Connect, client, declared);
+        (run.events as f64 / started.elapsed().as_secs_f64(), run.ok)
+    };
+    let ((rn, _), (rw, ok)) = (rate(&none), rate(&tools));
+    line(format!(
+        "| throughput ×1 (events/s), 20 tools vs none | connect | {rw:.0}{} | {rn:.0} | {} |",
+        if ok { "" } else { " (failures)" },
+        ratio(rw, rn)
+    ));
 }
 
 fn main() {
@@ -561,6 +619,7 @@ fn main() {
             ));
         }
     }
+    tool_rows(&mock, &server, &client, &mut line);
     thread::sleep(Duration::from_secs(1));
     let rss_after_bulk = server.rss_kb();
 

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use serde_json::{Map, Value};
+
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -35,6 +37,56 @@ pub enum Part {
     Image(String),
     /// A document by URL (`http(s)://` or a `data:` URL).
     File(String),
+    /// A tool call the assistant made earlier (sent back by the client in the history).
+    ToolCall(ToolCall),
+    /// What the client's tool answered to a call.
+    ToolResult(ToolResult),
+}
+
+/// A function the client's program runs when the model asks for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tool {
+    pub name: String,
+    pub description: String,
+    /// The JSON Schema of its arguments (an object schema), as the client sent it.
+    pub parameters: Value,
+    /// Claude Code's tool search: listed by name only until a `tool_reference` loads it.
+    pub deferred: bool,
+    /// A freeform tool whose single input is raw text (Codex's `custom` tools).
+    pub freeform: bool,
+}
+
+/// A call of a tool: by the model in an answer, or echoed back by the client in the history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    /// The dialect's id (`call_…`, `toolu_…`); empty when the client sent none.
+    pub id: String,
+    pub name: String,
+    pub arguments: Map<String, Value>,
+}
+
+/// A tool's answer, fed back by the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolResult {
+    /// The id of the call it answers (may be empty), and the tool's name when known.
+    pub call_id: String,
+    pub name: String,
+    pub content: String,
+    pub is_error: bool,
+}
+
+/// Which tools the model may or must call (`tool_choice`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// The model decides.
+    #[default]
+    Auto,
+    /// No tool: none are shown to the model.
+    None,
+    /// Some tool must be called.
+    Required,
+    /// This tool must be called.
+    Named(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +114,7 @@ impl Message {
     }
 
     pub fn has_attachments(&self) -> bool {
-        self.parts.iter().any(|part| !matches!(part, Part::Text(_)))
+        self.parts.iter().any(|part| matches!(part, Part::Image(_) | Part::File(_)))
     }
 }
 
@@ -154,6 +206,11 @@ pub struct Request {
     pub messages: Vec<Message>,
     pub conversation: Conversation,
     pub stream: bool,
+    /// Tools the client offers (emulated: Kimi's web chat has none, `docs/tools.md`).
+    pub tools: Vec<Tool>,
+    pub tool_choice: ToolChoice,
+    /// Whether several calls may come in one answer.
+    pub parallel_tool_calls: bool,
 }
 
 impl Request {
@@ -170,6 +227,8 @@ pub enum Finish {
     Stop,
     /// Kimi stopped at its length limit (and auto-continue gave up).
     Length,
+    /// The answer ended with tool calls for the client to run.
+    ToolCalls,
 }
 
 /// One thing the backend learned from Kimi, in order.
@@ -185,6 +244,8 @@ pub enum Event {
     Citation { title: String, url: String },
     /// Kimi is still working (a keep-alive): a dialect may tell the client so.
     Heartbeat,
+    /// The model asks the client to run a tool (complete, with its dialect id set).
+    ToolCall(ToolCall),
     /// The answer is complete; nothing follows.
     Finish(Finish),
 }
@@ -221,6 +282,8 @@ impl<S: Sink + ?Sized> Sink for &mut S {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     InvalidRequest,
+    /// The conversation is longer than Kimi takes (clients compact it on this).
+    ContextLength,
     Authentication,
     NotFound,
     MethodNotAllowed,
@@ -237,7 +300,7 @@ pub enum ErrorKind {
 impl ErrorKind {
     pub fn status(self) -> u16 {
         match self {
-            ErrorKind::InvalidRequest => 400,
+            ErrorKind::InvalidRequest | ErrorKind::ContextLength => 400,
             ErrorKind::Authentication => 401,
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,

@@ -27,6 +27,10 @@ pub struct Config {
     pub kimi_region: RegionChoice,
     /// Where rotated logins survive restarts.
     pub state_dir: PathBuf,
+    /// A tool prompt template replacing the shipped one.
+    pub tool_prompt: Option<PathBuf>,
+    /// A merged prompt longer than this (characters) sends its history as an attachment.
+    pub max_inline_prompt: usize,
     /// Most requests served at once; a long stream holds one worker for its whole life.
     /// Workers are started on demand up to this bound.
     pub workers: usize,
@@ -54,6 +58,8 @@ impl Default for Config {
             kimi_global_auth_base_url: "https://auth.kimi.ai".into(),
             kimi_region: RegionChoice::Auto,
             state_dir: PathBuf::from("./kimi-state"),
+            tool_prompt: None,
+            max_inline_prompt: 120_000,
             workers: 1024,
             queue_depth: 128,
             upstream_timeout: Duration::from_secs(120),
@@ -172,6 +178,18 @@ const KNOBS: &[Knob] = &[
         help: "fetch attachment URLs on private/loopback addresses: true|false",
         default: |c| c.allow_private_urls.to_string(),
     },
+    Knob {
+        flag: "--tool-prompt",
+        env: "TOOL_PROMPT",
+        help: "file replacing the tool prompt template (see docs/tools.md)",
+        default: |c| c.tool_prompt.as_ref().map_or("built in".into(), |p| p.display().to_string()),
+    },
+    Knob {
+        flag: "--max-inline-prompt",
+        env: "MAX_INLINE_PROMPT",
+        help: "characters of prompt sent inline; a longer history goes as a .txt attachment",
+        default: |c| c.max_inline_prompt.to_string(),
+    },
 ];
 
 /// What `--help` says of tokens: what a login gives today, and what each kind does.
@@ -225,6 +243,10 @@ impl Config {
                 }
             }
             "--state-dir" => self.state_dir = PathBuf::from(value),
+            "--tool-prompt" => self.tool_prompt = Some(PathBuf::from(value)),
+            "--max-inline-prompt" => {
+                self.max_inline_prompt = positive(value).ok_or_else(|| bad("expected characters above 0"))?
+            }
             "--workers" => {
                 self.workers = positive(value).ok_or_else(|| bad("expected a whole number above 0"))?
             }

@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::chat::{self, Conversation, Disconnected, Event, Message, Mode, Role, Sink};
+use crate::chat::{self, Conversation, Disconnected, Event, Message, Mode, Role, Sink, ToolChoice};
 use crate::config::Config;
 use crate::kimi::{self, Kimi};
 use crate::server::kimi_settings;
@@ -130,6 +130,9 @@ fn chat_step(kimi: &Kimi, token: &str, name: &str, model: &str, stream: bool) ->
         messages: vec![Message::text(Role::User, prompt)],
         conversation: Conversation::Ephemeral,
         stream,
+        tools: Vec::new(),
+        tool_choice: ToolChoice::Auto,
+        parallel_tool_calls: true,
     };
     let mut seen = Seen { started: Some(Instant::now()), ..Seen::default() };
     if let (_, Err(error)) = kimi.chat(token, &request, &mut seen) {

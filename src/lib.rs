@@ -12,3 +12,4 @@ pub mod dialect;
 pub mod doctor;
 pub mod kimi;
 pub mod server;
+mod tools;

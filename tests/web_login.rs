@@ -38,7 +38,8 @@ fn one_pasted_refresh_token_serves_requests_across_several_access_token_expiries
     let token = Kind::Web.token();
     let url = h.url("/v1/chat/completions");
     let started = Instant::now();
-    let anthropic = json!({"model": "kimi", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    let anthropic =
+        json!({"model": "kimi", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
     for i in 0..5 {
         // Both dialect families, streamed and not.
         let reply = match i % 3 {

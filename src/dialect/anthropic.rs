@@ -1,13 +1,16 @@
-//! Anthropic Messages (`client-apis.md` §3): request parsing (system blocks, `role: system`
+//! Anthropic Messages (`docs/clients.md` §3): request parsing (system blocks, `role: system`
 //! messages, images, tool turns, thinking), the `message_start` … `message_stop` event stream,
 //! the aggregated message, and errors. What Claude Code sends is the reference.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{Aggregator, Answer, Lenient, StreamRenderer};
 use crate::chat::{
-    self, Conversation, ErrorKind, Event, Finish, MODELS, Message, Mode, Part, Role, estimate_tokens,
+    self, Conversation, ErrorKind, Event, Finish, MODELS, Message, Mode, Part, Role, ToolCall, ToolChoice,
+    ToolResult, estimate_tokens,
 };
 
 /// Claude Code's first system block is billing metadata for Anthropic, not a prompt.
@@ -29,6 +32,36 @@ struct Body {
     system: Lenient<Content<TextBlock>>,
     thinking: Lenient<Thinking>,
     stream: Lenient<bool>,
+    tools: Lenient<Vec<Lenient<RawTool>>>,
+    tool_choice: Lenient<RawToolChoice>,
+}
+
+/// A client tool. Anthropic's own server tools carry a `type` (`web_search_…`, `bash_…`)
+/// and are not the client's to run: skipped.
+#[derive(Deserialize)]
+struct RawTool {
+    name: String,
+    #[serde(default)]
+    description: Lenient<String>,
+    #[serde(default)]
+    input_schema: Value,
+    #[serde(default)]
+    defer_loading: Lenient<bool>,
+    #[serde(default, rename = "type")]
+    kind: Lenient<String>,
+}
+
+/// Claude Code's stand-in for tools not loaded yet: never shown to the model.
+const DEFERRED_PLACEHOLDER: &str = "DeferredToolPlaceholder";
+
+#[derive(Deserialize)]
+struct RawToolChoice {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    name: Lenient<String>,
+    #[serde(default)]
+    disable_parallel_tool_use: Lenient<bool>,
 }
 
 /// A message; one that is not an object has no role, and is refused for it.
@@ -70,12 +103,16 @@ enum RawBlock {
     },
     ToolUse {
         #[serde(default)]
+        id: Lenient<String>,
+        #[serde(default)]
         name: Lenient<String>,
         /// Whatever the tool takes.
         #[serde(default)]
         input: Value,
     },
     ToolResult {
+        #[serde(default)]
+        tool_use_id: Lenient<String>,
         #[serde(default)]
         content: Lenient<Content<ResultItem>>,
         #[serde(default)]
@@ -145,18 +182,60 @@ pub fn parse(body: &[u8]) -> Result<ParsedRequest, chat::Error> {
     if !system.is_empty() {
         messages.push(Message::text(Role::System, system));
     }
+    let mut loaded = Vec::new();
     for (index, raw) in raw_messages.into_iter().enumerate() {
-        messages.push(message(index, raw.ok().unwrap_or_default())?);
+        messages.push(message(index, raw.ok().unwrap_or_default(), &mut loaded)?);
     }
     let mut mode = Mode::from_model_name(&model);
     mode.thinking |= body.thinking.ok().is_some();
     let stream = body.stream.ok().unwrap_or(false);
+    let choice = body.tool_choice.ok();
+    let parallel_tool_calls =
+        !choice.as_ref().is_some_and(|c| matches!(c.disable_parallel_tool_use, Lenient::Expected(true)));
+    let tools =
+        body.tools.ok().unwrap_or_default().into_iter().filter_map(|t| tool(t.ok()?, &loaded)).collect();
     Ok(ParsedRequest {
-        chat: chat::Request { model, mode, messages, conversation: Conversation::Ephemeral, stream },
+        chat: chat::Request {
+            model,
+            mode,
+            messages,
+            conversation: Conversation::Ephemeral,
+            stream,
+            tools,
+            tool_choice: choice.map_or(ToolChoice::Auto, tool_choice),
+            parallel_tool_calls,
+        },
     })
 }
 
-fn message(index: usize, raw: RawMessage) -> Result<Message, chat::Error> {
+/// A client tool; a deferred one (tool search) stays deferred until a `tool_reference` in the
+/// history has loaded it.
+fn tool(raw: RawTool, loaded: &[String]) -> Option<chat::Tool> {
+    let kind = raw.kind.ok().unwrap_or_default();
+    if !(kind.is_empty() || kind == "custom") || raw.name == DEFERRED_PLACEHOLDER {
+        return None;
+    }
+    let deferred = raw.defer_loading.ok() == Some(true) && !loaded.contains(&raw.name);
+    Some(chat::Tool {
+        description: raw.description.ok().unwrap_or_default(),
+        parameters: raw.input_schema,
+        deferred,
+        freeform: false,
+        name: raw.name,
+    })
+}
+
+/// `auto`, `any` (some tool must be called), `tool` (that one), `none`.
+fn tool_choice(choice: RawToolChoice) -> ToolChoice {
+    match choice.kind.as_str() {
+        "none" => ToolChoice::None,
+        "any" => ToolChoice::Required,
+        "tool" => choice.name.ok().map_or(ToolChoice::Required, ToolChoice::Named),
+        _ => ToolChoice::Auto,
+    }
+}
+
+fn message(index: usize, raw: RawMessage, loaded: &mut Vec<String>) -> Result<Message, chat::Error> {
     let role = match raw.role.ok().as_deref() {
         Some("user") => Role::User,
         Some("assistant") => Role::Assistant,
@@ -168,7 +247,7 @@ fn message(index: usize, raw: RawMessage) -> Result<Message, chat::Error> {
     let parts = match raw.content.ok() {
         Some(Content::Text(text)) => vec![Part::Text(text)],
         Some(Content::Blocks(blocks)) => {
-            blocks.into_iter().filter_map(|b| b.ok().map(RawBlock::part)).collect()
+            blocks.into_iter().filter_map(|b| b.ok().map(|b| b.part(loaded))).collect()
         }
         None => {
             return Err(chat::Error::invalid(format!(
@@ -195,20 +274,26 @@ fn system_text(system: Content<TextBlock>) -> String {
 }
 
 impl RawBlock {
-    /// The block as a neutral part; tool turns become text.
-    fn part(self) -> Part {
+    /// The block as a neutral part; the names of tools a `tool_reference` loaded are noted.
+    fn part(self, loaded: &mut Vec<String>) -> Part {
         match self {
             RawBlock::Text { text } => Part::Text(text),
             RawBlock::Image { source } => source.part(Part::Image),
             RawBlock::Document { source } => source.part(Part::File),
-            RawBlock::ToolUse { name, input } => {
-                Part::Text(format!("[called {}({input})]", name.ok().unwrap_or_default()))
-            }
-            RawBlock::ToolResult { content, is_error } => {
-                let content = content.ok().map(tool_result_text).unwrap_or_default();
-                let error = if is_error.ok() == Some(true) { " (error)" } else { "" };
-                Part::Text(format!("[tool result{error}: {content}]"))
-            }
+            RawBlock::ToolUse { id, name, input } => Part::ToolCall(ToolCall {
+                id: id.ok().unwrap_or_default(),
+                name: name.ok().unwrap_or_default(),
+                arguments: match input {
+                    Value::Object(map) => map,
+                    other => super::arguments_of(&other.to_string()),
+                },
+            }),
+            RawBlock::ToolResult { tool_use_id, content, is_error } => Part::ToolResult(ToolResult {
+                call_id: tool_use_id.ok().unwrap_or_default(),
+                name: String::new(),
+                content: content.ok().map(|c| tool_result_text(c, loaded)).unwrap_or_default(),
+                is_error: is_error.ok() == Some(true),
+            }),
         }
     }
 }
@@ -227,7 +312,8 @@ impl Source {
     }
 }
 
-fn tool_result_text(content: Content<ResultItem>) -> String {
+/// A tool result's text; a `tool_reference` (tool search) reads "Loaded tool: NAME".
+fn tool_result_text(content: Content<ResultItem>, loaded: &mut Vec<String>) -> String {
     match content {
         Content::Text(text) => text,
         Content::Blocks(items) => {
@@ -235,7 +321,11 @@ fn tool_result_text(content: Content<ResultItem>) -> String {
                 .into_iter()
                 .filter_map(|item| match item.ok()? {
                     ResultItem::Text { text } => Some(text),
-                    ResultItem::ToolReference { tool_name } => Some(format!("Loaded tool: {tool_name}")),
+                    ResultItem::ToolReference { tool_name } => {
+                        let text = format!("Loaded tool: {tool_name}");
+                        loaded.push(tool_name);
+                        Some(text)
+                    }
                 })
                 .collect();
             texts.join("\n")
@@ -258,12 +348,17 @@ pub fn count_tokens(request: &ParsedRequest) -> Vec<u8> {
 struct ErrorDetail<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    message: &'a str,
+    message: Cow<'a, str>,
 }
 
 impl<'a> From<&'a chat::Error> for ErrorDetail<'a> {
     fn from(error: &'a chat::Error) -> Self {
-        ErrorDetail { kind: error_kind(error.kind).1, message: &error.message }
+        let message = match error.kind {
+            // Claude Code compacts the conversation when the message starts so.
+            ErrorKind::ContextLength => Cow::Owned(format!("prompt is too long: {}", error.message)),
+            _ => Cow::Borrowed(error.message.as_str()),
+        };
+        ErrorDetail { kind: error_kind(error.kind).1, message }
     }
 }
 
@@ -276,7 +371,9 @@ pub fn error_response(error: &chat::Error) -> (u16, Vec<u8>) {
 
 fn error_kind(kind: ErrorKind) -> (u16, &'static str) {
     match kind {
-        ErrorKind::InvalidRequest | ErrorKind::MethodNotAllowed => (kind.status(), "invalid_request_error"),
+        ErrorKind::InvalidRequest | ErrorKind::MethodNotAllowed | ErrorKind::ContextLength => {
+            (kind.status(), "invalid_request_error")
+        }
         ErrorKind::Authentication => (401, "authentication_error"),
         ErrorKind::NotFound => (404, "not_found_error"),
         ErrorKind::PayloadTooLarge => (413, "request_too_large"),
@@ -290,6 +387,7 @@ fn stop_reason(finish: Finish) -> &'static str {
     match finish {
         Finish::Stop => "end_turn",
         Finish::Length => "max_tokens",
+        Finish::ToolCalls => "tool_use",
     }
 }
 
@@ -325,6 +423,7 @@ struct MessageObject<'a> {
 enum ContentBlock<'a> {
     Thinking { thinking: &'a str, signature: &'a str },
     Text { text: &'a str },
+    ToolUse { id: &'a str, name: &'a str, input: &'a Map<String, Value> },
 }
 
 /// A `content_block_delta`'s delta: `thinking_delta`, `signature_delta` or `text_delta`.
@@ -337,6 +436,8 @@ enum Delta<'a> {
     Signature { signature: &'a str },
     #[serde(rename = "text_delta")]
     Text { text: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
 }
 
 #[derive(Serialize)]
@@ -350,7 +451,7 @@ struct OutputUsage {
     output_tokens: u64,
 }
 
-/// One event of the stream (§3.5); its `type` is also its `event:` name. `Error` is also the
+/// One event of the stream (`docs/clients.md` §3.2); its `type` is also its `event:` name. `Error` is also the
 /// body of an error response.
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -399,7 +500,7 @@ fn write(out: &mut Vec<u8>, event: &StreamEvent<'_>) {
     out.extend_from_slice(b"\n\n");
 }
 
-/// Streams the events of §3.5, each with its `event:` line: `message_start` and a `ping`,
+/// Streams the events of `docs/clients.md` §3.2, each with its `event:` line: `message_start` and a `ping`,
 /// a thinking block (closed by a `signature_delta`), a text block, `message_delta` with the
 /// stop reason and usage, `message_stop`.
 pub struct Stream {
@@ -417,7 +518,7 @@ pub struct Stream {
 impl Stream {
     pub fn new(request: &ParsedRequest) -> Self {
         Stream {
-            id: format!("msg_{}", super::unix_now()),
+            id: super::unique_id("msg_"),
             model: request.chat.model.clone(),
             input_tokens: request.chat.estimated_prompt_tokens(),
             output_tokens: 0,
@@ -484,6 +585,21 @@ impl Stream {
         write(out, &StreamEvent::ContentBlockDelta { index: self.index, delta });
     }
 
+    /// A `tool_use` block: started with an empty input, the input as one `input_json_delta`.
+    fn tool_use(&mut self, call: &ToolCall, out: &mut Vec<u8>) {
+        self.start(out);
+        self.close(out);
+        let (id, empty) = (super::unique_id("toolu_"), Map::new());
+        let content_block = ContentBlock::ToolUse { id: &id, name: &call.name, input: &empty };
+        write(out, &StreamEvent::ContentBlockStart { index: self.index, content_block });
+        let json = Value::Object(call.arguments.clone()).to_string();
+        self.output_tokens += estimate_tokens(&json);
+        let delta = Delta::InputJson { partial_json: &json };
+        write(out, &StreamEvent::ContentBlockDelta { index: self.index, delta });
+        write(out, &StreamEvent::ContentBlockStop { index: self.index });
+        self.index += 1;
+    }
+
     fn finish(&mut self, finish: Finish, out: &mut Vec<u8>) {
         self.start(out);
         if self.index == 0 && self.open == Block::None {
@@ -508,6 +624,7 @@ impl StreamRenderer for Stream {
                 write(out, &StreamEvent::Ping)
             }
             Event::Finish(finish) => self.finish(finish, out),
+            Event::ToolCall(call) => self.tool_use(&call, out),
             Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat => {}
         }
         if out.len() > before {
@@ -534,14 +651,20 @@ impl Complete {
 
 impl Aggregator for Complete {
     fn body(&self, answer: &Answer) -> Vec<u8> {
-        let mut content = Vec::with_capacity(2);
+        let ids: Vec<String> = answer.calls.iter().map(|_| super::unique_id("toolu_")).collect();
+        let mut content = Vec::with_capacity(2 + ids.len());
         if !answer.thinking.is_empty() {
             content.push(ContentBlock::Thinking { thinking: &answer.thinking, signature: SIGNATURE });
         }
-        content.push(ContentBlock::Text { text: &answer.text });
+        if !answer.text.is_empty() || answer.calls.is_empty() {
+            content.push(ContentBlock::Text { text: &answer.text });
+        }
+        for (call, id) in answer.calls.iter().zip(&ids) {
+            content.push(ContentBlock::ToolUse { id, name: &call.name, input: &call.arguments });
+        }
         let output = estimate_tokens(&answer.text)
             + if answer.thinking.is_empty() { 0 } else { estimate_tokens(&answer.thinking) };
-        let id = format!("msg_{}", super::unix_now());
+        let id = super::unique_id("msg_");
         let message = MessageObject {
             id: &id,
             role: "assistant",
@@ -637,9 +760,21 @@ mod tests {
         let messages = &request.chat.messages;
         assert_eq!(messages[0], Message::text(Role::System, "You are Claude Code."));
         assert_eq!(messages[2], Message::text(Role::System, "deferred tools: WebFetch"));
-        assert_eq!(messages[3].parts, vec![Part::Text(r#"[called Read({"file_path":"a"})]"#.into())]);
-        assert_eq!(messages[4].parts[0], Part::Text("[tool result: hello]".into()));
-        assert_eq!(messages[4].parts[1], Part::Text("[tool result: Loaded tool: WebFetch]".into()));
+        let arguments = json!({"file_path": "a"}).as_object().unwrap().clone();
+        assert_eq!(
+            messages[3].parts,
+            vec![Part::ToolCall(ToolCall { id: "toolu_1".into(), name: "Read".into(), arguments })]
+        );
+        let result = |id: &str, content: &str| {
+            Part::ToolResult(ToolResult {
+                call_id: id.into(),
+                name: String::new(),
+                content: content.into(),
+                is_error: false,
+            })
+        };
+        assert_eq!(messages[4].parts[0], result("toolu_1", "hello"));
+        assert_eq!(messages[4].parts[1], result("toolu_2", "Loaded tool: WebFetch"));
         assert_eq!(messages[4].parts[2], Part::Image("data:image/png;base64,AA==".into()));
         assert!(request.chat.mode.thinking && request.chat.stream);
     }

@@ -1,13 +1,14 @@
-//! Google Gemini `generateContent` (`client-apis.md` §4): camelCase and snake_case requests,
+//! Google Gemini `generateContent` (`docs/clients.md` §4): camelCase and snake_case requests,
 //! `streamGenerateContent` as `data: …\r\n\r\n` SSE (`alt=sse`) or a JSON array, thought parts
 //! when asked for, JSON mode, `countTokens`, models and errors.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::{Aggregator, Answer, Lenient, StreamRenderer};
 use crate::chat::{
-    self, Conversation, ErrorKind, Event, Finish, MODELS, Message, Mode, Part, Role, estimate_tokens,
+    self, Conversation, ErrorKind, Event, Finish, MODELS, Message, Mode, Part, Role, ToolCall, ToolChoice,
+    ToolResult, estimate_tokens,
 };
 
 /// Added to the prompt in JSON mode: Kimi has no response format switch.
@@ -35,6 +36,46 @@ struct Body {
     system_instruction: Lenient<RawContent>,
     #[serde(alias = "generation_config")]
     generation_config: Lenient<GenerationConfig>,
+    tools: Lenient<Vec<Lenient<RawTool>>>,
+    #[serde(alias = "tool_config")]
+    tool_config: Lenient<ToolConfig>,
+}
+
+/// A `Tool`: only its function declarations are the client's (search and code execution are
+/// Google's own tools).
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct RawTool {
+    #[serde(alias = "function_declarations")]
+    function_declarations: Lenient<Vec<Lenient<FunctionDeclaration>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FunctionDeclaration {
+    name: String,
+    #[serde(default)]
+    description: Lenient<String>,
+    /// A JSON Schema (Gemini CLI) or an OpenAPI-style schema.
+    #[serde(default, alias = "parameters_json_schema")]
+    parameters_json_schema: Option<Value>,
+    #[serde(default)]
+    parameters: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct ToolConfig {
+    #[serde(alias = "function_calling_config")]
+    function_calling_config: Lenient<FunctionCallingConfig>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct FunctionCallingConfig {
+    mode: Lenient<String>,
+    #[serde(alias = "allowed_function_names")]
+    allowed_function_names: Lenient<Vec<String>>,
 }
 
 /// A content; one that is not an object is a user turn with nothing in it.
@@ -82,6 +123,7 @@ struct FileData {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct FunctionCall {
+    id: Lenient<String>,
     name: Lenient<String>,
     /// Whatever the function takes.
     args: Value,
@@ -90,8 +132,9 @@ struct FunctionCall {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct FunctionResponse {
+    id: Lenient<String>,
     name: Lenient<String>,
-    /// Whatever the function returned.
+    /// Whatever the function returned (Gemini CLI: `{"output": ...}` or `{"error": ...}`).
     response: Value,
 }
 
@@ -169,12 +212,46 @@ pub fn parse(model: &str, body: &[u8], stream: bool, sse: bool) -> Result<Parsed
     let model = model.strip_prefix("models/").unwrap_or(model).to_string();
     let mut mode = Mode::from_model_name(&model);
     mode.thinking |= include_thoughts;
+    let calling = body.tool_config.ok().and_then(|c| c.function_calling_config.ok()).unwrap_or_default();
+    let tools =
+        body.tools.ok().unwrap_or_default().into_iter().filter_map(Lenient::ok).flat_map(declarations);
     Ok(ParsedRequest {
-        chat: chat::Request { model, mode, messages, conversation: Conversation::Ephemeral, stream },
+        chat: chat::Request {
+            model,
+            mode,
+            messages,
+            conversation: Conversation::Ephemeral,
+            stream,
+            tools: tools.collect(),
+            tool_choice: tool_choice(calling),
+            parallel_tool_calls: true,
+        },
         include_thoughts,
         json_mode,
         sse,
     })
+}
+
+fn declarations(tool: RawTool) -> impl Iterator<Item = chat::Tool> {
+    let declared = tool.function_declarations.ok().unwrap_or_default();
+    declared.into_iter().filter_map(Lenient::ok).map(|f| chat::Tool {
+        parameters: f.parameters_json_schema.or(f.parameters).unwrap_or_default(),
+        description: f.description.ok().unwrap_or_default(),
+        name: f.name,
+        deferred: false,
+        freeform: false,
+    })
+}
+
+/// `AUTO`, `ANY` (with one allowed name: that function), `NONE`.
+fn tool_choice(config: FunctionCallingConfig) -> ToolChoice {
+    let allowed = config.allowed_function_names.ok().unwrap_or_default();
+    match config.mode.ok().as_deref() {
+        Some("NONE") => ToolChoice::None,
+        Some("ANY") if allowed.len() == 1 => ToolChoice::Named(allowed[0].clone()),
+        Some("ANY") => ToolChoice::Required,
+        _ => ToolChoice::Auto,
+    }
 }
 
 /// The parts of a content (or of a system instruction) as neutral parts; earlier thoughts are
@@ -203,11 +280,43 @@ impl RawPart {
             return Some(attachment(&file.mime_type.ok().unwrap_or_default(), file.file_uri));
         }
         if let Some(call) = self.function_call {
-            let FunctionCall { name, args } = call.ok().unwrap_or_default();
-            return Some(Part::Text(format!("[called {}({args})]", name.ok().unwrap_or_default())));
+            let FunctionCall { id, name, args } = call.ok().unwrap_or_default();
+            let arguments = match args {
+                Value::Object(map) => map,
+                other => super::arguments_of(&other.to_string()),
+            };
+            let (id, name) = (id.ok().unwrap_or_default(), name.ok().unwrap_or_default());
+            return Some(Part::ToolCall(ToolCall { id, name, arguments }));
         }
-        let FunctionResponse { name, response } = self.function_response?.ok().unwrap_or_default();
-        Some(Part::Text(format!("[result of {}: {response}]", name.ok().unwrap_or_default())))
+        let FunctionResponse { id, name, response } = self.function_response?.ok().unwrap_or_default();
+        Some(Part::ToolResult(response_result(
+            id.ok().unwrap_or_default(),
+            name.ok().unwrap_or_default(),
+            response,
+        )))
+    }
+}
+
+/// A `functionResponse` as a tool result: Gemini CLI's `{"output": text}` as the text, its
+/// `{"error": ...}` as an error, anything else as JSON.
+fn response_result(call_id: String, name: String, response: Value) -> ToolResult {
+    let (content, is_error) = match response {
+        Value::Object(mut map) if map.len() == 1 && map.contains_key("output") => {
+            (text_of(map.remove("output")), false)
+        }
+        Value::Object(mut map) if map.len() == 1 && map.contains_key("error") => {
+            (text_of(map.remove("error")), true)
+        }
+        other => (other.to_string(), false),
+    };
+    ToolResult { call_id, name, content, is_error }
+}
+
+fn text_of(value: Option<Value>) -> String {
+    match value {
+        Some(Value::String(text)) => text,
+        Some(other) => other.to_string(),
+        None => String::new(),
     }
 }
 
@@ -230,7 +339,9 @@ pub fn count_tokens(request: &ParsedRequest) -> Vec<u8> {
 
 fn status_name(kind: ErrorKind) -> &'static str {
     match kind {
-        ErrorKind::InvalidRequest | ErrorKind::PayloadTooLarge => "INVALID_ARGUMENT",
+        ErrorKind::InvalidRequest | ErrorKind::PayloadTooLarge | ErrorKind::ContextLength => {
+            "INVALID_ARGUMENT"
+        }
         ErrorKind::Authentication => "UNAUTHENTICATED",
         ErrorKind::NotFound => "NOT_FOUND",
         ErrorKind::MethodNotAllowed => "UNIMPLEMENTED",
@@ -288,6 +399,8 @@ fn finish_reason(finish: Finish) -> &'static str {
     match finish {
         Finish::Stop => "STOP",
         Finish::Length => "MAX_TOKENS",
+        // Gemini ends a turn of function calls with STOP too.
+        Finish::ToolCalls => "STOP",
     }
 }
 
@@ -343,8 +456,25 @@ struct Candidate<'a> {
 
 #[derive(Serialize)]
 struct Content<'a> {
-    parts: &'a [TextPart<'a>],
+    parts: &'a [OutPart<'a>],
     role: &'static str,
+}
+
+/// A part of an answer: text (or a thought), or a function call with its whole arguments.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum OutPart<'a> {
+    Text(TextPart<'a>),
+    Call {
+        #[serde(rename = "functionCall")]
+        function_call: CallOut<'a>,
+    },
+}
+
+#[derive(Serialize)]
+struct CallOut<'a> {
+    name: &'a str,
+    args: &'a Map<String, Value>,
 }
 
 /// A text part; `thought: true` marks reasoning, and is left out of answer parts.
@@ -356,7 +486,7 @@ struct TextPart<'a> {
 }
 
 impl<'a> Response<'a> {
-    fn new(parts: &'a [TextPart<'a>], model: &'a str, response_id: &'a str) -> Self {
+    fn new(parts: &'a [OutPart<'a>], model: &'a str, response_id: &'a str) -> Self {
         Response {
             candidates: [Candidate {
                 content: Content { parts, role: "model" },
@@ -421,7 +551,7 @@ impl Stream {
     pub fn new(request: &ParsedRequest) -> Self {
         Stream {
             model: request.chat.model.clone(),
-            response_id: format!("resp-{}", super::unix_now()),
+            response_id: super::unique_id("resp-"),
             include_thoughts: request.include_thoughts,
             framing: Framing { sse: request.sse, started: false },
             prompt_tokens: request.chat.estimated_prompt_tokens(),
@@ -429,7 +559,7 @@ impl Stream {
         }
     }
 
-    fn chunk(&mut self, out: &mut Vec<u8>, part: TextPart<'_>, finish: Option<Finish>) {
+    fn chunk(&mut self, out: &mut Vec<u8>, part: OutPart<'_>, finish: Option<Finish>) {
         let parts = [part];
         let mut response = Response::new(&parts, &self.model, &self.response_id);
         if let Some(finish) = finish {
@@ -448,16 +578,21 @@ impl StreamRenderer for Stream {
         match event {
             Event::Text(text) => {
                 self.counts.candidates += estimate_tokens(&text);
-                self.chunk(out, TextPart { text: &text, thought: false }, None);
+                self.chunk(out, OutPart::Text(TextPart { text: &text, thought: false }), None);
             }
             Event::Thinking(text) => {
                 self.counts.thoughts += estimate_tokens(&text);
                 if self.include_thoughts {
-                    self.chunk(out, TextPart { text: &text, thought: true }, None);
+                    self.chunk(out, OutPart::Text(TextPart { text: &text, thought: true }), None);
                 }
             }
+            Event::ToolCall(call) => {
+                self.counts.candidates += estimate_tokens(&Value::Object(call.arguments.clone()).to_string());
+                let function_call = CallOut { name: &call.name, args: &call.arguments };
+                self.chunk(out, OutPart::Call { function_call }, None);
+            }
             Event::Finish(finish) => {
-                self.chunk(out, TextPart { text: "", thought: false }, Some(finish));
+                self.chunk(out, OutPart::Text(TextPart { text: "", thought: false }), Some(finish));
                 self.framing.end(out);
             }
             Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat => {}
@@ -499,17 +634,22 @@ fn unfenced(text: &str) -> &str {
 
 impl Aggregator for Complete {
     fn body(&self, answer: &Answer) -> Vec<u8> {
-        let mut parts = Vec::with_capacity(2);
+        let mut parts = Vec::with_capacity(2 + answer.calls.len());
         if self.include_thoughts && !answer.thinking.is_empty() {
-            parts.push(TextPart { text: &answer.thinking, thought: true });
+            parts.push(OutPart::Text(TextPart { text: &answer.thinking, thought: true }));
         }
         let text = if self.json_mode { unfenced(&answer.text) } else { &answer.text };
-        parts.push(TextPart { text, thought: false });
+        if !text.is_empty() || answer.calls.is_empty() {
+            parts.push(OutPart::Text(TextPart { text, thought: false }));
+        }
+        for call in &answer.calls {
+            parts.push(OutPart::Call { function_call: CallOut { name: &call.name, args: &call.arguments } });
+        }
         let counts = Counts {
             candidates: estimate_tokens(text),
             thoughts: if answer.thinking.is_empty() { 0 } else { estimate_tokens(&answer.thinking) },
         };
-        let response_id = format!("resp-{}", super::unix_now());
+        let response_id = super::unique_id("resp-");
         let response = Response::new(&parts, &self.model, &response_id)
             .finished(answer.finish, counts.metadata(self.prompt_tokens));
         serde_json::to_vec(&response).unwrap_or_default()
@@ -616,8 +756,16 @@ mod tests {
             false,
         );
         let messages = &request.chat.messages;
-        assert_eq!(messages[1].parts, vec![Part::Text(r#"[called read_file({"file_path":"a"})]"#.into())]);
-        assert_eq!(messages[2].parts, vec![Part::Text(r#"[result of read_file: {"output":"x"}]"#.into())]);
+        let arguments = json!({"file_path": "a"}).as_object().unwrap().clone();
+        let call = ToolCall { id: "read_file_1".into(), name: "read_file".into(), arguments };
+        assert_eq!(messages[1].parts, vec![Part::ToolCall(call)]);
+        let result = ToolResult {
+            call_id: String::new(),
+            name: "read_file".into(),
+            content: "x".into(),
+            is_error: false,
+        };
+        assert_eq!(messages[2].parts, vec![Part::ToolResult(result)]);
     }
 
     #[test]

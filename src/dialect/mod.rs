@@ -8,8 +8,9 @@ pub mod openai;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
+use serde_json::{Map, Value};
 
-use crate::chat::{self, Disconnected, Event, Finish, Sink};
+use crate::chat::{self, Disconnected, Event, Finish, Part, Sink, ToolCall};
 
 /// A value of the expected shape, or anything else (null, another type, an unknown block or
 /// part), which reads as absent rather than failing the request: clients send blocks, parts and
@@ -83,12 +84,20 @@ pub struct Answer {
     pub conversation_id: Option<String>,
     pub text: String,
     pub thinking: String,
+    /// Tool calls, in the order the model made them.
+    pub calls: Vec<ToolCall>,
     pub finish: Finish,
 }
 
 impl Default for Answer {
     fn default() -> Self {
-        Answer { conversation_id: None, text: String::new(), thinking: String::new(), finish: Finish::Stop }
+        Answer {
+            conversation_id: None,
+            text: String::new(),
+            thinking: String::new(),
+            calls: Vec::new(),
+            finish: Finish::Stop,
+        }
     }
 }
 
@@ -99,6 +108,7 @@ impl Sink for Answer {
             Event::Text(text) => self.text.push_str(&text),
             Event::Thinking(text) => self.thinking.push_str(&text),
             Event::Finish(finish) => self.finish = finish,
+            Event::ToolCall(call) => self.calls.push(call),
             // Citations reach here as text (see `chat::CitationText`).
             Event::Citation { .. } | Event::Heartbeat => {}
         }
@@ -119,6 +129,40 @@ pub fn answer_of(events: impl IntoIterator<Item = Event>) -> Answer {
         let _ = answer.send(event);
     }
     answer
+}
+
+/// A tool call's arguments from the JSON text a client sent back: an object as it is; anything
+/// else (or text that is not JSON) kept under `input`, so nothing the client sent is lost.
+pub fn arguments_of(text: &str) -> Map<String, Value> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => map,
+        Ok(Value::Null) if text.trim().is_empty() => Map::new(),
+        Ok(other) => Map::from_iter([("input".to_string(), other)]),
+        Err(_) if text.trim().is_empty() => Map::new(),
+        Err(_) => Map::from_iter([("input".to_string(), Value::String(text.to_string()))]),
+    }
+}
+
+/// The text parts of a message, one per line.
+pub fn texts_of(parts: &[Part]) -> String {
+    let texts: Vec<&str> = parts
+        .iter()
+        .filter_map(|part| match part {
+            Part::Text(text) => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    texts.join("\n")
+}
+
+/// An id unique in this process (`prefix` + time + a counter), for responses and tool calls:
+/// ids made from the clock alone collide between concurrent requests.
+pub fn unique_id(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{prefix}{:x}{n:06x}", nanos as u64 & 0xffff_ffff_ffff)
 }
 
 /// Seconds since the Unix epoch, for `created` fields.

@@ -1,4 +1,4 @@
-//! OpenAI Chat Completions (`client-apis.md` §2): request parsing, `chat.completion.chunk`
+//! OpenAI Chat Completions (`docs/clients.md` §2): request parsing, `chat.completion.chunk`
 //! streaming with `reasoning_content` deltas, the aggregated `chat.completion`, and errors.
 
 use serde::{Deserialize, Serialize};
@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use super::{Aggregator, Answer, StreamRenderer, unix_now};
 use crate::chat::{
-    self, Conversation, ErrorKind, Event, Finish, MODELS, Message, Mode, Part, Role, estimate_tokens,
+    self, Conversation, ErrorKind, Event, Finish, MODELS, Message, Mode, Part, Role, ToolCall, ToolChoice,
+    ToolResult, estimate_tokens,
 };
 
 #[derive(Deserialize)]
@@ -23,6 +24,30 @@ struct Body {
     /// The original project's switch, same as a `search` model.
     #[serde(default)]
     use_search: Option<bool>,
+    #[serde(default)]
+    tools: Vec<RawTool>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
+    #[serde(default)]
+    parallel_tool_calls: Option<bool>,
+}
+
+/// `{"type": "function", "function": {...}}`; other tool types are not functions and are skipped.
+#[derive(Deserialize)]
+struct RawTool {
+    #[serde(default, rename = "type")]
+    kind: String,
+    #[serde(default)]
+    function: Option<RawFunctionDef>,
+}
+
+#[derive(Deserialize)]
+struct RawFunctionDef {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    parameters: Value,
 }
 
 #[derive(Deserialize)]
@@ -38,10 +63,18 @@ struct RawMessage {
     content: Value,
     #[serde(default)]
     tool_calls: Vec<RawToolCall>,
+    /// `role: tool`: the call it answers.
+    #[serde(default)]
+    tool_call_id: String,
+    /// `role: function` (the older form): the function's name.
+    #[serde(default)]
+    name: String,
 }
 
 #[derive(Deserialize)]
 struct RawToolCall {
+    #[serde(default)]
+    id: String,
     #[serde(default)]
     function: RawFunction,
 }
@@ -83,8 +116,43 @@ pub fn parse(body: &[u8]) -> Result<ParsedRequest, chat::Error> {
     };
     Ok(ParsedRequest {
         include_usage: body.stream_options.is_some_and(|o| o.include_usage),
-        chat: chat::Request { model, mode, messages, conversation, stream: body.stream.unwrap_or(false) },
+        chat: chat::Request {
+            model,
+            mode,
+            messages,
+            conversation,
+            stream: body.stream.unwrap_or(false),
+            tools: body.tools.into_iter().filter_map(tool).collect(),
+            tool_choice: tool_choice(body.tool_choice.as_ref()),
+            parallel_tool_calls: body.parallel_tool_calls.unwrap_or(true),
+        },
     })
+}
+
+fn tool(raw: RawTool) -> Option<chat::Tool> {
+    let function = raw.function.filter(|_| raw.kind.is_empty() || raw.kind == "function")?;
+    Some(chat::Tool {
+        name: function.name,
+        description: function.description,
+        parameters: function.parameters,
+        deferred: false,
+        freeform: false,
+    })
+}
+
+/// `"auto" | "none" | "required"` or `{"type": "function", "function": {"name": ...}}`.
+fn tool_choice(value: Option<&Value>) -> ToolChoice {
+    match value {
+        Some(Value::String(choice)) if choice == "none" => ToolChoice::None,
+        Some(Value::String(choice)) if choice == "required" => ToolChoice::Required,
+        Some(Value::Object(choice)) => {
+            match choice.get("function").and_then(|f| f.get("name")).and_then(Value::as_str) {
+                Some(name) => ToolChoice::Named(name.to_string()),
+                None => ToolChoice::Auto,
+            }
+        }
+        _ => ToolChoice::Auto,
+    }
 }
 
 fn message(index: usize, raw: RawMessage) -> Result<Message, chat::Error> {
@@ -110,7 +178,13 @@ fn message(index: usize, raw: RawMessage) -> Result<Message, chat::Error> {
         }
     };
     for call in raw.tool_calls {
-        parts.push(Part::Text(format!("[called {}({})]", call.function.name, call.function.arguments)));
+        let arguments = super::arguments_of(&call.function.arguments);
+        parts.push(Part::ToolCall(ToolCall { id: call.id, name: call.function.name, arguments }));
+    }
+    if role == Role::Tool {
+        let content = super::texts_of(&parts);
+        let result = ToolResult { call_id: raw.tool_call_id, name: raw.name, content, is_error: false };
+        parts = vec![Part::ToolResult(result)];
     }
     Ok(Message { role, parts })
 }
@@ -157,6 +231,7 @@ impl<'a> From<&'a chat::Error> for ErrorBody<'a> {
     fn from(error: &'a chat::Error) -> Self {
         let (kind, code) = match error.kind {
             ErrorKind::InvalidRequest => ("invalid_request_error", "invalid_request"),
+            ErrorKind::ContextLength => ("invalid_request_error", "context_length_exceeded"),
             ErrorKind::Authentication => ("authentication_error", "invalid_api_key"),
             ErrorKind::NotFound => ("invalid_request_error", "not_found"),
             ErrorKind::MethodNotAllowed => ("invalid_request_error", "method_not_allowed"),
@@ -175,6 +250,7 @@ fn finish_reason(finish: Finish) -> &'static str {
     match finish {
         Finish::Stop => "stop",
         Finish::Length => "length",
+        Finish::ToolCalls => "tool_calls",
     }
 }
 
@@ -237,6 +313,26 @@ struct Delta<'a> {
     content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[CallDelta<'a>; 1]>,
+}
+
+/// A piece of a streamed tool call: the first carries the id and name, the next the arguments.
+#[derive(Serialize)]
+struct CallDelta<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: FunctionDelta<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
 }
 
 /// Streams `chat.completion.chunk`s: a role chunk, content and reasoning deltas, a finish
@@ -249,18 +345,21 @@ pub struct Stream {
     prompt_tokens: u64,
     started: bool,
     counter: Counter,
+    /// Tool calls streamed so far (the next one's `index`).
+    calls: u32,
 }
 
 impl Stream {
     pub fn new(request: &ParsedRequest) -> Self {
         Stream {
-            id: format!("chatcmpl-{}", unix_now()),
+            id: super::unique_id("chatcmpl-"),
             model: request.chat.model.clone(),
             created: unix_now(),
             include_usage: request.include_usage,
             prompt_tokens: request.chat.estimated_prompt_tokens(),
             started: false,
             counter: Counter::default(),
+            calls: 0,
         }
     }
 
@@ -292,6 +391,32 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// A call in two chunks: id and name with empty arguments, then the arguments.
+    fn tool_call(&mut self, call: &ToolCall, out: &mut Vec<u8>) {
+        self.start(out);
+        let (index, id, arguments) =
+            (self.calls, super::unique_id("call_"), Value::Object(call.arguments.clone()));
+        let arguments = arguments.to_string();
+        self.calls += 1;
+        self.counter.text += estimate_tokens(&arguments);
+        let head = CallDelta {
+            index,
+            id: Some(&id),
+            kind: Some("function"),
+            function: FunctionDelta { name: Some(&call.name), arguments: "" },
+        };
+        self.chunk(out, Delta { tool_calls: Some([head]), ..Delta::default() }, None);
+        let body = CallDelta {
+            index,
+            id: None,
+            kind: None,
+            function: FunctionDelta { name: None, arguments: &arguments },
+        };
+        self.chunk(out, Delta { tool_calls: Some([body]), ..Delta::default() }, None);
+    }
+}
+
 impl StreamRenderer for Stream {
     fn event(&mut self, event: Event, out: &mut Vec<u8>) {
         match event {
@@ -306,6 +431,7 @@ impl StreamRenderer for Stream {
                 self.counter.reasoning += estimate_tokens(&text);
                 self.chunk(out, Delta { reasoning_content: Some(&text), ..Delta::default() }, None);
             }
+            Event::ToolCall(call) => self.tool_call(&call, out),
             // Citations reach this renderer as text (see `chat::CitationText`).
             Event::Citation { .. } | Event::Heartbeat => {}
             Event::Finish(finish) => {
@@ -359,10 +485,38 @@ struct Choice<'a> {
 #[derive(Serialize)]
 struct AssistantMessage<'a> {
     role: &'static str,
-    content: &'a str,
+    /// Null when the answer is only tool calls, as OpenAI sends it.
+    content: Option<&'a str>,
     refusal: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<MessageCall<'a>>,
+}
+
+#[derive(Serialize)]
+struct MessageCall<'a> {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: MessageFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct MessageFunction<'a> {
+    name: &'a str,
+    arguments: String,
+}
+
+fn message_call(call: &ToolCall) -> MessageCall<'_> {
+    MessageCall {
+        id: super::unique_id("call_"),
+        kind: "function",
+        function: MessageFunction {
+            name: &call.name,
+            arguments: Value::Object(call.arguments.clone()).to_string(),
+        },
+    }
 }
 
 impl Aggregator for Complete {
@@ -371,7 +525,7 @@ impl Aggregator for Complete {
             text: if answer.text.is_empty() { 0 } else { estimate_tokens(&answer.text) },
             reasoning: if answer.thinking.is_empty() { 0 } else { estimate_tokens(&answer.thinking) },
         };
-        let fallback_id = format!("chatcmpl-{}", unix_now());
+        let fallback_id = super::unique_id("chatcmpl-");
         let completion = Completion {
             id: answer.conversation_id.as_deref().unwrap_or(&fallback_id),
             object: "chat.completion",
@@ -381,9 +535,11 @@ impl Aggregator for Complete {
                 index: 0,
                 message: AssistantMessage {
                     role: "assistant",
-                    content: &answer.text,
+                    content: (!answer.text.is_empty() || answer.calls.is_empty())
+                        .then_some(answer.text.as_str()),
                     refusal: None,
                     reasoning_content: (!answer.thinking.is_empty()).then_some(answer.thinking.as_str()),
+                    tool_calls: answer.calls.iter().map(message_call).collect(),
                 },
                 logprobs: None,
                 finish_reason: finish_reason(answer.finish),
@@ -474,7 +630,8 @@ mod tests {
             messages[1].parts,
             vec![Part::Text("a".into()), Part::Image("data:image/png;base64,AA".into())]
         );
-        assert_eq!(messages[2].parts, vec![Part::Text("[called f({})]".into())]);
+        let call = ToolCall { id: "c".into(), name: "f".into(), arguments: serde_json::Map::new() };
+        assert_eq!(messages[2].parts, vec![Part::ToolCall(call)]);
         assert_eq!(request.chat.conversation, Conversation::Ephemeral);
     }
 

@@ -51,7 +51,11 @@ pub struct Fetch<'a> {
 /// original project), loaded before any chat is created so a bad one costs nothing upstream.
 pub fn of_last_message(request: &crate::chat::Request, fetch: Fetch<'_>) -> Result<Vec<Attachment>, Error> {
     let Some(last) = request.messages.last() else { return Ok(Vec::new()) };
-    last.parts.iter().filter(|p| !matches!(p, Part::Text(_))).map(|p| load(p, fetch)).collect()
+    last.parts
+        .iter()
+        .filter(|p| matches!(p, Part::Image(_) | Part::File(_)))
+        .map(|p| load(p, fetch))
+        .collect()
 }
 
 /// Loads one image or file part.
@@ -59,7 +63,7 @@ pub fn load(part: &Part, fetch: Fetch<'_>) -> Result<Attachment, Error> {
     let (url, image) = match part {
         Part::Image(url) => (url, true),
         Part::File(url) => (url, false),
-        Part::Text(_) => return Err(Error::Rejected("a text part is not an attachment".into())),
+        _ => return Err(Error::Rejected("only images and files are attachments".into())),
     };
     let mut attachment = if url.starts_with("data:") {
         decode_data_url(url)?
@@ -81,7 +85,11 @@ pub fn decode_data_url(url: &str) -> Result<Attachment, Error> {
     let (meta, data) = rest.split_once(',').ok_or_else(|| bad("no comma"))?;
     let mut params = meta.split(';');
     let mime = params.next().filter(|m| !m.is_empty()).unwrap_or("text/plain").to_ascii_lowercase();
-    let bytes = if params.any(|p| p.eq_ignore_ascii_case("base64")) {
+    let params: Vec<&str> = params.collect();
+    // `name=` (RFC 2397 allows parameters) names the file Kimi shows.
+    let name =
+        params.iter().find_map(|p| p.strip_prefix("name=")).filter(|n| !n.is_empty() && !n.contains('/'));
+    let bytes = if params.iter().any(|p| p.eq_ignore_ascii_case("base64")) {
         // google-genai sends the URL-safe alphabet; others send the standard one.
         let cleaned: String = data
             .chars()
@@ -99,7 +107,8 @@ pub fn decode_data_url(url: &str) -> Result<Attachment, Error> {
     if bytes.is_empty() {
         return Err(bad("no data"));
     }
-    Ok(Attachment { name: format!("upload.{}", extension(&mime)), mime, bytes })
+    let name = name.map_or_else(|| format!("upload.{}", extension(&mime)), str::to_string);
+    Ok(Attachment { name, mime, bytes })
 }
 
 fn extension(mime: &str) -> &str {

@@ -16,6 +16,8 @@ pub enum Error {
     Overloaded(String),
     /// Kimi says the request itself is wrong.
     Rejected(String),
+    /// The conversation is longer than Kimi takes.
+    TooLong(String),
     /// The conversation to continue does not exist.
     NotFound(String),
     /// Kimi answered with an error status, or with bytes that are not its protocol.
@@ -36,6 +38,7 @@ impl Error {
             Error::RateLimited(_) => ErrorKind::RateLimited,
             Error::Overloaded(_) => ErrorKind::Overloaded,
             Error::Rejected(_) => ErrorKind::InvalidRequest,
+            Error::TooLong(_) => ErrorKind::ContextLength,
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::Upstream(_) | Error::Transport(_) | Error::Disconnected => ErrorKind::Upstream,
             Error::Timeout => ErrorKind::Timeout,
@@ -55,6 +58,7 @@ impl fmt::Display for Error {
             Error::RateLimited(why) => write!(f, "Kimi rate limit: {why}"),
             Error::Overloaded(why) => write!(f, "Kimi is overloaded: {why}"),
             Error::Rejected(why) => write!(f, "Kimi rejected the request: {why}"),
+            Error::TooLong(why) => write!(f, "the conversation is longer than Kimi takes ({why})"),
             Error::NotFound(why) => write!(f, "not found on Kimi: {why}"),
             Error::Upstream(why) => write!(f, "Kimi upstream error: {why}"),
             Error::Transport(why) => write!(f, "cannot reach Kimi: {why}"),

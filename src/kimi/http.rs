@@ -95,7 +95,13 @@ pub fn classify(status: u16, error_type: &str, message: String) -> Error {
         }
         "chat.not_found" | "not_found" => return Error::NotFound(message),
         "resource_exhausted" => return Error::RateLimited(message),
-        "invalid_argument" | "openai.completion.token_length_too_long" => return Error::Rejected(message),
+        "invalid_argument" => return Error::Rejected(message),
+        kind if kind.contains("token_length")
+            || kind.contains("too_long")
+            || kind.contains("context_length") =>
+        {
+            return Error::TooLong(message);
+        }
         "openai.completion.stream" | "unavailable" | "deadline_exceeded" => {
             return Error::Overloaded(message);
         }
@@ -150,6 +156,13 @@ mod tests {
         assert!(matches!(error_from_body(429, b"{}"), Error::RateLimited(_)));
         let body = br#"{"code":"unauthenticated","message":"token expired"}"#;
         assert!(matches!(error_from_body(401, body), Error::Unauthorized(_)));
+    }
+
+    #[test]
+    fn kimis_length_error_is_a_context_length_error() {
+        let body = br#"{"error_type":"openai.completion.token_length_too_long","message":"too long"}"#;
+        assert_eq!(error_from_body(400, body), Error::TooLong("too long".into()));
+        assert_eq!(Error::TooLong("x".into()).kind(), crate::chat::ErrorKind::ContextLength);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, TrySendError};
 use crate::chat;
 use crate::config::Config;
 use crate::kimi::{self, Kimi};
+use crate::tools;
 
 /// Stack of each worker thread: room for JSON and TLS work, small enough for hundreds of
 /// workers on a small VPS (only touched pages count toward memory).
@@ -38,6 +39,7 @@ const IDLE_EXIT: Duration = Duration::from_secs(60);
 /// What every request handler shares.
 struct App {
     config: Config,
+    tools: tools::Settings,
     /// The address the listener is bound to (the configured port may be 0).
     addr: SocketAddr,
     kimi: Kimi,
@@ -76,12 +78,13 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
     let addr = http.server_addr().to_ip().ok_or_else(|| io::Error::other("not an IP listener"))?;
     let http = Arc::new(http);
     let (sender, receiver) = crossbeam_channel::bounded(config.queue_depth);
+    let tools = tool_settings(&config)?;
     let (kimi, problem) = Kimi::new(kimi_settings(&config));
     if let Some(problem) = problem {
         eprintln!("kimi-free-api: {problem}");
     }
     let pool = Arc::new(Pool {
-        app: App { kimi, addr, config },
+        app: App { kimi, addr, tools, config },
         receiver,
         started: AtomicUsize::new(0),
         in_flight: AtomicUsize::new(0),
@@ -127,6 +130,16 @@ pub fn kimi_settings(config: &Config) -> kimi::Settings {
         upstream_timeout: config.upstream_timeout,
         allow_private_urls: config.allow_private_urls,
     }
+}
+
+/// How tools are offered: the shipped prompt template or the operator's file.
+fn tool_settings(config: &Config) -> io::Result<tools::Settings> {
+    let template = match &config.tool_prompt {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot read the --tool-prompt file: {e}")))?,
+        None => tools::DEFAULT_TEMPLATE.to_string(),
+    };
+    Ok(tools::Settings { template, max_inline_prompt: config.max_inline_prompt })
 }
 
 /// The workers and what they share.

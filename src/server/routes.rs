@@ -8,7 +8,8 @@ use super::App;
 use super::exchange::{self, EventStream};
 use crate::chat::{self, CitationText, ErrorKind};
 use crate::dialect::{Aggregator, Answer, Dialect, StreamRenderer, anthropic, gemini, openai};
-use crate::kimi::{Backend, TokenCheck};
+use crate::kimi::{self, Backend, TokenCheck};
+use crate::tools::{self, ToolCalls};
 
 const WELCOME_PAGE: &str = include_str!("welcome.html");
 
@@ -245,10 +246,15 @@ where
         }
     };
     let silent = chat.mode.silent;
+    let (chat, parser) = tools::prepare(chat, &app.tools);
+    let parallel = chat.parallel_tool_calls;
     if chat.stream {
         let mut stream = EventStream::new(request, dialect, renderer);
-        let (backend, result) =
-            app.kimi.chat(&credential, &chat, &mut CitationText::new(&mut stream, true, silent));
+        let (backend, result) = {
+            let mut sink = ToolCalls::new(parser, parallel, CitationText::new(&mut stream, true, silent));
+            let (backend, result) = app.kimi.chat(&credential, &chat, &mut sink);
+            (backend, ended_by_tool_calls(result, &sink))
+        };
         let chat_id = stream.conversation_id.clone();
         let status = match result {
             Ok(()) => {
@@ -260,8 +266,11 @@ where
         Outcome { status, dialect: Some(dialect), backend, chat_id }
     } else {
         let mut answer = Answer::default();
-        let (backend, result) =
-            app.kimi.chat(&credential, &chat, &mut CitationText::new(&mut answer, false, silent));
+        let (backend, result) = {
+            let mut sink = ToolCalls::new(parser, parallel, CitationText::new(&mut answer, false, silent));
+            let (backend, result) = app.kimi.chat(&credential, &chat, &mut sink);
+            (backend, ended_by_tool_calls(result, &sink))
+        };
         let status = match result {
             Ok(()) => {
                 exchange::respond_json(request, 200, aggregator.body(&answer));
@@ -274,6 +283,17 @@ where
             }
         };
         Outcome { status, dialect: Some(dialect), backend, chat_id: answer.conversation_id }
+    }
+}
+
+/// The backend stops with `Disconnected` when the call block closed: that answer is complete.
+fn ended_by_tool_calls<S: chat::Sink>(
+    result: Result<(), kimi::Error>,
+    sink: &ToolCalls<S>,
+) -> Result<(), kimi::Error> {
+    match result {
+        Err(kimi::Error::Disconnected) if sink.finished() => Ok(()),
+        other => other,
     }
 }
 

@@ -72,3 +72,30 @@ def overloaded_fault(kind):
     """The mock fault for "Kimi is overloaded", before any output."""
     error_type = "openai.completion.stream" if kind == "legacy" else "unavailable"
     return {"kind": "error_event", "error_type": error_type, "message": "too busy", "after": 0}
+
+
+# Tool calling: a tool the SDK tests declare, and the answer text the mock model writes to call it.
+WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+                  "required": ["city"]}
+WEATHER_ARGS = {"city": "Paris", "days": 2}
+
+
+def call_markup(name, **parameters):
+    """One call of `name` in the server's tool grammar (docs/tools.md), as the model writes it."""
+    lines = [f'<parameter name="{key}">{value}</parameter>' for key, value in parameters.items()]
+    return "\n".join(["<tool_calls>", f'<invoke name="{name}">', *lines, "</invoke>", "</tool_calls>"])
+
+
+def weather_call_pieces(name="get_weather"):
+    """The answer pieces of a model that calls `name`(city=Paris, days=2): the markup split across
+    events (inside tags, too), then what a model would invent after the block, which the server
+    must never read or deliver."""
+    markup = call_markup(name, city="Paris", days=2)
+    pieces = [markup[at:at + 7] for at in range(0, len(markup), 7)]
+    return pieces + ["\n<tool_result>rain, invented</tool_result>\nIt rains."]
+
+
+# What the tool result says: the mock answers a prompt holding a `MOCK-REPLY:` line with the rest
+# of that line, so the second turn's answer is "It is sunny." whatever the script's text.
+SUNNY_RESULT = "MOCK-REPLY: It is sunny."
+SUNNY = "It is sunny."

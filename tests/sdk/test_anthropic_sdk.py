@@ -2,7 +2,8 @@
 
 import anthropic
 import pytest
-from helpers import PNG, busy_fault, overloaded_fault, settled
+from helpers import (PNG, SUNNY, SUNNY_RESULT, WEATHER_ARGS, WEATHER_SCHEMA, busy_fault, overloaded_fault, settled,
+                     weather_call_pieces)
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -78,6 +79,51 @@ def test_count_tokens_and_models(kimi):
     assert count.input_tokens > 0
     ids = [model.id for model in client(kimi).models.list()]
     assert "kimi" in ids
+
+
+TOOLS = [{"name": "get_weather", "description": "The weather of a city", "input_schema": WEATHER_SCHEMA},
+         {"name": "get_time", "description": "The time", "input_schema": {"type": "object", "properties": {}}}]
+WEATHER_QUESTION = {"role": "user", "content": "What is the weather in Paris for two days?"}
+
+
+def test_tool_use_round_trip(kimi):
+    """The model's call markup streams as a `tool_use` block (its input sent as JSON deltas the
+    SDK assembles) and ends the message with stop_reason "tool_use"; the block and a
+    `tool_result` sent back reach the model as the grammar and a <tool_result>, and its answer
+    ends the loop."""
+    kimi.script(text=weather_call_pieces())
+    with client(kimi, max_retries=0).messages.stream(model="claude-opus-5-5", max_tokens=1024, tools=TOOLS,
+                                                     messages=[WEATHER_QUESTION]) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use"
+    assert "input_json" in kinds
+    uses = [block for block in final.content if block.type == "tool_use"]
+    assert [(use.name, use.input) for use in uses] == [("get_weather", WEATHER_ARGS)]
+    assert uses[0].id.startswith("toolu_")
+    assert not any(block.type == "text" and block.text.strip() for block in final.content), final.content
+    assert settled(kimi)["live_chats"] == []
+
+    with client(kimi, max_retries=0).messages.stream(model="claude-opus-5-5", max_tokens=1024, tools=TOOLS, messages=[
+            WEATHER_QUESTION, {"role": "assistant", "content": final.content},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0].id,
+                                          "content": SUNNY_RESULT}]}]) as stream:
+        answer = stream.get_final_message()
+    assert answer.stop_reason == "end_turn"
+    assert [(block.type, block.text) for block in answer.content] == [("text", SUNNY)]
+    prompt = kimi.stats()["last_prompt"]
+    assert '<tool_result name="get_weather"' in prompt, prompt
+    assert '<invoke name="get_weather">' in prompt, "the earlier call, in the grammar"
+
+
+def test_tool_use_create(kimi):
+    """Not streamed: the same call as a `tool_use` block of the message."""
+    kimi.script(text=weather_call_pieces())
+    message = client(kimi, max_retries=0).messages.create(model="claude-opus-5-5", max_tokens=1024, tools=TOOLS,
+                                                          messages=[WEATHER_QUESTION])
+    assert message.stop_reason == "tool_use"
+    assert [(block.name, block.input) for block in message.content if block.type == "tool_use"] == [
+        ("get_weather", WEATHER_ARGS)]
 
 
 def test_bad_token_raises_authentication_error(kimi):

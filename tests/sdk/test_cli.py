@@ -1,11 +1,17 @@
 """Claude Code and Gemini CLI (pinned in tests/cli/package.json) against the server: a one-shot
-prompt prints the answer with one request and no fallback.
+prompt prints the answer with one request and no fallback, and an agent loop runs a real tool
+of the CLI's (the server's emulated tool calling, docs/tools.md) and prints the answer.
 
 Every test runs with a 2026 web refresh token (the `kimi` fixture's first kind). The CLIs are
 the slowest tests of the suite, so the two older token kinds run only for each CLI's plain
-answer; the overload test runs with the web token alone (the retries and the message are
-Claude Code's own, and the server's 529 for every token kind is covered by
-test_anthropic_sdk.py)."""
+answer; the overload and tool loop tests run with the web token alone (the retries and the
+message are Claude Code's own, the server's 529 for every token kind is covered by
+test_anthropic_sdk.py, and tool calling for every token kind by the SDK tests).
+
+A tool loop is scripted in two parts: the mock's `text` is the model's call of the CLI's tool,
+which the first request gets; the tool's output carries a `MOCK-REPLY: ...` line, so the
+second request (whose prompt holds that output as a <tool_result>) is answered with the rest
+of that line instead. Nothing depends on the mock's global completion count."""
 
 import json
 import os
@@ -15,17 +21,18 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from helpers import overloaded_fault
+from helpers import call_markup, overloaded_fault
 
 BIN = ROOT / "tests/cli/node_modules/.bin"
 
 
-def requests_since(stack, mark, needle):
-    """The server's log lines for `needle` after `mark` (bounded wait for the log to drain)."""
+def requests_since(stack, mark, needle, expected=1):
+    """The server's log lines for `needle` after `mark` (bounded wait for the log to drain until
+    there are `expected` of them)."""
     deadline = time.monotonic() + 2
     while True:
         lines = [line for line in stack.log[mark:] if needle in line]
-        if lines or time.monotonic() > deadline:
+        if len(lines) >= expected or time.monotonic() > deadline:
             return lines
         time.sleep(0.05)
 
@@ -62,14 +69,82 @@ def test_claude_code_reports_overload_without_auth_loops(kimi, tmp_path):
     assert requests and all(" 529 " in line for line in requests), requests
 
 
-def test_gemini_cli_prints_the_answer(kimi, tmp_path):
-    settings = tmp_path / ".gemini" / "settings.json"
-    settings.parent.mkdir()
+SECRET_QUESTION = "Read notes.txt and tell me the secret word"
+SECRET = "The secret word is PAPAYA."
+
+
+def notes(cwd):
+    """A notes.txt in the CLI's working directory whose content scripts the final answer."""
+    path = cwd / "notes.txt"
+    path.write_text(f"MOCK-REPLY: {SECRET}\n")
+    return path
+
+
+@pytest.mark.parametrize("kimi", ["web"], indirect=True)
+def test_claude_code_reads_a_file_with_its_read_tool(kimi, tmp_path):
+    """Claude Code gets the model's `Read` call as a tool_use block, reads notes.txt itself (a
+    read-only tool: no permission needed in -p mode) and sends its content back as a
+    tool_result: two requests, then the answer."""
+    kimi.script(text=[call_markup("Read", file_path=str(notes(tmp_path)))])
+    mark = len(kimi.log)
+    result = claude(kimi, tmp_path, "-p", SECRET_QUESTION)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == SECRET, result.stdout
+    prompt = kimi.stats()["last_prompt"]
+    assert '<tool_result name="Read"' in prompt, prompt[-2000:]
+    assert 'error="true"' not in prompt[prompt.rfind("<tool_result"):], prompt[-2000:]
+    requests = requests_since(kimi, mark, "/v1/messages", expected=2)
+    assert len(requests) == 2 and all(" 200 " in line for line in requests), requests
+
+
+@pytest.mark.parametrize("kimi", ["web"], indirect=True)
+def test_claude_code_runs_an_echo_with_its_bash_tool(kimi, tmp_path):
+    """Claude Code runs the model's `Bash` call (`echo`, which -p mode allows without asking;
+    `command` is the schema's one required parameter, `description` is optional) and sends the
+    output back. The answer must be the echoed line: the command text itself,
+    which the second prompt also holds as the earlier call, would answer with a trailing
+    `</parameter>`, so an exact match tells that the command ran."""
+    kimi.script(text=[call_markup("Bash", command="echo MOCK-REPLY: bash said hello")])
+    mark = len(kimi.log)
+    result = claude(kimi, tmp_path, "-p", "Say hello from bash")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "bash said hello", result.stdout
+    prompt = kimi.stats()["last_prompt"]
+    last_result = prompt[prompt.rfind("<tool_result"):]
+    assert last_result.startswith('<tool_result name="Bash"') and 'error="true"' not in last_result, last_result
+    requests = requests_since(kimi, mark, "/v1/messages", expected=2)
+    assert len(requests) == 2 and all(" 200 " in line for line in requests), requests
+
+
+def gemini(stack, cwd, *args):
+    settings = cwd / ".gemini" / "settings.json"
+    settings.parent.mkdir(exist_ok=True)
     settings.write_text(json.dumps({"security": {"auth": {"selectedType": "gemini-api-key"}},
                                     "privacy": {"usageStatisticsEnabled": False}}))
+    env = {"GOOGLE_GEMINI_BASE_URL": stack.url, "GEMINI_API_KEY": stack.token}
+    return run([str(BIN / "gemini"), "-m", "kimi-k2", *args, "--skip-trust"], env, cwd)
+
+
+@pytest.mark.parametrize("kimi", ["web"], indirect=True)
+def test_gemini_cli_reads_a_file_with_its_read_file_tool(kimi, tmp_path):
+    """Gemini CLI gets the model's `read_file` call as a functionCall, reads notes.txt (inside
+    its workspace, the working directory) and sends a functionResponse: two requests, and the
+    answer printed once."""
+    kimi.script(text=[call_markup("read_file", file_path=str(notes(tmp_path)))])
     mark = len(kimi.log)
-    env = {"GOOGLE_GEMINI_BASE_URL": kimi.url, "GEMINI_API_KEY": kimi.token}
-    result = run([str(BIN / "gemini"), "-m", "kimi-k2", "-p", "say hi", "--skip-trust"], env, tmp_path)
+    result = gemini(kimi, tmp_path, "-p", SECRET_QUESTION)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(SECRET) == 1, result.stdout
+    assert "<tool_calls>" not in result.stdout and "<invoke" not in result.stdout, result.stdout
+    prompt = kimi.stats()["last_prompt"]
+    assert '<tool_result name="read_file"' in prompt, prompt[-2000:]
+    requests = requests_since(kimi, mark, "/v1beta/models/", expected=2)
+    assert len(requests) == 2 and all(" 200 " in line for line in requests), requests
+
+
+def test_gemini_cli_prints_the_answer(kimi, tmp_path):
+    mark = len(kimi.log)
+    result = gemini(kimi, tmp_path, "-p", "say hi")
     assert result.returncode == 0, result.stderr
     assert "Hello from the mock Kimi." in result.stdout
     assert result.stdout.count("Hello from the mock Kimi.") == 1, "no retried, duplicated output"

@@ -10,7 +10,7 @@ import json
 import pytest
 from google import genai
 from google.genai import errors, types
-from helpers import PNG, busy_fault, settled
+from helpers import PNG, SUNNY, SUNNY_RESULT, WEATHER_ARGS, WEATHER_SCHEMA, busy_fault, settled, weather_call_pieces
 
 
 # google-genai closes its HTTP client when the Client object is collected, even while its
@@ -82,6 +82,54 @@ def test_count_tokens_and_models(kimi):
     names = [model.name for model in client(kimi).models.list()]
     assert "models/kimi" in names
     assert client(kimi).models.get(model="kimi-search").name == "models/kimi-search"
+
+
+# Declarations, not Python callables: the SDK's automatic function calling (off as well) must
+# not run anything; the test runs the loop itself.
+TOOL_CONFIG = types.GenerateContentConfig(
+    tools=[types.Tool(function_declarations=[
+        types.FunctionDeclaration(name="get_weather", description="The weather of a city",
+                                  parameters_json_schema=WEATHER_SCHEMA),
+        types.FunctionDeclaration(name="get_time", description="The time",
+                                  parameters=types.Schema(type=types.Type.OBJECT, properties={}))])],
+    automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True))
+WEATHER_QUESTION = types.Content(role="user", parts=[types.Part(text="What is the weather in Paris for two days?")])
+
+
+def ask_with_tools(stack, contents, stream):
+    """One answer with TOOL_CONFIG: (text, function calls, finish reason)."""
+    models = client(stack).models
+    if not stream:
+        response = models.generate_content(model="gemini-2.5-flash", contents=contents, config=TOOL_CONFIG)
+        return response.text or "", response.function_calls or [], response.candidates[0].finish_reason
+    chunks = list(models.generate_content_stream(model="gemini-2.5-flash", contents=contents, config=TOOL_CONFIG))
+    calls = [call for chunk in chunks for call in chunk.function_calls or []]
+    text = "".join(part.text or "" for chunk in chunks if chunk.candidates and chunk.candidates[0].content
+                   for part in chunk.candidates[0].content.parts or [])
+    return text, calls, chunks[-1].candidates[0].finish_reason
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["generate", "stream"])
+def test_function_calling_round_trip(kimi, stream):
+    """The model's call markup becomes a `functionCall` part (response.function_calls); the call
+    and a `functionResponse` sent back reach the model as the grammar and a <tool_result>, and
+    its answer ends the loop."""
+    kimi.script(text=weather_call_pieces())
+    text, calls, finish = ask_with_tools(kimi, [WEATHER_QUESTION], stream)
+    assert [(call.name, call.args) for call in calls] == [("get_weather", WEATHER_ARGS)]
+    assert text.strip() == ""
+    assert finish == types.FinishReason.STOP
+    assert settled(kimi)["live_chats"] == []
+
+    text, calls, finish = ask_with_tools(kimi, [
+        WEATHER_QUESTION,
+        types.Content(role="model", parts=[types.Part(function_call=call) for call in calls]),
+        types.Content(role="user", parts=[
+            types.Part.from_function_response(name="get_weather", response={"output": SUNNY_RESULT})])], stream)
+    assert (text, calls, finish) == (SUNNY, [], types.FinishReason.STOP)
+    prompt = kimi.stats()["last_prompt"]
+    assert '<tool_result name="get_weather"' in prompt, prompt
+    assert '<invoke name="get_weather">' in prompt, "the earlier call, in the grammar"
 
 
 def test_bad_token_raises_client_error(kimi):

@@ -1,11 +1,13 @@
 """The official OpenAI Python SDK against the server, over every kind of Kimi token."""
 
+import json
 import stat
 import time
 
 import openai
 import pytest
-from helpers import PNG, busy_fault, settled, web_refresh_token, web_refreshes_of
+from helpers import (PNG, SUNNY, SUNNY_RESULT, WEATHER_ARGS, WEATHER_SCHEMA, busy_fault, settled,
+                     weather_call_pieces, web_refresh_token, web_refreshes_of)
 
 
 def client(stack, token=None, **options):
@@ -119,6 +121,90 @@ def test_image_data_url(kimi):
         {"type": "image_url", "image_url": {"url": "data:image/png;base64," + PNG, "detail": "auto"}}]}])
     assert completion.choices[0].message.content == "Hello from the mock Kimi."
     assert len(settled(kimi)["uploads"]) == uploads_before + 1
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "The weather of a city",
+                                           "parameters": WEATHER_SCHEMA}},
+         {"type": "function", "function": {"name": "get_time", "description": "The time",
+                                           "parameters": {"type": "object", "properties": {}}}}]
+WEATHER_QUESTION = {"role": "user", "content": "What is the weather in Paris for two days?"}
+
+
+def ask_with_tools(stack, messages, stream):
+    """One chat completion with TOOLS: (text, [(id, name, arguments as a dict)], finish_reason).
+    Streamed, the calls are rebuilt from `delta.tool_calls` by index, as the SDK documents."""
+    sdk = client(stack, max_retries=0)
+    if not stream:
+        completion = sdk.chat.completions.create(model="kimi", messages=messages, tools=TOOLS)
+        choice = completion.choices[0]
+        calls = [(c.id, c.function.name, json.loads(c.function.arguments)) for c in choice.message.tool_calls or []]
+        assert all(c.type == "function" for c in choice.message.tool_calls or [])
+        return choice.message.content or "", calls, choice.finish_reason
+    text, calls, finishes = [], {}, []
+    for chunk in sdk.chat.completions.create(model="kimi", messages=messages, tools=TOOLS, stream=True):
+        if not chunk.choices:
+            continue
+        choice = chunk.choices[0]
+        text.append(choice.delta.content or "")
+        for delta in choice.delta.tool_calls or []:
+            call = calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
+            call["id"] += delta.id or ""
+            if delta.function:
+                call["name"] += delta.function.name or ""
+                call["arguments"] += delta.function.arguments or ""
+        if choice.finish_reason:
+            finishes.append(choice.finish_reason)
+    assert len(finishes) == 1, finishes
+    calls = [(c["id"], c["name"], json.loads(c["arguments"])) for _, c in sorted(calls.items())]
+    return "".join(text), calls, finishes[0]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+def test_tool_call_round_trip(kimi, stream):
+    """The model's call markup becomes `tool_calls` (and nothing it would write after the block
+    reaches the client); the call and a `role: tool` result sent back reach the model as the
+    grammar and a <tool_result>, and its answer ends the loop."""
+    kimi.script(text=weather_call_pieces())
+    text, calls, finish = ask_with_tools(kimi, [WEATHER_QUESTION], stream)
+    assert finish == "tool_calls"
+    assert text.strip() == ""
+    assert [(name, arguments) for _, name, arguments in calls] == [("get_weather", WEATHER_ARGS)]
+    call_id = calls[0][0]
+    assert call_id.startswith("call_")
+    first_prompt = kimi.stats()["last_prompt"]
+    assert "## get_weather" in first_prompt and "<tool_calls>" in first_prompt, "the tools are shown"
+    assert settled(kimi)["live_chats"] == []
+
+    text, calls, finish = ask_with_tools(kimi, [
+        WEATHER_QUESTION,
+        {"role": "assistant", "content": None, "tool_calls": [{"id": call_id, "type": "function", "function": {
+            "name": "get_weather", "arguments": json.dumps(WEATHER_ARGS)}}]},
+        {"role": "tool", "tool_call_id": call_id, "content": SUNNY_RESULT}], stream)
+    assert (text, calls, finish) == (SUNNY, [], "stop")
+    prompt = kimi.stats()["last_prompt"]
+    assert '<tool_result name="get_weather"' in prompt, prompt
+    assert '<invoke name="get_weather">' in prompt, "the earlier call, in the grammar"
+
+
+def test_tool_call_stream_helper(kimi):
+    """`client.chat.completions.stream(...)` with a strict Pydantic tool: the helper's
+    accumulated completion holds the call with its arguments parsed into the model."""
+    import pydantic
+
+    class GetWeather(pydantic.BaseModel):
+        """The weather of a city"""
+        city: str
+        days: int
+
+    kimi.script(text=weather_call_pieces("GetWeather"))
+    with client(kimi).chat.completions.stream(
+            model="kimi", messages=[WEATHER_QUESTION], tools=[openai.pydantic_function_tool(GetWeather)]) as stream:
+        done = [event for event in stream if event.type == "tool_calls.function.arguments.done"]
+        final = stream.get_final_completion()
+    assert [(event.name, event.parsed_arguments) for event in done] == [("GetWeather", GetWeather(**WEATHER_ARGS))]
+    choice = final.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.tool_calls[0].function.parsed_arguments == GetWeather(**WEATHER_ARGS)
 
 
 # The 2026 web login's access tokens live this long in the rotation test; the server renews one

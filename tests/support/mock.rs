@@ -49,6 +49,9 @@ pub struct Script {
     pub events: usize,
     /// How long the access tokens of 2026 web logins live (Kimi: 15 minutes).
     pub access_lifetime_secs: u64,
+    /// The answer pieces of the first completions, in order (the first completion answers with
+    /// `turns[0]`, ...); later ones answer with `text`. Scripts tool loops turn by turn.
+    pub turns: Vec<Vec<String>>,
     /// Connect: after this many answer pieces, a server-side `block.tool` round, then the rest of
     /// the pieces in a new text block (Kimi's 2026 stream).
     pub tool_round_after: Option<usize>,
@@ -76,6 +79,7 @@ impl Default for Script {
             pad: 0,
             events: 10,
             access_lifetime_secs: 900,
+            turns: Vec::new(),
             tool_round_after: None,
         }
     }
@@ -681,7 +685,19 @@ impl Chunked {
 }
 
 /// The answer's pieces: the script's text, the prompt (echo), or placeholders to be stamped.
-fn answer_pieces(script: &Script, prompt: &str) -> Vec<String> {
+/// What a prompt line `MOCK-REPLY: text` asks the answer to be: a file the client's tool read
+/// (and fed back as a tool result) scripts the final answer of a real CLI's agent loop.
+const REPLY_MARKER: &str = "MOCK-REPLY:";
+
+/// The answer of completion number `turn` (1 for the first) to `prompt`.
+fn answer_pieces(script: &Script, prompt: &str, turn: usize) -> Vec<String> {
+    if let Some(at) = prompt.rfind(REPLY_MARKER) {
+        let reply = prompt[at + REPLY_MARKER.len()..].lines().next().unwrap_or_default().trim();
+        return vec![reply.to_string()];
+    }
+    if let Some(pieces) = script.turns.get(turn.wrapping_sub(1)) {
+        return pieces.clone();
+    }
     if script.stamp {
         vec![String::new(); script.events]
     } else if script.echo {
@@ -717,6 +733,7 @@ fn completion(state: &Mutex<State>, request: Request, chat_id: &str, body: Value
     *seen += 1;
     let round = *seen;
     let script = st.script.clone();
+    let turn = st.stats.completions as usize;
     let fault = fault_applies(&mut st);
     drop(st);
     match &fault {
@@ -738,7 +755,7 @@ fn completion(state: &Mutex<State>, request: Request, chat_id: &str, body: Value
     for piece in &script.thinking {
         content.push(json!({"event": "k1", "text": piece}));
     }
-    let text = answer_pieces(&script, &prompt);
+    let text = answer_pieces(&script, &prompt, turn);
     for piece in &text {
         content.push(json!({"event": "cmpl", "text": piece}));
     }
@@ -867,6 +884,7 @@ fn connect_chat(state: &Mutex<State>, request: Request) -> Flow {
         return connect_error(request, 400, "invalid_argument");
     }
     let script = st.script.clone();
+    let turn = st.stats.completions as usize;
     let fault = fault_applies(&mut st);
     match &fault {
         Some(Fault::AccessExpired) => {
@@ -938,7 +956,7 @@ fn connect_chat(state: &Mutex<State>, request: Request) -> Flow {
             .collect();
         events.push((true, json!({"op": "append", "mask": "message.refs.searchChunks", "message": {"refs": {"searchChunks": chunks}}})));
     }
-    let text = answer_pieces(&script, &prompt);
+    let text = answer_pieces(&script, &prompt, turn);
     // With search results, the first piece carries a citation marker the server must strip,
     // unless the script brings markers of its own (which an extra one could cut in two).
     let own_markers = text.iter().any(|piece| piece.contains(['\u{E3A0}', '\u{1F6E0}']));

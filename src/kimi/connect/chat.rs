@@ -264,6 +264,9 @@ mod tests {
             ],
             conversation,
             stream: true,
+            tools: Vec::new(),
+            tool_choice: chat::ToolChoice::Auto,
+            parallel_tool_calls: true,
         }
     }
 
