@@ -625,7 +625,7 @@ impl Complete {
 }
 
 /// The JSON inside a Markdown code fence, if the model wrapped its answer in one.
-fn unfenced(text: &str) -> &str {
+pub(super) fn unfenced(text: &str) -> &str {
     let trimmed = text.trim();
     let Some(inner) = trimmed.strip_prefix("```") else { return text };
     let inner = inner.strip_prefix("json").unwrap_or(inner);

@@ -5,6 +5,7 @@
 pub mod anthropic;
 pub mod gemini;
 pub mod openai;
+pub mod responses;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -44,6 +45,8 @@ pub enum Dialect {
     OpenAi,
     Anthropic,
     Gemini,
+    /// OpenAI's Responses API (Codex CLI).
+    Responses,
 }
 
 impl Dialect {
@@ -52,6 +55,7 @@ impl Dialect {
             Dialect::OpenAi => "openai",
             Dialect::Anthropic => "anthropic",
             Dialect::Gemini => "gemini",
+            Dialect::Responses => "responses",
         }
     }
 
@@ -61,6 +65,7 @@ impl Dialect {
             Dialect::OpenAi => openai::error_response(error),
             Dialect::Anthropic => anthropic::error_response(error),
             Dialect::Gemini => gemini::error_response(error),
+            Dialect::Responses => responses::error_response(error),
         }
     }
 }

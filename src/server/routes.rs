@@ -7,7 +7,7 @@ use tiny_http::{Method, Request};
 use super::App;
 use super::exchange::{self, EventStream};
 use crate::chat::{self, CitationText, ErrorKind};
-use crate::dialect::{Aggregator, Answer, Dialect, StreamRenderer, anthropic, gemini, openai};
+use crate::dialect::{Aggregator, Answer, Dialect, StreamRenderer, anthropic, gemini, openai, responses};
 use crate::kimi::{self, Backend, TokenCheck};
 use crate::tools::{self, ToolCalls};
 
@@ -79,6 +79,7 @@ enum Route<'a> {
     /// The model list, or one model, in the shape the client's headers ask for.
     Models(Option<&'a str>),
     OpenAiChat,
+    Responses,
     AnthropicChat,
     AnthropicCountTokens,
     TokenCheck,
@@ -100,6 +101,7 @@ fn resolve(path: &str) -> Option<(Route<'_>, &'static [Method])> {
         "/ping" => (Route::Ping, GET),
         "/v1/models" | "/v1beta/models" => (Route::Models(None), GET),
         "/v1/chat/completions" => (Route::OpenAiChat, POST),
+        "/v1/responses" => (Route::Responses, POST),
         "/v1/messages" => (Route::AnthropicChat, POST),
         "/v1/messages/count_tokens" => (Route::AnthropicCountTokens, POST),
         "/token/check" => (Route::TokenCheck, POST),
@@ -138,6 +140,11 @@ fn route(app: &App, request: Request, method: &Method, path: &str) -> Outcome {
         Route::OpenAiChat => chat(app, request, Dialect::OpenAi, |body| {
             let parsed = openai::parse(body)?;
             let (stream, complete) = (openai::Stream::new(&parsed), openai::Complete::new(&parsed));
+            Ok((parsed.chat, stream, complete))
+        }),
+        Route::Responses => chat(app, request, Dialect::Responses, |body| {
+            let parsed = responses::parse(body)?;
+            let (stream, complete) = (responses::Stream::new(&parsed), responses::Complete::new(&parsed));
             Ok((parsed.chat, stream, complete))
         }),
         Route::AnthropicChat => chat(app, request, Dialect::Anthropic, |body| {

@@ -1,0 +1,948 @@
+//! OpenAI Responses API (`POST /v1/responses`, `docs/clients.md`): Codex CLI and
+//! `client.responses.create`. Input items become the neutral messages; answers stream as the
+//! typed `response.*` events (each with its `sequence_number`) or come whole as one `response`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::{Aggregator, Answer, Lenient, StreamRenderer, unique_id, unix_now};
+use crate::chat::{
+    self, Conversation, Event, Finish, Message, Mode, Part, Role, ToolCall, ToolChoice, ToolResult,
+    estimate_tokens,
+};
+
+/// The same instruction Gemini's JSON mode adds: Kimi has no constrained decoding.
+const JSON_INSTRUCTION: &str = "Reply with one valid JSON value only: no prose, no Markdown, no code fences.";
+
+#[derive(Deserialize)]
+struct Body {
+    model: Option<String>,
+    #[serde(default)]
+    instructions: Option<String>,
+    #[serde(default)]
+    input: Value,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    tools: Vec<Value>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
+    #[serde(default)]
+    parallel_tool_calls: Option<bool>,
+    #[serde(default)]
+    reasoning: Lenient<Reasoning>,
+    #[serde(default)]
+    text: Lenient<TextConfig>,
+    #[serde(default)]
+    previous_response_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Reasoning {
+    #[serde(default)]
+    effort: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TextConfig {
+    #[serde(default)]
+    format: Lenient<Format>,
+}
+
+#[derive(Deserialize)]
+struct Format {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    schema: Option<Value>,
+}
+
+/// One input item; which fields matter depends on `type` (absent with a `role`: a message).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Item {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    role: Option<String>,
+    content: Value,
+    call_id: String,
+    name: String,
+    arguments: String,
+    input: String,
+    output: Value,
+}
+
+/// The flat Responses tool shape: `{"type": "function", "name", "parameters"}` or Codex's
+/// `{"type": "custom", "name", "format"}`; other types (web_search, local_shell, …) are skipped.
+#[derive(Deserialize)]
+struct RawTool {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    parameters: Value,
+}
+
+/// A parsed Responses request: the neutral request plus what only this renderer needs.
+pub struct ParsedRequest {
+    pub chat: chat::Request,
+    /// Names of the freeform tools, whose calls render as `custom_tool_call` items.
+    freeform: Vec<String>,
+    json_mode: bool,
+    /// Echoed in the response object, as the API does.
+    tools: Vec<Value>,
+    tool_choice: Value,
+    instructions: Option<String>,
+}
+
+/// Parses a `POST /v1/responses` body.
+pub fn parse(body: &[u8]) -> Result<ParsedRequest, chat::Error> {
+    let body: Body =
+        serde_json::from_slice(body).map_err(|e| chat::Error::invalid(format!("invalid JSON body: {e}")))?;
+    if let Some(id) = body.previous_response_id.filter(|id| !id.is_empty()) {
+        return Err(chat::Error::invalid(format!(
+            "previous_response_id {id:?}: this server keeps no responses; send the full conversation in `input` (and `store: false`)"
+        )));
+    }
+    let model = body
+        .model
+        .filter(|m| !m.trim().is_empty())
+        .ok_or_else(|| chat::Error::invalid("`model` is required"))?;
+    let mut messages: Vec<Message> =
+        body.instructions.iter().map(|i| Message::text(Role::System, i)).collect();
+    input(body.input, &mut messages)?;
+    if messages.iter().all(|m| m.role == Role::System) {
+        return Err(chat::Error::invalid("`input` must be a non-empty string or list of items"));
+    }
+    let format = body.text.ok().and_then(|t| t.format.ok()).filter(|f| f.kind.starts_with("json"));
+    if let Some(format) = &format {
+        let instruction = match &format.schema {
+            Some(schema) => format!("{JSON_INSTRUCTION} It must match this JSON schema: {schema}"),
+            None => JSON_INSTRUCTION.to_string(),
+        };
+        messages.push(Message::text(Role::System, instruction));
+    }
+    let effort = body.reasoning.ok().and_then(|r| r.effort);
+    let mut mode = Mode::from_model_name(&model);
+    mode.thinking |= effort.is_some_and(|e| e != "none" && e != "minimal");
+    let tools: Vec<chat::Tool> = body.tools.iter().filter_map(tool).collect();
+    Ok(ParsedRequest {
+        freeform: tools.iter().filter(|t| t.freeform).map(|t| t.name.clone()).collect(),
+        json_mode: format.is_some(),
+        tool_choice: body.tool_choice.clone().unwrap_or_else(|| json!("auto")),
+        instructions: body.instructions,
+        tools: body.tools,
+        chat: chat::Request {
+            model,
+            mode,
+            messages,
+            conversation: Conversation::Ephemeral,
+            stream: body.stream.unwrap_or(false),
+            tools,
+            tool_choice: tool_choice(body.tool_choice.as_ref()),
+            parallel_tool_calls: body.parallel_tool_calls.unwrap_or(true),
+        },
+    })
+}
+
+fn tool(raw: &Value) -> Option<chat::Tool> {
+    let raw = RawTool::deserialize(raw).ok()?;
+    let freeform = match raw.kind.as_str() {
+        "function" => false,
+        "custom" => true,
+        _ => return None,
+    };
+    let parameters = if freeform { Value::Null } else { raw.parameters };
+    Some(chat::Tool { name: raw.name, description: raw.description, parameters, deferred: false, freeform })
+}
+
+/// `"auto" | "none" | "required"` or `{"type": "function" | "custom", "name": ...}`.
+fn tool_choice(value: Option<&Value>) -> ToolChoice {
+    match value {
+        Some(Value::String(choice)) if choice == "none" => ToolChoice::None,
+        Some(Value::String(choice)) if choice == "required" => ToolChoice::Required,
+        Some(Value::Object(choice)) => match choice.get("name").and_then(Value::as_str) {
+            Some(name) => ToolChoice::Named(name.to_string()),
+            None => ToolChoice::Auto,
+        },
+        _ => ToolChoice::Auto,
+    }
+}
+
+/// `input` as a string (one user turn) or a list of items, appended to `messages`.
+fn input(value: Value, messages: &mut Vec<Message>) -> Result<(), chat::Error> {
+    let items = match value {
+        Value::Null => Vec::new(),
+        Value::String(text) => {
+            messages.push(Message::text(Role::User, text));
+            return Ok(());
+        }
+        Value::Array(items) => items,
+        _ => return Err(chat::Error::invalid("`input` must be a string or a list of items")),
+    };
+    for (index, raw) in items.into_iter().enumerate() {
+        let item = Item::deserialize(&raw)
+            .map_err(|e| chat::Error::invalid(format!("input[{index}] is not an input item: {e}")))?;
+        if let Some(message) = item_message(index, item)? {
+            push(messages, message);
+        }
+    }
+    Ok(())
+}
+
+/// Calls in a row join the assistant turn before them, as one answer with several calls.
+fn push(messages: &mut Vec<Message>, message: Message) {
+    let joins = message.parts.iter().all(|p| matches!(p, Part::ToolCall(_)));
+    match messages.last_mut() {
+        Some(last) if joins && last.role == Role::Assistant => last.parts.extend(message.parts),
+        _ => messages.push(message),
+    }
+}
+
+fn item_message(index: usize, item: Item) -> Result<Option<Message>, chat::Error> {
+    let kind = item.kind.as_deref().unwrap_or(if item.role.is_some() { "message" } else { "" });
+    let message = match kind {
+        "message" => message(index, item)?,
+        "function_call" => call(item.call_id, item.name, super::arguments_of(&item.arguments)),
+        "custom_tool_call" => {
+            let arguments = Map::from_iter([("input".to_string(), Value::String(item.input))]);
+            call(item.call_id, item.name, arguments)
+        }
+        "function_call_output" | "custom_tool_call_output" => {
+            let content = output_text(&item.output);
+            let result = ToolResult { call_id: item.call_id, name: item.name, content, is_error: false };
+            Message { role: Role::Tool, parts: vec![Part::ToolResult(result)] }
+        }
+        // Reasoning (and items this server does not know) carry nothing Kimi can use.
+        _ => return Ok(None),
+    };
+    Ok(Some(message))
+}
+
+fn call(id: String, name: String, arguments: Map<String, Value>) -> Message {
+    Message { role: Role::Assistant, parts: vec![Part::ToolCall(ToolCall { id, name, arguments })] }
+}
+
+/// A tool's output: a string, or a list of content parts whose texts count.
+fn output_text(output: &Value) -> String {
+    match output {
+        Value::String(text) => text.clone(),
+        Value::Array(parts) => super::texts_of(&parts.iter().filter_map(content_part).collect::<Vec<_>>()),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn message(index: usize, item: Item) -> Result<Message, chat::Error> {
+    let role = match item.role.as_deref().unwrap_or("user") {
+        "system" | "developer" => Role::System,
+        "user" => Role::User,
+        "assistant" => Role::Assistant,
+        other => {
+            return Err(chat::Error::invalid(format!("input[{index}].role {other:?} is not a known role")));
+        }
+    };
+    let parts = match item.content {
+        Value::Null => Vec::new(),
+        Value::String(text) => vec![Part::Text(text)],
+        Value::Array(parts) => parts.iter().filter_map(content_part).collect(),
+        _ => {
+            return Err(chat::Error::invalid(format!("input[{index}].content must be a string or an array")));
+        }
+    };
+    Ok(Message { role, parts })
+}
+
+/// One content part; unknown part types are skipped, not rejected.
+fn content_part(part: &Value) -> Option<Part> {
+    let text = |name: &str| part.get(name).and_then(Value::as_str).map(str::to_string);
+    match part.get("type").and_then(Value::as_str)? {
+        "input_text" | "output_text" | "text" | "refusal" => {
+            text("text").or_else(|| text("refusal")).map(Part::Text)
+        }
+        "input_image" => text("image_url").map(Part::Image),
+        "input_file" => text("file_data").or_else(|| text("file_url")).map(Part::File),
+        _ => None,
+    }
+}
+
+/// The OpenAI error body and status, as for Chat Completions.
+pub fn error_response(error: &chat::Error) -> (u16, Vec<u8>) {
+    super::openai::error_response(error)
+}
+
+/// One output item of a response, as it ends up in `output`.
+#[derive(Serialize, Clone)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum OutputItem {
+    Message { id: String, status: &'static str, role: &'static str, content: Vec<TextPart> },
+    Reasoning { id: String, summary: Vec<SummaryPart> },
+    FunctionCall { id: String, status: &'static str, call_id: String, name: String, arguments: String },
+    CustomToolCall { id: String, status: &'static str, call_id: String, name: String, input: String },
+}
+
+#[derive(Serialize, Clone)]
+struct TextPart {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: String,
+    annotations: [(); 0],
+    logprobs: [(); 0],
+}
+
+impl TextPart {
+    fn new(text: &str) -> Self {
+        TextPart { kind: "output_text", text: text.to_string(), annotations: [], logprobs: [] }
+    }
+}
+
+#[derive(Serialize, Clone)]
+struct SummaryPart {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: String,
+}
+
+impl SummaryPart {
+    fn new(text: &str) -> Self {
+        SummaryPart { kind: "summary_text", text: text.to_string() }
+    }
+}
+
+/// A call as its output item: `custom_tool_call` with the raw text for a freeform tool.
+fn call_item(call: &ToolCall, freeform: &[String], status: &'static str) -> OutputItem {
+    let (id, call_id, name) = (unique_id("fc_"), unique_id("call_"), call.name.clone());
+    if freeform.contains(&call.name) {
+        let input = call.arguments.get("input").and_then(Value::as_str).unwrap_or_default().to_string();
+        return OutputItem::CustomToolCall { id, status, call_id, name, input };
+    }
+    let arguments = Value::Object(call.arguments.clone()).to_string();
+    OutputItem::FunctionCall { id, status, call_id, name, arguments }
+}
+
+#[derive(Serialize)]
+struct Usage {
+    input_tokens: u64,
+    input_tokens_details: CachedTokens,
+    output_tokens: u64,
+    output_tokens_details: ReasoningTokens,
+    total_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct CachedTokens {
+    cached_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct ReasoningTokens {
+    reasoning_tokens: u64,
+}
+
+fn usage(input_tokens: u64, text: u64, reasoning: u64) -> Usage {
+    let output_tokens = (text + reasoning).max(1);
+    Usage {
+        input_tokens,
+        input_tokens_details: CachedTokens { cached_tokens: 0 },
+        output_tokens,
+        output_tokens_details: ReasoningTokens { reasoning_tokens: reasoning },
+        total_tokens: input_tokens + output_tokens,
+    }
+}
+
+/// What every response object repeats of its request.
+#[derive(Clone)]
+struct Echo {
+    id: String,
+    created_at: u64,
+    model: String,
+    tools: Vec<Value>,
+    tool_choice: Value,
+    parallel_tool_calls: bool,
+    instructions: Option<String>,
+    freeform: Vec<String>,
+    json_mode: bool,
+    prompt_tokens: u64,
+}
+
+impl Echo {
+    fn new(request: &ParsedRequest) -> Self {
+        Echo {
+            id: unique_id("resp_"),
+            created_at: unix_now(),
+            model: request.chat.model.clone(),
+            tools: request.tools.clone(),
+            tool_choice: request.tool_choice.clone(),
+            parallel_tool_calls: request.chat.parallel_tool_calls,
+            instructions: request.instructions.clone(),
+            freeform: request.freeform.clone(),
+            json_mode: request.json_mode,
+            prompt_tokens: request.chat.estimated_prompt_tokens(),
+        }
+    }
+
+    fn response<'a>(&'a self, status: &'static str, output: &'a [OutputItem]) -> ResponseObject<'a> {
+        let format = if self.json_mode { "json_object" } else { "text" };
+        ResponseObject {
+            id: &self.id,
+            object: "response",
+            created_at: self.created_at,
+            status,
+            model: &self.model,
+            output,
+            parallel_tool_calls: self.parallel_tool_calls,
+            tool_choice: &self.tool_choice,
+            tools: &self.tools,
+            instructions: self.instructions.as_deref(),
+            text: json!({"format": {"type": format}}),
+            error: None,
+            incomplete_details: None,
+            metadata: Map::new(),
+            temperature: None,
+            top_p: None,
+            usage: None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ResponseObject<'a> {
+    id: &'a str,
+    object: &'static str,
+    created_at: u64,
+    status: &'static str,
+    model: &'a str,
+    output: &'a [OutputItem],
+    parallel_tool_calls: bool,
+    tool_choice: &'a Value,
+    tools: &'a [Value],
+    instructions: Option<&'a str>,
+    text: Value,
+    error: Option<ErrorObject<'a>>,
+    incomplete_details: Option<Value>,
+    metadata: Map<String, Value>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
+}
+
+#[derive(Serialize)]
+struct ErrorObject<'a> {
+    code: &'static str,
+    message: &'a str,
+}
+
+/// The item being streamed: text and thinking arrive in pieces, calls whole.
+enum Open {
+    None,
+    Message { id: String, text: String },
+    Reasoning { id: String, text: String },
+}
+
+/// Renders the `response.*` event stream.
+pub struct Stream {
+    echo: Echo,
+    sequence: u64,
+    started: bool,
+    open: Open,
+    done: Vec<OutputItem>,
+    text_tokens: u64,
+    reasoning_tokens: u64,
+}
+
+impl Stream {
+    pub fn new(request: &ParsedRequest) -> Self {
+        Stream {
+            echo: Echo::new(request),
+            sequence: 0,
+            started: false,
+            open: Open::None,
+            done: Vec::new(),
+            text_tokens: 0,
+            reasoning_tokens: 0,
+        }
+    }
+
+    /// One `event: type` frame; `fields` gain `type` and `sequence_number`.
+    fn emit(&mut self, out: &mut Vec<u8>, kind: &str, mut fields: Value) {
+        fields["type"] = json!(kind);
+        fields["sequence_number"] = json!(self.sequence);
+        self.sequence += 1;
+        out.extend_from_slice(format!("event: {kind}\ndata: {fields}\n\n").as_bytes());
+    }
+
+    fn start(&mut self, out: &mut Vec<u8>) {
+        if !self.started {
+            self.started = true;
+            let response = json!(self.echo.response("in_progress", &[]));
+            self.emit(out, "response.created", json!({"response": response}));
+            self.emit(out, "response.in_progress", json!({"response": response}));
+        }
+    }
+
+    fn index(&self) -> usize {
+        self.done.len()
+    }
+
+    fn text(&mut self, text: &str, out: &mut Vec<u8>) {
+        if !matches!(self.open, Open::Message { .. }) {
+            self.close(out);
+            let id = unique_id("msg_");
+            let item = OutputItem::Message {
+                id: id.clone(),
+                status: "in_progress",
+                role: "assistant",
+                content: vec![],
+            };
+            self.emit(out, "response.output_item.added", json!({"output_index": self.index(), "item": item}));
+            let part = TextPart::new("");
+            let fields =
+                json!({"item_id": id, "output_index": self.index(), "content_index": 0, "part": part});
+            self.emit(out, "response.content_part.added", fields);
+            self.open = Open::Message { id, text: String::new() };
+        }
+        let Open::Message { id, text: all } = &mut self.open else { return };
+        all.push_str(text);
+        let fields = json!({"item_id": id, "output_index": self.done.len(), "content_index": 0, "delta": text, "logprobs": []});
+        self.emit(out, "response.output_text.delta", fields);
+    }
+
+    fn thinking(&mut self, text: &str, out: &mut Vec<u8>) {
+        if !matches!(self.open, Open::Reasoning { .. }) {
+            self.close(out);
+            let id = unique_id("rs_");
+            let item = OutputItem::Reasoning { id: id.clone(), summary: vec![] };
+            self.emit(out, "response.output_item.added", json!({"output_index": self.index(), "item": item}));
+            let fields = json!({"item_id": id, "output_index": self.index(), "summary_index": 0, "part": SummaryPart::new("")});
+            self.emit(out, "response.reasoning_summary_part.added", fields);
+            self.open = Open::Reasoning { id, text: String::new() };
+        }
+        let Open::Reasoning { id, text: all } = &mut self.open else { return };
+        all.push_str(text);
+        let fields =
+            json!({"item_id": id, "output_index": self.done.len(), "summary_index": 0, "delta": text});
+        self.emit(out, "response.reasoning_summary_text.delta", fields);
+    }
+
+    /// Ends the item being streamed with its `.done` events.
+    fn close(&mut self, out: &mut Vec<u8>) {
+        let index = self.index();
+        let item = match std::mem::replace(&mut self.open, Open::None) {
+            Open::None => return,
+            Open::Message { id, text } => {
+                let at = json!({"item_id": id, "output_index": index, "content_index": 0});
+                self.emit(out, "response.output_text.done", with(&at, json!({"text": text, "logprobs": []})));
+                self.emit(
+                    out,
+                    "response.content_part.done",
+                    with(&at, json!({"part": TextPart::new(&text)})),
+                );
+                OutputItem::Message {
+                    id,
+                    status: "completed",
+                    role: "assistant",
+                    content: vec![TextPart::new(&text)],
+                }
+            }
+            Open::Reasoning { id, text } => {
+                let at = json!({"item_id": id, "output_index": index, "summary_index": 0});
+                self.emit(out, "response.reasoning_summary_text.done", with(&at, json!({"text": text})));
+                let part = SummaryPart::new(&text);
+                self.emit(out, "response.reasoning_summary_part.done", with(&at, json!({"part": part})));
+                OutputItem::Reasoning { id, summary: vec![part] }
+            }
+        };
+        self.finish_item(item, out);
+    }
+
+    fn finish_item(&mut self, item: OutputItem, out: &mut Vec<u8>) {
+        self.emit(out, "response.output_item.done", json!({"output_index": self.index(), "item": item}));
+        self.done.push(item);
+    }
+
+    /// A call as an item: added empty, its arguments (or raw input) in one delta, then done.
+    fn tool_call(&mut self, call: &ToolCall, out: &mut Vec<u8>) {
+        self.close(out);
+        let item = call_item(call, &self.echo.freeform, "completed");
+        let (added, id, body, delta, done, key) = match &item {
+            OutputItem::FunctionCall { id, call_id, name, arguments, .. } => {
+                let added = OutputItem::FunctionCall {
+                    id: id.clone(),
+                    status: "in_progress",
+                    call_id: call_id.clone(),
+                    name: name.clone(),
+                    arguments: String::new(),
+                };
+                let events =
+                    ("response.function_call_arguments.delta", "response.function_call_arguments.done");
+                (added, id.clone(), arguments.clone(), events.0, events.1, "arguments")
+            }
+            OutputItem::CustomToolCall { id, call_id, name, input, .. } => {
+                let added = OutputItem::CustomToolCall {
+                    id: id.clone(),
+                    status: "in_progress",
+                    call_id: call_id.clone(),
+                    name: name.clone(),
+                    input: String::new(),
+                };
+                let events =
+                    ("response.custom_tool_call_input.delta", "response.custom_tool_call_input.done");
+                (added, id.clone(), input.clone(), events.0, events.1, "input")
+            }
+            _ => return,
+        };
+        self.text_tokens += estimate_tokens(&body);
+        let index = self.index();
+        self.emit(out, "response.output_item.added", json!({"output_index": index, "item": added}));
+        let at = json!({"item_id": id, "output_index": index});
+        self.emit(out, delta, with(&at, json!({"delta": body})));
+        self.emit(out, done, with(&at, json!({ key: body, "name": call.name })));
+        self.finish_item(item, out);
+    }
+
+    fn completed(&mut self, finish: Finish, out: &mut Vec<u8>) {
+        self.close(out);
+        let status = if finish == Finish::Length { "incomplete" } else { "completed" };
+        let mut response = self.echo.response(status, &self.done);
+        response.usage = Some(usage(self.echo.prompt_tokens, self.text_tokens, self.reasoning_tokens));
+        if finish == Finish::Length {
+            response.incomplete_details = Some(json!({"reason": "max_output_tokens"}));
+        }
+        let kind = if finish == Finish::Length { "response.incomplete" } else { "response.completed" };
+        let response = json!(response);
+        self.emit(out, kind, json!({"response": response}));
+    }
+}
+
+/// `base` with the fields of `extra` added.
+fn with(base: &Value, extra: Value) -> Value {
+    let mut merged = base.clone();
+    for (key, value) in extra.as_object().into_iter().flatten() {
+        merged[key] = value.clone();
+    }
+    merged
+}
+
+impl StreamRenderer for Stream {
+    fn event(&mut self, event: Event, out: &mut Vec<u8>) {
+        self.start(out);
+        match event {
+            Event::Text(text) => {
+                self.text_tokens += estimate_tokens(&text);
+                self.text(&text, out);
+            }
+            Event::Thinking(text) => {
+                self.reasoning_tokens += estimate_tokens(&text);
+                self.thinking(&text, out);
+            }
+            Event::ToolCall(call) => self.tool_call(&call, out),
+            Event::Finish(finish) => self.completed(finish, out),
+            // Citations reach this renderer as text (see `chat::CitationText`).
+            Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat => {}
+        }
+    }
+
+    /// `error`, then `response.failed`: the stream never ends as if it had completed.
+    fn error(&mut self, error: &chat::Error, out: &mut Vec<u8>) {
+        self.start(out);
+        let (_, body) = error_response(error);
+        let detail: Value = serde_json::from_slice::<Value>(&body).unwrap_or_default()["error"].take();
+        let code = detail["code"].as_str().unwrap_or("server_error").to_string();
+        self.emit(out, "error", json!({"code": code, "message": error.message, "param": null}));
+        let mut response = json!(self.echo.response("failed", &self.done));
+        response["error"] = json!({"code": code, "message": error.message});
+        self.emit(out, "response.failed", json!({"response": response}));
+    }
+}
+
+/// Renders a whole `response` object.
+pub struct Complete {
+    echo: Echo,
+}
+
+impl Complete {
+    pub fn new(request: &ParsedRequest) -> Self {
+        Complete { echo: Echo::new(request) }
+    }
+}
+
+impl Aggregator for Complete {
+    fn body(&self, answer: &Answer) -> Vec<u8> {
+        let mut output = Vec::new();
+        if !answer.thinking.is_empty() {
+            output.push(OutputItem::Reasoning {
+                id: unique_id("rs_"),
+                summary: vec![SummaryPart::new(&answer.thinking)],
+            });
+        }
+        let text = if self.echo.json_mode { super::gemini::unfenced(&answer.text) } else { &answer.text };
+        if !text.is_empty() || answer.calls.is_empty() {
+            let content = vec![TextPart::new(text)];
+            output.push(OutputItem::Message {
+                id: unique_id("msg_"),
+                status: "completed",
+                role: "assistant",
+                content,
+            });
+        }
+        output.extend(answer.calls.iter().map(|call| call_item(call, &self.echo.freeform, "completed")));
+        let counted = |t: &str| if t.is_empty() { 0 } else { estimate_tokens(t) };
+        let calls: u64 = answer
+            .calls
+            .iter()
+            .map(|c| estimate_tokens(&Value::Object(c.arguments.clone()).to_string()))
+            .sum();
+        let status = if answer.finish == Finish::Length { "incomplete" } else { "completed" };
+        let mut response = self.echo.response(status, &output);
+        response.usage =
+            Some(usage(self.echo.prompt_tokens, counted(text) + calls, counted(&answer.thinking)));
+        serde_json::to_vec(&response).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(body: &str) -> ParsedRequest {
+        parse(body.as_bytes()).unwrap()
+    }
+
+    /// The `(event name, data)` pairs of a rendered stream.
+    fn frames(out: &[u8]) -> Vec<(String, Value)> {
+        let text = std::str::from_utf8(out).unwrap();
+        text.split("\n\n")
+            .filter(|f| !f.is_empty())
+            .map(|f| {
+                let (event, data) = f.split_once('\n').unwrap();
+                let data: Value = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+                (event.strip_prefix("event: ").unwrap().to_string(), data)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parses_items_tools_and_flags() {
+        let request = parsed(
+            r#"{"model":"kimi","instructions":"be brief","stream":true,"reasoning":{"effort":"high"},
+                "input":[{"role":"developer","content":"dev"},
+                  {"type":"message","role":"user","content":[{"type":"input_text","text":"a"},
+                    {"type":"input_image","image_url":"data:image/png;base64,AA"},
+                    {"type":"input_file","file_data":"data:application/pdf;base64,AA"},{"type":"mystery"}]},
+                  {"type":"reasoning","summary":[]},
+                  {"type":"function_call","call_id":"c1","name":"f","arguments":"{\"x\":1}"},
+                  {"type":"function_call","call_id":"c2","name":"g","arguments":""},
+                  {"type":"function_call_output","call_id":"c1","output":"one"},
+                  {"type":"custom_tool_call","call_id":"c3","name":"apply_patch","input":"*** Begin Patch"},
+                  {"type":"custom_tool_call_output","call_id":"c3","output":[{"type":"input_text","text":"ok"}]}],
+                "tools":[{"type":"function","name":"f","description":"d","parameters":{"type":"object"}},
+                  {"type":"custom","name":"apply_patch","description":"patch","format":{"type":"grammar"}},
+                  {"type":"web_search"}],
+                "tool_choice":{"type":"function","name":"f"},"parallel_tool_calls":false,
+                "store":false,"max_output_tokens":5,"include":["reasoning.encrypted_content"],"unknown":1}"#,
+        );
+        let chat = &request.chat;
+        assert!(chat.stream && chat.mode.thinking && !chat.parallel_tool_calls);
+        assert_eq!(chat.tool_choice, ToolChoice::Named("f".into()));
+        assert_eq!(chat.tools.len(), 2);
+        assert!(!chat.tools[0].freeform && chat.tools[1].freeform);
+        assert_eq!(request.freeform, vec!["apply_patch".to_string()]);
+        let m = &chat.messages;
+        assert_eq!(m[0], Message::text(Role::System, "be brief"));
+        assert_eq!(m[1], Message::text(Role::System, "dev"));
+        assert_eq!(m[2].parts.len(), 3);
+        assert!(matches!(&m[2].parts[1], Part::Image(url) if url.starts_with("data:image")));
+        assert!(matches!(&m[2].parts[2], Part::File(_)));
+        assert_eq!(m[3].role, Role::Assistant);
+        assert_eq!(m[3].parts.len(), 2, "calls in a row are one answer");
+        let Part::ToolCall(call) = &m[3].parts[0] else { panic!() };
+        assert_eq!((call.id.as_str(), call.arguments["x"].clone()), ("c1", json!(1)));
+        let Part::ToolResult(result) = &m[4].parts[0] else { panic!() };
+        assert_eq!((result.call_id.as_str(), result.content.as_str()), ("c1", "one"));
+        let Part::ToolCall(custom) = &m[5].parts[0] else { panic!() };
+        assert_eq!(custom.arguments["input"], "*** Begin Patch");
+        let Part::ToolResult(result) = &m[6].parts[0] else { panic!() };
+        assert_eq!(result.content, "ok");
+    }
+
+    #[test]
+    fn a_string_input_is_one_user_turn_and_effort_minimal_is_no_thinking() {
+        let request = parsed(r#"{"model":"kimi","input":"hi","reasoning":{"effort":"minimal"}}"#);
+        assert_eq!(request.chat.messages, vec![Message::text(Role::User, "hi")]);
+        assert!(!request.chat.mode.thinking && !request.chat.stream);
+    }
+
+    #[test]
+    fn bad_requests_are_named() {
+        let cases = [
+            ("{", "invalid JSON"),
+            (r#"{"input":"x"}"#, "`model`"),
+            (r#"{"model":"kimi","input":[]}"#, "`input`"),
+            (r#"{"model":"kimi","input":5}"#, "`input`"),
+            (r#"{"model":"kimi","input":[{"role":"wizard","content":"x"}]}"#, "input[0].role"),
+            (r#"{"model":"kimi","input":"x","previous_response_id":"resp_1"}"#, "full conversation"),
+        ];
+        for (body, needle) in cases {
+            let error = parse(body.as_bytes()).err().unwrap();
+            assert_eq!(error.kind, chat::ErrorKind::InvalidRequest);
+            assert!(error.message.contains(needle), "{body}: {}", error.message);
+        }
+    }
+
+    #[test]
+    fn json_mode_adds_the_instruction_and_unfences() {
+        let request = parsed(
+            r#"{"model":"kimi","input":"x","text":{"format":{"type":"json_schema","name":"n","schema":{"type":"object"}}}}"#,
+        );
+        let last = request.chat.messages.last().unwrap();
+        assert!(
+            last.joined_text().starts_with(JSON_INSTRUCTION) && last.joined_text().contains("\"object\"")
+        );
+        let answer = crate::dialect::answer_of([Event::Text("```json\n{\"a\":1}\n```".into())]);
+        let body: Value = serde_json::from_slice(&Complete::new(&request).body(&answer)).unwrap();
+        assert_eq!(body["output"][0]["content"][0]["text"], "{\"a\":1}");
+    }
+
+    #[test]
+    fn stream_events_in_order_with_sequence_numbers() {
+        let request = parsed(r#"{"model":"kimi","input":"hi","stream":true}"#);
+        let mut stream = Stream::new(&request);
+        let mut out = Vec::new();
+        for event in [
+            Event::ConversationId("chat1".into()),
+            Event::Thinking("hmm".into()),
+            Event::Text("Hel".into()),
+            Event::Text("lo".into()),
+            Event::Finish(Finish::Stop),
+        ] {
+            stream.event(event, &mut out);
+        }
+        let frames = frames(&out);
+        let names: Vec<&str> = frames.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.reasoning_summary_part.added",
+                "response.reasoning_summary_text.delta",
+                "response.reasoning_summary_text.done",
+                "response.reasoning_summary_part.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        for (i, (name, data)) in frames.iter().enumerate() {
+            assert_eq!((&data["type"], &data["sequence_number"]), (&json!(name), &json!(i)));
+        }
+        assert_eq!(frames[12].1["text"], "Hello");
+        assert_eq!(frames[12].1["output_index"], 1);
+        let response = &frames[15].1["response"];
+        assert_eq!(response["status"], "completed");
+        assert_eq!(response["output"][0]["summary"][0]["text"], "hmm");
+        assert_eq!(response["output"][1]["content"][0]["text"], "Hello");
+        assert!(response["usage"]["output_tokens_details"]["reasoning_tokens"].as_u64().unwrap() >= 1);
+        assert_eq!(response["id"], frames[0].1["response"]["id"]);
+    }
+
+    #[test]
+    fn calls_stream_as_function_and_custom_items() {
+        let request =
+            parsed(r#"{"model":"kimi","input":"hi","tools":[{"type":"custom","name":"apply_patch"}]}"#);
+        let mut stream = Stream::new(&request);
+        let mut out = Vec::new();
+        let arguments = Map::from_iter([("city".to_string(), json!("Paris"))]);
+        stream.event(
+            Event::ToolCall(ToolCall { id: String::new(), name: "get_weather".into(), arguments }),
+            &mut out,
+        );
+        let input = Map::from_iter([("input".to_string(), json!("*** Begin Patch"))]);
+        stream.event(
+            Event::ToolCall(ToolCall { id: String::new(), name: "apply_patch".into(), arguments: input }),
+            &mut out,
+        );
+        stream.event(Event::Finish(Finish::ToolCalls), &mut out);
+        let frames = frames(&out);
+        let names: Vec<&str> = frames.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names[2..6],
+            [
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+                "response.output_item.done"
+            ]
+        );
+        assert_eq!(
+            names[6..10],
+            [
+                "response.output_item.added",
+                "response.custom_tool_call_input.delta",
+                "response.custom_tool_call_input.done",
+                "response.output_item.done"
+            ]
+        );
+        let output = &frames[10].1["response"]["output"];
+        assert_eq!(output[0]["type"], "function_call");
+        assert_eq!(output[0]["arguments"], "{\"city\":\"Paris\"}");
+        assert!(output[0]["call_id"].as_str().unwrap().starts_with("call_"));
+        assert_eq!(output[1]["type"], "custom_tool_call");
+        assert_eq!(output[1]["input"], "*** Begin Patch");
+        assert_eq!(frames[8].1["input"], "*** Begin Patch");
+    }
+
+    #[test]
+    fn a_failure_is_an_error_and_response_failed() {
+        let request = parsed(r#"{"model":"kimi","input":"hi"}"#);
+        let mut stream = Stream::new(&request);
+        let mut out = Vec::new();
+        stream.event(Event::Text("par".into()), &mut out);
+        stream.error(&chat::Error::new(chat::ErrorKind::Upstream, "cut"), &mut out);
+        let frames = frames(&out);
+        let (error, failed) = (&frames[frames.len() - 2], &frames[frames.len() - 1]);
+        assert_eq!((error.0.as_str(), error.1["message"].as_str()), ("error", Some("cut")));
+        assert_eq!(failed.0, "response.failed");
+        assert_eq!(failed.1["response"]["status"], "failed");
+        assert_eq!(failed.1["response"]["error"]["message"], "cut");
+        assert!(frames.iter().all(|(n, _)| n != "response.completed"));
+    }
+
+    #[test]
+    fn aggregated_response() {
+        let request = parsed(r#"{"model":"kimi-k1","input":"hi","tools":[{"type":"function","name":"f"}]}"#);
+        let call = ToolCall { id: String::new(), name: "f".into(), arguments: Map::new() };
+        let answer = crate::dialect::answer_of([
+            Event::Thinking("hmm".into()),
+            Event::Text("Hello".into()),
+            Event::ToolCall(call),
+            Event::Finish(Finish::ToolCalls),
+        ]);
+        let body: Value = serde_json::from_slice(&Complete::new(&request).body(&answer)).unwrap();
+        assert!(body["id"].as_str().unwrap().starts_with("resp_"));
+        assert_eq!((body["object"].as_str(), body["status"].as_str()), (Some("response"), Some("completed")));
+        assert_eq!(body["model"], "kimi-k1");
+        let types: Vec<&str> =
+            body["output"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["reasoning", "message", "function_call"]);
+        assert_eq!(body["output"][2]["arguments"], "{}");
+        assert_eq!(body["tools"][0]["name"], "f");
+        assert_eq!(body["tool_choice"], "auto");
+        let usage = &body["usage"];
+        assert_eq!(
+            usage["total_tokens"].as_u64(),
+            Some(usage["input_tokens"].as_u64().unwrap() + usage["output_tokens"].as_u64().unwrap())
+        );
+    }
+}
