@@ -725,6 +725,31 @@ mod tests {
             .collect()
     }
 
+    /// What Codex CLI 0.169.0 really sent (`codex exec "say hi"`), captured on loopback.
+    #[test]
+    fn parses_codex_exec() {
+        let request = parsed(include_str!("../../tests/fixtures/codex/exec_say_hi.json"));
+        let chat = &request.chat;
+        assert!(chat.stream && chat.parallel_tool_calls && !chat.mode.thinking);
+        let roles: Vec<Role> = chat.messages.iter().map(|m| m.role).collect();
+        assert_eq!(roles, [Role::System, Role::System, Role::User, Role::User]);
+        assert_eq!(chat.messages[3].joined_text(), "say hi");
+        let names: Vec<&str> = chat.tools.iter().map(|t| t.name.as_str()).collect();
+        assert!(names.contains(&"exec_command") && !names.contains(&"multi_agent_v1"), "{names:?}");
+    }
+
+    /// Codex's second turn of a tool loop: its `exec_command` call and the output.
+    #[test]
+    fn parses_codex_tool_loop() {
+        let request = parsed(include_str!("../../tests/fixtures/codex/exec_tool_loop_turn2.json"));
+        let messages = &request.chat.messages;
+        let Part::ToolCall(call) = &messages[messages.len() - 2].parts[0] else { panic!("a call") };
+        assert_eq!((call.id.as_str(), call.name.as_str()), ("call_1", "exec_command"));
+        assert_eq!(call.arguments["cmd"], "echo MOCK-REPLY: codex said hi");
+        let Part::ToolResult(result) = &messages[messages.len() - 1].parts[0] else { panic!("a result") };
+        assert!(result.call_id == "call_1" && result.content.contains("MOCK-REPLY: codex said hi"));
+    }
+
     #[test]
     fn parses_items_tools_and_flags() {
         let request = parsed(
