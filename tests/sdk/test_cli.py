@@ -1,4 +1,4 @@
-"""Claude Code and Gemini CLI (pinned in tests/cli/package.json) against the server: a one-shot
+"""Claude Code, Gemini CLI and Codex CLI (pinned in tests/cli/package.json) against the server: a one-shot
 prompt prints the answer with one request and no fallback, and an agent loop runs a real tool
 of the CLI's (the server's emulated tool calling, docs/tools.md) and prints the answer.
 
@@ -152,6 +152,60 @@ def test_gemini_cli_prints_the_answer(kimi, tmp_path):
     assert len(requests) == 1 and ":streamGenerateContent" in requests[0] and " 200 " in requests[0], requests
 
 
+def codex(stack, cwd, prompt):
+    """`codex exec` with a scratch CODEX_HOME whose config.toml points at the server (the one
+    README shows), analytics and OpenTelemetry off, no approvals."""
+    home = cwd / "codex-home"
+    home.mkdir(exist_ok=True)
+    (home / "config.toml").write_text(CODEX_CONFIG.replace("URL", stack.url))
+    env = {"CODEX_HOME": str(home), "KIMI_TOKEN": stack.token}
+    return run([str(BIN / "codex"), "exec", "--skip-git-repo-check", prompt], env, cwd)
+
+
+CODEX_CONFIG = """model = "kimi"
+model_provider = "kimi"
+approval_policy = "never"
+sandbox_mode = "danger-full-access"
+
+[model_providers.kimi]
+name = "Kimi"
+base_url = "URL/v1"
+wire_api = "responses"
+env_key = "KIMI_TOKEN"
+
+[analytics]
+enabled = false
+
+[otel]
+exporter = "none"
+"""
+
+
+def test_codex_cli_prints_the_answer(kimi, tmp_path):
+    mark = len(kimi.log)
+    result = codex(kimi, tmp_path, "say hi")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("Hello from the mock Kimi."), result.stdout
+    requests = requests_since(kimi, mark, "/v1/responses")
+    assert len(requests) == 1 and " 200 " in requests[0], requests
+
+
+@pytest.mark.parametrize("kimi", ["web"], indirect=True)
+def test_codex_cli_runs_an_echo_with_its_exec_command_tool(kimi, tmp_path):
+    """Codex 0.169.0 declares its shell as the function `exec_command` (`cmd`, a string; see
+    tests/fixtures/codex/): it runs the model's call, sends the output back as a
+    function_call_output, and prints the answer the output's MOCK-REPLY line scripts."""
+    kimi.script(text=[call_markup("exec_command", cmd="echo MOCK-REPLY: codex said hi")])
+    mark = len(kimi.log)
+    result = codex(kimi, tmp_path, "Say hi from the shell")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("codex said hi"), result.stdout
+    prompt = kimi.stats()["last_prompt"]
+    assert '<tool_result name="exec_command"' in prompt, prompt[-2000:]
+    requests = requests_since(kimi, mark, "/v1/responses", expected=2)
+    assert len(requests) == 2 and all(" 200 " in line for line in requests), requests
+
+
 @pytest.fixture(autouse=True)
 def _clis_installed():
-    assert (BIN / "claude").exists() and (BIN / "gemini").exists(), "run `make cli-deps` (make test does)"
+    assert all((BIN / cli).exists() for cli in ("claude", "gemini", "codex")), "run `make cli-deps` (make test does)"

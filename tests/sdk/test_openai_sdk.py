@@ -259,3 +259,55 @@ def test_web_login_rotates_and_survives_a_restart(short_logins):
     files = list(stack.state_dir.iterdir())
     assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files), files
     assert not any("restart will lose" in line for line in stack.server.startup + restarted.startup)
+
+
+RESPONSES_TOOLS = [{"type": "function", "name": "get_weather", "description": "The weather of a city",
+                    "parameters": WEATHER_SCHEMA}]
+
+
+def test_responses_create(kimi):
+    """`client.responses.create`: the Responses API's typed response, text in `output_text`."""
+    response = client(kimi).responses.create(model="kimi", instructions="be brief", input="hi")
+    assert response.status == "completed" and response.object == "response"
+    assert response.output_text == "Hello from the mock Kimi."
+    assert response.id.startswith("resp_") and response.usage.total_tokens > 0
+    assert kimi.stats()["last_prompt"].startswith("system:be brief")
+    assert settled(kimi)["live_chats"] == []
+
+
+def test_responses_stream_with_reasoning(kimi):
+    """Streamed: typed events in order, the reasoning summary, and the final response."""
+    kimi.script(thinking=["Let me ", "think."], text=["4", "2"])
+    stream = client(kimi).responses.create(model="kimi", input="q", stream=True, reasoning={"effort": "high"})
+    events = list(stream)
+    assert [e.type for e in events[:2]] == ["response.created", "response.in_progress"]
+    assert events[-1].type == "response.completed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    summary = "".join(e.delta for e in events if e.type == "response.reasoning_summary_text.delta")
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert (summary, text) == ("Let me think.", "42")
+    assert events[-1].response.output_text == "42"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+def test_responses_tool_round_trip(kimi, stream):
+    """A `function_call` item out, then it and a `function_call_output` back in: the answer."""
+    kimi.script(text=weather_call_pieces())
+    sdk = client(kimi, max_retries=0)
+
+    def ask(input_items):
+        if not stream:
+            return sdk.responses.create(model="kimi", input=input_items, tools=RESPONSES_TOOLS)
+        with sdk.responses.stream(model="kimi", input=input_items, tools=RESPONSES_TOOLS) as events:
+            return events.get_final_response()
+
+    question = [{"role": "user", "content": "What is the weather in Paris for two days?"}]
+    first = ask(question)
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [("get_weather", WEATHER_ARGS)]
+    assert calls[0].call_id.startswith("call_")
+    second = ask(question + [
+        {"type": "function_call", "call_id": calls[0].call_id, "name": "get_weather", "arguments": calls[0].arguments},
+        {"type": "function_call_output", "call_id": calls[0].call_id, "output": SUNNY_RESULT}])
+    assert second.output_text == SUNNY
+    assert '<tool_result name="get_weather"' in kimi.stats()["last_prompt"]
