@@ -275,7 +275,7 @@ pub fn error_response(error: &chat::Error) -> (u16, Vec<u8>) {
 }
 
 /// One output item of a response, as it ends up in `output`.
-#[derive(Serialize, Clone)]
+#[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum OutputItem {
     Message { id: String, status: &'static str, role: &'static str, content: Vec<TextPart> },
@@ -284,7 +284,7 @@ enum OutputItem {
     CustomToolCall { id: String, status: &'static str, call_id: String, name: String, input: String },
 }
 
-#[derive(Serialize, Clone)]
+#[derive(Serialize)]
 struct TextPart {
     #[serde(rename = "type")]
     kind: &'static str,
@@ -299,7 +299,7 @@ impl TextPart {
     }
 }
 
-#[derive(Serialize, Clone)]
+#[derive(Serialize)]
 struct SummaryPart {
     #[serde(rename = "type")]
     kind: &'static str,
@@ -354,7 +354,6 @@ fn usage(input_tokens: u64, text: u64, reasoning: u64) -> Usage {
 }
 
 /// What every response object repeats of its request.
-#[derive(Clone)]
 struct Echo {
     id: String,
     created_at: u64,
@@ -435,6 +434,11 @@ struct ErrorObject<'a> {
     code: &'static str,
     message: &'a str,
 }
+
+/// The delta and done events of a function call's arguments and of a custom tool call's input.
+const ARGUMENTS: (&str, &str) =
+    ("response.function_call_arguments.delta", "response.function_call_arguments.done");
+const INPUT: (&str, &str) = ("response.custom_tool_call_input.delta", "response.custom_tool_call_input.done");
 
 /// The item being streamed: text and thinking arrive in pieces, calls whole.
 enum Open {
@@ -568,33 +572,16 @@ impl Stream {
     fn tool_call(&mut self, call: &ToolCall, out: &mut Vec<u8>) {
         self.close(out);
         let item = call_item(call, &self.echo.freeform, "completed");
-        let (added, id, body, delta, done, key) = match &item {
-            OutputItem::FunctionCall { id, call_id, name, arguments, .. } => {
-                let added = OutputItem::FunctionCall {
-                    id: id.clone(),
-                    status: "in_progress",
-                    call_id: call_id.clone(),
-                    name: name.clone(),
-                    arguments: String::new(),
-                };
-                let events =
-                    ("response.function_call_arguments.delta", "response.function_call_arguments.done");
-                (added, id.clone(), arguments.clone(), events.0, events.1, "arguments")
+        let (id, body, (delta, done), key) = match &item {
+            OutputItem::FunctionCall { id, arguments, .. } => {
+                (id.clone(), arguments.clone(), ARGUMENTS, "arguments")
             }
-            OutputItem::CustomToolCall { id, call_id, name, input, .. } => {
-                let added = OutputItem::CustomToolCall {
-                    id: id.clone(),
-                    status: "in_progress",
-                    call_id: call_id.clone(),
-                    name: name.clone(),
-                    input: String::new(),
-                };
-                let events =
-                    ("response.custom_tool_call_input.delta", "response.custom_tool_call_input.done");
-                (added, id.clone(), input.clone(), events.0, events.1, "input")
-            }
+            OutputItem::CustomToolCall { id, input, .. } => (id.clone(), input.clone(), INPUT, "input"),
             _ => return,
         };
+        let mut added = json!(item);
+        added["status"] = json!("in_progress");
+        added[key] = json!("");
         self.text_tokens += estimate_tokens(&body);
         let index = self.index();
         self.emit(out, "response.output_item.added", json!({"output_index": index, "item": added}));
