@@ -102,20 +102,24 @@ impl Message {
 
     /// The text parts, one per line.
     pub fn joined_text(&self) -> String {
-        let texts: Vec<&str> = self
-            .parts
-            .iter()
-            .filter_map(|part| match part {
-                Part::Text(text) => Some(text.as_str()),
-                _ => None,
-            })
-            .collect();
-        texts.join("\n")
+        text_of(&self.parts)
     }
 
     pub fn has_attachments(&self) -> bool {
         self.parts.iter().any(|part| matches!(part, Part::Image(_) | Part::File(_)))
     }
+}
+
+/// The text parts among `parts`, one per line.
+pub fn text_of(parts: &[Part]) -> String {
+    let texts: Vec<&str> = parts
+        .iter()
+        .filter_map(|part| match part {
+            Part::Text(text) => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    texts.join("\n")
 }
 
 /// What the model name (and a few request fields) ask of Kimi.

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 
-use crate::chat::{self, Disconnected, Event, Finish, Part, Sink, ToolCall};
+use crate::chat::{self, Disconnected, Event, Finish, Sink, ToolCall};
 
 /// A value of the expected shape, or anything else (null, another type, an unknown block or
 /// part), which reads as absent rather than failing the request: clients send blocks, parts and
@@ -146,18 +146,6 @@ pub fn arguments_of(text: &str) -> Map<String, Value> {
         Err(_) if text.trim().is_empty() => Map::new(),
         Err(_) => Map::from_iter([("input".to_string(), Value::String(text.to_string()))]),
     }
-}
-
-/// The text parts of a message, one per line.
-pub fn texts_of(parts: &[Part]) -> String {
-    let texts: Vec<&str> = parts
-        .iter()
-        .filter_map(|part| match part {
-            Part::Text(text) => Some(text.as_str()),
-            _ => None,
-        })
-        .collect();
-    texts.join("\n")
 }
 
 /// An id unique in this process (`prefix` + time + a counter), for responses and tool calls:

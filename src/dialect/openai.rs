@@ -182,7 +182,7 @@ fn message(index: usize, raw: RawMessage) -> Result<Message, chat::Error> {
         parts.push(Part::ToolCall(ToolCall { id: call.id, name: call.function.name, arguments }));
     }
     if role == Role::Tool {
-        let content = super::texts_of(&parts);
+        let content = chat::text_of(&parts);
         let result = ToolResult { call_id: raw.tool_call_id, name: raw.name, content, is_error: false };
         parts = vec![Part::ToolResult(result)];
     }

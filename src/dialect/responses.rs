@@ -230,7 +230,7 @@ fn call(id: String, name: String, arguments: Map<String, Value>) -> Message {
 fn output_text(output: &Value) -> String {
     match output {
         Value::String(text) => text.clone(),
-        Value::Array(parts) => super::texts_of(&parts.iter().filter_map(content_part).collect::<Vec<_>>()),
+        Value::Array(parts) => chat::text_of(&parts.iter().filter_map(content_part).collect::<Vec<_>>()),
         Value::Null => String::new(),
         other => other.to_string(),
     }
