@@ -18,7 +18,7 @@ RELEASE_FLAGS := --remap-path-prefix=$(CURDIR)=/build --remap-path-prefix=$(HOME
 MAX_BINARY_BYTES := 4000000
 
 .PHONY: bench cli-deps run build test lint source-check unit sdk-test release reproducible image image-test \
-        unit-check deny musl-toolchain clean
+        unit-check deny vendor-check mutants musl-toolchain clean
 
 ## Build the release binary and start the server on :8000.
 run:
@@ -33,7 +33,7 @@ bench: release
 	$(CARGO) bench --locked --bench proxy
 
 ## Everything CI checks.
-test: lint source-check deny unit-check unit image-test reproducible sdk-test
+test: lint source-check vendor-check deny unit-check unit image-test reproducible sdk-test
 
 lint:
 	$(CARGO) fmt --check
@@ -46,6 +46,10 @@ source-check:
 	if [ -n "$$bad" ]; then echo "long line or trailing white space at: $$bad"; exit 1; fi
 	@if git ls-files | grep -q '\(^\|/\)build\.rs$$'; then echo "a build.rs is not allowed"; exit 1; fi
 	@echo "source-check: no long lines, no trailing white space runs, no build script"
+
+## vendor/tiny_http is the published tiny_http 0.12.0 plus vendor/tiny_http.patch, exactly.
+vendor-check:
+	vendor/check.sh
 
 unit:
 	$(CARGO) test
