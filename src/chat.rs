@@ -232,6 +232,8 @@ pub enum ErrorKind {
     Upstream,
     Timeout,
     Internal,
+    /// The client's request body did not arrive in time.
+    RequestTimeout,
 }
 
 impl ErrorKind {
@@ -247,6 +249,7 @@ impl ErrorKind {
             ErrorKind::Upstream => 502,
             ErrorKind::Overloaded => 503,
             ErrorKind::Timeout => 504,
+            ErrorKind::RequestTimeout => 408,
         }
     }
 }

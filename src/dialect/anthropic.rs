@@ -277,6 +277,7 @@ pub fn error_response(error: &chat::Error) -> (u16, Vec<u8>) {
 fn error_kind(kind: ErrorKind) -> (u16, &'static str) {
     match kind {
         ErrorKind::InvalidRequest | ErrorKind::MethodNotAllowed => (kind.status(), "invalid_request_error"),
+        ErrorKind::RequestTimeout => (408, "timeout_error"),
         ErrorKind::Authentication => (401, "authentication_error"),
         ErrorKind::NotFound => (404, "not_found_error"),
         ErrorKind::PayloadTooLarge => (413, "request_too_large"),
@@ -417,7 +418,7 @@ pub struct Stream {
 impl Stream {
     pub fn new(request: &ParsedRequest) -> Self {
         Stream {
-            id: format!("msg_{}", super::unix_now()),
+            id: super::response_id("msg_"),
             model: request.chat.model.clone(),
             input_tokens: request.chat.estimated_prompt_tokens(),
             output_tokens: 0,
@@ -541,7 +542,7 @@ impl Aggregator for Complete {
         content.push(ContentBlock::Text { text: &answer.text });
         let output = estimate_tokens(&answer.text)
             + if answer.thinking.is_empty() { 0 } else { estimate_tokens(&answer.thinking) };
-        let id = format!("msg_{}", super::unix_now());
+        let id = super::response_id("msg_");
         let message = MessageObject {
             id: &id,
             role: "assistant",

@@ -236,7 +236,7 @@ fn status_name(kind: ErrorKind) -> &'static str {
         ErrorKind::MethodNotAllowed => "UNIMPLEMENTED",
         ErrorKind::RateLimited => "RESOURCE_EXHAUSTED",
         ErrorKind::Overloaded => "UNAVAILABLE",
-        ErrorKind::Timeout => "DEADLINE_EXCEEDED",
+        ErrorKind::Timeout | ErrorKind::RequestTimeout => "DEADLINE_EXCEEDED",
         ErrorKind::Upstream | ErrorKind::Internal => "INTERNAL",
     }
 }
@@ -421,7 +421,7 @@ impl Stream {
     pub fn new(request: &ParsedRequest) -> Self {
         Stream {
             model: request.chat.model.clone(),
-            response_id: format!("resp-{}", super::unix_now()),
+            response_id: super::response_id("resp-"),
             include_thoughts: request.include_thoughts,
             framing: Framing { sse: request.sse, started: false },
             prompt_tokens: request.chat.estimated_prompt_tokens(),
@@ -509,7 +509,7 @@ impl Aggregator for Complete {
             candidates: estimate_tokens(text),
             thoughts: if answer.thinking.is_empty() { 0 } else { estimate_tokens(&answer.thinking) },
         };
-        let response_id = format!("resp-{}", super::unix_now());
+        let response_id = super::response_id("resp-");
         let response = Response::new(&parts, &self.model, &response_id)
             .finished(answer.finish, counts.metadata(self.prompt_tokens));
         serde_json::to_vec(&response).unwrap_or_default()

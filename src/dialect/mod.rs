@@ -121,6 +121,14 @@ pub fn answer_of(events: impl IntoIterator<Item = Event>) -> Answer {
     answer
 }
 
+/// A response id no other response of this process has: the time (so ids differ across
+/// restarts), then a process-wide count (so concurrent requests in one second differ too).
+pub fn response_id(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}{}-{n}", unix_now())
+}
+
 /// Seconds since the Unix epoch, for `created` fields.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())

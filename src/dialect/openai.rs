@@ -166,6 +166,7 @@ impl<'a> From<&'a chat::Error> for ErrorBody<'a> {
             ErrorKind::Upstream => ("server_error", "upstream_error"),
             ErrorKind::Timeout => ("server_error", "upstream_timeout"),
             ErrorKind::Internal => ("server_error", "internal_error"),
+            ErrorKind::RequestTimeout => ("invalid_request_error", "request_timeout"),
         };
         ErrorBody { error: ErrorDetail { message: &error.message, kind, param: None, code } }
     }
@@ -254,7 +255,7 @@ pub struct Stream {
 impl Stream {
     pub fn new(request: &ParsedRequest) -> Self {
         Stream {
-            id: format!("chatcmpl-{}", unix_now()),
+            id: super::response_id("chatcmpl-"),
             model: request.chat.model.clone(),
             created: unix_now(),
             include_usage: request.include_usage,
@@ -371,7 +372,7 @@ impl Aggregator for Complete {
             text: if answer.text.is_empty() { 0 } else { estimate_tokens(&answer.text) },
             reasoning: if answer.thinking.is_empty() { 0 } else { estimate_tokens(&answer.thinking) },
         };
-        let fallback_id = format!("chatcmpl-{}", unix_now());
+        let fallback_id = super::response_id("chatcmpl-");
         let completion = Completion {
             id: answer.conversation_id.as_deref().unwrap_or(&fallback_id),
             object: "chat.completion",

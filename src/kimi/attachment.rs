@@ -4,13 +4,25 @@
 //! Fetching a URL on the caller's behalf is a server-side request: only `http`/`https`, only
 //! public addresses (unless the operator allows private ones), bounded in size and time, and
 //! never with Kimi's credentials.
+//!
+//! The address check sits in the fetch agent's resolver ([`Guarded`]): ureq connects only to
+//! the addresses its resolver returned, so every connection is checked, each redirect hop
+//! included, and a name cannot answer one address to a check and another to the connect (DNS
+//! rebinding). The fetch agent uses no proxy (a proxy would connect where the check cannot
+//! see) and follows at most [`MAX_REDIRECTS`] redirects within [`FETCH_TIMEOUT`] in all.
 
-use std::io::Read;
-use std::net::{IpAddr, ToSocketAddrs};
+use std::fmt;
+use std::io::{self, Read};
+use std::net::IpAddr;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use ureq::Agent;
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use super::Error;
 use super::http::{self, Upstream};
@@ -24,6 +36,66 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 
 /// Largest attachment fetched from a URL.
 pub const MAX_FETCH_BYTES: u64 = 50 * 1024 * 1024;
+/// Redirects an attachment fetch follows at most.
+pub const MAX_REDIRECTS: u32 = 3;
+/// The whole fetch of one attachment: every connection, redirect and the body.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A resolver that refuses names with an address `allowed` rejects; with it, every address an
+/// agent connects to has been checked.
+#[derive(Debug)]
+pub struct Guarded<R> {
+    pub inner: R,
+    pub allowed: fn(IpAddr) -> bool,
+}
+
+/// Why a fetch was refused before it connected.
+#[derive(Debug)]
+struct Refused(String);
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "attachment URLs on private or local addresses are refused ({})", self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl<R: Resolver> Resolver for Guarded<R> {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        if addrs.iter().all(|a| (self.allowed)(a.ip())) {
+            return Ok(addrs);
+        }
+        let host = uri.host().unwrap_or_default().to_string();
+        Err(ureq::Error::Io(io::Error::new(io::ErrorKind::PermissionDenied, Refused(host))))
+    }
+}
+
+/// The agent attachment fetches use: public addresses only unless `allow_private`, at most
+/// [`MAX_REDIRECTS`] redirects, [`FETCH_TIMEOUT`] in all, no proxy.
+pub fn fetch_agent(allow_private: bool) -> Agent {
+    let allowed = if allow_private { |_| true } else { is_public };
+    guarded_agent(Guarded { inner: DefaultResolver::default(), allowed })
+}
+
+/// [`fetch_agent`] with the resolver given (tests put a double under the guard).
+pub fn guarded_agent<R: Resolver>(resolver: Guarded<R>) -> Agent {
+    let config = Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(MAX_REDIRECTS)
+        .timeout_global(Some(FETCH_TIMEOUT))
+        .timeout_connect(Some(Duration::from_secs(10)))
+        .proxy(None)
+        .user_agent(http::USER_AGENT)
+        .build();
+    Agent::with_parts(config, DefaultConnector::default(), resolver)
+}
 
 /// An attachment's bytes and what they are.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +117,12 @@ pub struct Fetch<'a> {
     pub upstream: &'a Upstream,
     /// Whether URLs on loopback and private networks may be fetched.
     pub allow_private: bool,
+}
+
+impl Fetch<'_> {
+    fn agent(&self) -> &Agent {
+        self.upstream.fetch_agent(self.allow_private)
+    }
 }
 
 /// The attachments of the newest message (earlier ones were seen in earlier turns, as in the
@@ -163,20 +241,32 @@ fn host_port(url: &str) -> Option<(String, u16)> {
 }
 
 fn download(url: &str, fetch: Fetch<'_>) -> Result<Attachment, Error> {
-    let (host, port) =
-        host_port(url).ok_or_else(|| Error::Rejected("the attachment URL cannot be read".into()))?;
-    if !fetch.allow_private {
-        let addrs: Vec<_> = (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|_| Error::Rejected(format!("cannot resolve the attachment host {host}")))?
-            .collect();
-        if addrs.is_empty() || addrs.iter().any(|a| !is_public(a.ip())) {
-            return Err(Error::Rejected(format!(
-                "attachment URLs on private or local addresses are refused ({host})"
-            )));
+    download_with(fetch.agent(), url)
+}
+
+/// What a failed fetch tells the caller: a refusal of ours, or what went wrong.
+fn fetch_error(error: ureq::Error) -> Error {
+    match error {
+        ureq::Error::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<Refused>()) => {
+            Error::Rejected(e.into_inner().map_or_else(String::new, |inner| inner.to_string()))
         }
+        ureq::Error::TooManyRedirects => {
+            Error::Rejected(format!("the attachment URL redirects more than {MAX_REDIRECTS} times"))
+        }
+        ureq::Error::HostNotFound => Error::Rejected("cannot resolve the attachment host".into()),
+        ureq::Error::Timeout(_) => {
+            Error::Rejected(format!("the attachment did not arrive within {} s", FETCH_TIMEOUT.as_secs()))
+        }
+        ureq::Error::BadUri(_) | ureq::Error::Http(_) => {
+            Error::Rejected("the attachment URL cannot be read".into())
+        }
+        other => Error::Rejected(format!("the attachment could not be fetched: {other}")),
     }
-    let response = fetch.upstream.agent().get(url).call().map_err(http::from_ureq)?;
+}
+
+fn download_with(agent: &Agent, url: &str) -> Result<Attachment, Error> {
+    host_port(url).ok_or_else(|| Error::Rejected("the attachment URL cannot be read".into()))?;
+    let response = agent.get(url).call().map_err(fetch_error)?;
     let status = response.status().as_u16();
     if status != 200 {
         return Err(Error::Rejected(format!("fetching the attachment answered HTTP {status}")));
@@ -190,12 +280,12 @@ fn download(url: &str, fetch: Fetch<'_>) -> Result<Attachment, Error> {
         .trim()
         .to_ascii_lowercase();
     let mut bytes = Vec::new();
-    response
-        .into_body()
-        .into_reader()
-        .take(MAX_FETCH_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| http::from_io(&e))?;
+    response.into_body().into_reader().take(MAX_FETCH_BYTES + 1).read_to_end(&mut bytes).map_err(
+        |e| match e.into_inner().map(|inner| inner.downcast::<ureq::Error>()) {
+            Some(Ok(inner)) => fetch_error(*inner),
+            _ => Error::Rejected("the attachment could not be read to its end".into()),
+        },
+    )?;
     if bytes.len() as u64 > MAX_FETCH_BYTES {
         return Err(Error::Rejected(format!("the attachment is larger than {MAX_FETCH_BYTES} bytes")));
     }

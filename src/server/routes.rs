@@ -1,5 +1,6 @@
 //! Routing and the handlers of each endpoint.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tiny_http::{Method, Request};
@@ -209,9 +210,13 @@ fn models(request: Request, path: &str, one: Option<&str>) -> Outcome {
     Outcome { status: 200, dialect: Some(dialect), backend: Backend::None, chat_id: None }
 }
 
+fn read_body(app: &App, request: &mut Request) -> Result<Vec<u8>, chat::Error> {
+    exchange::read_body(request, app.config.max_body_bytes, app.config.request_timeout)
+}
+
 /// Reads the credential and body every chat endpoint needs.
 fn credential_and_body(app: &App, request: &mut Request) -> Result<(String, Vec<u8>), chat::Error> {
-    let body = exchange::read_body(request, app.config.max_body_bytes)?;
+    let body = read_body(app, request)?;
     let credential = exchange::credential(request).ok_or_else(|| {
         chat::Error::new(ErrorKind::Authentication, "no Kimi token: send it as `Authorization: Bearer TOKEN`")
     })?;
@@ -255,7 +260,7 @@ where
                 stream.finish();
                 200
             }
-            Err(error) => stream.fail(&error.into()),
+            Err(error) => stream.fail(&ended(app, error.into())),
         };
         Outcome { status, dialect: Some(dialect), backend, chat_id }
     } else {
@@ -268,12 +273,21 @@ where
                 200
             }
             Err(error) => {
-                let error = chat::Error::from(error);
+                let error = ended(app, error.into());
                 exchange::respond_error(request, dialect, &error, &[]);
                 dialect.error_response(&error).0
             }
         };
         Outcome { status, dialect: Some(dialect), backend, chat_id: answer.conversation_id }
+    }
+}
+
+/// A request that a shutdown ended says so, whatever its upstream call failed with.
+fn ended(app: &App, error: chat::Error) -> chat::Error {
+    if app.ending.load(Ordering::Acquire) {
+        chat::Error::new(ErrorKind::Overloaded, "the server is shutting down; retry shortly")
+    } else {
+        error
     }
 }
 
@@ -284,7 +298,7 @@ fn count_tokens(
     dialect: Dialect,
     count: impl FnOnce(&[u8]) -> Result<Vec<u8>, chat::Error>,
 ) -> Outcome {
-    match exchange::read_body(&mut request, app.config.max_body_bytes).and_then(|body| count(&body)) {
+    match read_body(app, &mut request).and_then(|body| count(&body)) {
         Ok(body) => {
             exchange::respond_json(request, 200, body);
             Outcome { status: 200, dialect: Some(dialect), backend: Backend::None, chat_id: None }
@@ -333,7 +347,7 @@ fn token_check(app: &App, mut request: Request) -> Outcome {
     struct Body {
         token: String,
     }
-    let parsed = exchange::read_body(&mut request, app.config.max_body_bytes).and_then(|body| {
+    let parsed = read_body(app, &mut request).and_then(|body| {
         serde_json::from_slice::<Body>(&body)
             .map_err(|e| chat::Error::invalid(format!("expected {{\"token\": \"...\"}}: {e}")))
     });
