@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 use super::mock::MockKimi;
 use super::temp_state_dir;
 
-/// The binary `cargo test` built (debug under `cargo test`, as CI runs it).
-pub const BINARY: &str = env!("CARGO_BIN_EXE_kimi-free-api");
+/// The binary `cargo test` built (debug under `cargo test`, as CI runs it), unless
+/// `KIMI_TEST_SERVER` names another (such as the musl release binary).
+pub fn binary() -> String {
+    std::env::var("KIMI_TEST_SERVER").unwrap_or_else(|_| env!("CARGO_BIN_EXE_kimi-free-api").to_string())
+}
 
 pub struct ServerProcess {
     pub child: Child,
@@ -44,7 +47,7 @@ impl ServerProcess {
         }
         args.extend(["--state-dir".to_string(), state_dir.display().to_string()]);
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut child = Command::new(BINARY)
+        let mut child = Command::new(binary())
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -108,10 +111,19 @@ impl ServerProcess {
 
     /// The server's resident memory (VmRSS) in kB.
     pub fn rss_kb(&self) -> u64 {
+        self.status("VmRSS:")
+    }
+
+    /// The server's threads.
+    pub fn threads(&self) -> u64 {
+        self.status("Threads:")
+    }
+
+    fn status(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or(0)
     }
