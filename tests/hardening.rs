@@ -23,6 +23,8 @@ both_backends!(
     at_the_drain_deadline_streams_end_with_the_dialect_error,
     a_second_signal_ends_the_drain_at_once,
     attachment_redirects_past_three_are_a_400_in_every_dialect,
+    a_document_parse_that_says_nothing_is_an_upstream_error,
+    concurrent_answers_have_distinct_ids,
 );
 
 /// The three dialects' streaming requests.
@@ -397,4 +399,56 @@ fn attachment_redirects_past_three_are_a_400_in_every_dialect(kind: Kind) {
         assert_eq!(reply.status, 200, "three redirects are followed: {}", reply.body);
     }
     assert_eq!(h.mock.settled().uploads.len(), 3);
+}
+
+fn a_document_parse_that_says_nothing_is_an_upstream_error(kind: Kind) {
+    let h = Harness::start();
+    h.mock.script(Script { fault: Some(support::Fault::ParseSaysNothing), ..Script::default() });
+    let document = "data:text/plain;base64,Y2hhcHRlciBvbmU=";
+    let body = json!({"model": "kimi", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "summarise"}, {"type": "file", "file": {"file_data": document}}]}]});
+    let reply = support::post_json(&h.url("/v1/chat/completions"), Some(&kind.token()), &body);
+    assert_eq!(reply.status, 502, "not an answer made without the document: {}", reply.body);
+    let message = reply.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("ended without a result") || message.contains("not JSON"), "{message}");
+    assert!(h.mock.settled().live_chats.is_empty());
+}
+
+fn concurrent_answers_have_distinct_ids(kind: Kind) {
+    let h = Harness::start_with(|c| {
+        c.workers = 32;
+        c.queue_depth = 32;
+    });
+    let ids: Vec<String> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let h = &h;
+                // One account each: Kimi streams one answer per account at a time.
+                let token = kind.token_for(&format!("ids-{i}"));
+                scope.spawn(move || {
+                    let token = token.as_str();
+                    let hi = json!([{"role": "user", "content": "hi"}]);
+                    if i % 2 == 0 {
+                        let body = json!({"model": "kimi", "max_tokens": 100, "messages": hi});
+                        let reply =
+                            support::post_with(&h.url("/v1/messages"), &[("x-api-key", token)], &body);
+                        reply.json()["id"].as_str().unwrap_or_else(|| panic!("{}", reply.body)).to_string()
+                    } else {
+                        let body = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]});
+                        let url = h.url("/v1beta/models/kimi:generateContent");
+                        let reply = support::post_with(&url, &[("x-goog-api-key", token)], &body);
+                        reply.json()["responseId"]
+                            .as_str()
+                            .unwrap_or_else(|| panic!("{}", reply.body))
+                            .to_string()
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "ids collide: {ids:?}");
 }
