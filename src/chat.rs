@@ -349,6 +349,10 @@ impl<S: Sink> Sink for CitationText<S> {
 }
 
 #[cfg(test)]
+#[path = "chat_sink_tests.rs"]
+mod sink_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -199,6 +199,7 @@ mod tests {
         assert_eq!(decoder.next_frame(), Err(EnvelopeError::TooLarge(MAX_FRAME_BYTES + 1)));
         let message = EnvelopeError::TooLarge(MAX_FRAME_BYTES + 1).to_string();
         assert!(message.contains(&(MAX_FRAME_BYTES + 1).to_string()), "{message}");
+        assert_eq!(MAX_FRAME_BYTES, 8 << 20, "the documented cap: 8 MiB");
     }
 
     #[test]

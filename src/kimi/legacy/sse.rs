@@ -172,7 +172,8 @@ mod tests {
         decoder.push(b"data: ");
         decoder.push(&vec![b'a'; MAX_EVENT_BYTES + 1]);
         assert_eq!(decoder.next_event(), Err(SseError::TooLarge));
-        assert!(SseError::TooLarge.to_string().contains(&MAX_EVENT_BYTES.to_string()));
+        assert_eq!(SseError::TooLarge.to_string(), "an upstream event exceeds 8388608 bytes");
+        assert_eq!(MAX_EVENT_BYTES, 8 << 20, "the documented cap: 8 MiB");
     }
 
     #[test]
