@@ -65,6 +65,12 @@ const LATENCY_RUNS: usize = 40;
 const BULK_EVENTS: usize = 20_000;
 const BULK_PAD: usize = 200;
 const LEVELS: [usize; 5] = [10, 50, 100, 200, 500];
+/// Bursts measured again with idle keep-alive connections already open to the server.
+const KEEP_ALIVE_LEVELS: [usize; 3] = [10, 100, 500];
+const KEEP_ALIVE_IDLE: usize = 100;
+/// Silent and half-sent sockets held open beside /ping and a chat.
+const STUCK_SILENT: usize = 200;
+const STUCK_HALF: usize = 100;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Backend {
@@ -414,6 +420,58 @@ fn ping(addr: &str) -> bool {
     socket.read_exact(&mut answer).is_ok() && answer.starts_with(b"HTTP/1.1 2")
 }
 
+/// Runs `level` copies of `stream` at once (released together) and returns what each gave.
+fn burst(level: usize, stream: impl Fn() -> Run + Sync) -> Vec<Run> {
+    let barrier = Barrier::new(level);
+    thread::scope(|scope| {
+        let handles: Vec<_> = (0..level)
+            .map(|_| {
+                let (barrier, stream) = (&barrier, &stream);
+                thread::Builder::new()
+                    .stack_size(256 * 1024)
+                    .spawn_scoped(scope, move || {
+                        barrier.wait();
+                        stream()
+                    })
+                    .unwrap()
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// `count` keep-alive connections that each made one request and then stay silent.
+fn open_idle_keep_alive(base: &str, count: usize) -> Vec<TcpStream> {
+    let addr = base.trim_start_matches("http://");
+    (0..count)
+        .filter_map(|_| {
+            let mut socket = TcpStream::connect(addr).ok()?;
+            socket.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            socket.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+            let mut answer = Vec::new();
+            let mut buf = [0u8; 512];
+            while !answer.ends_with(b"pong") {
+                let n = socket.read(&mut buf).ok().filter(|n| *n > 0)?;
+                answer.extend_from_slice(&buf[..n]);
+            }
+            Some(socket)
+        })
+        .collect()
+}
+
+/// Sockets that send nothing, and sockets that sent half a request head.
+fn open_stuck(base: &str, silent: usize, half: usize) -> Vec<TcpStream> {
+    let addr = base.trim_start_matches("http://");
+    let mut sockets: Vec<TcpStream> = (0..silent).filter_map(|_| TcpStream::connect(addr).ok()).collect();
+    for _ in 0..half {
+        if let Ok(mut socket) = TcpStream::connect(addr) {
+            let _ = socket.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Le");
+            sockets.push(socket);
+        }
+    }
+    sockets
+}
+
 fn percentile(values: &mut [u64], p: f64) -> u64 {
     if values.is_empty() {
         return 0;
@@ -623,49 +681,95 @@ fn main() {
     thread::sleep(Duration::from_secs(1));
     let rss_after_bulk = server.rss_kb();
 
-    // (d) concurrency: slow streams started together; (e) peak RSS at each level.
+    // (d) concurrency: slow streams started together on fresh connections, through the server
+    // and directly, at each level; then the same bursts with idle keep-alive connections already
+    // open to the server (each held a tiny_http thread: before the pool fix a burst queued
+    // behind them). (e) peak RSS at each level. Target: TTFT p99 <= 3x direct + 50 ms.
     mock.script(Script { stamp: true, events: 10, delay_ms: 100, ..Script::default() });
+    let (mut levels_met, mut levels) = (0, 0);
     for backend in [Backend::Legacy, Backend::Connect] {
-        for level in LEVELS {
+        let bursts =
+            LEVELS.iter().map(|&n| (n, 0)).chain(KEEP_ALIVE_LEVELS.iter().map(|&n| (n, KEEP_ALIVE_IDLE)));
+        for (level, idle) in bursts {
+            let direct_runs = burst(level, || direct.stream(backend, &user));
+            let idle_sockets = open_idle_keep_alive(&server.base, idle);
             let stop = Arc::new(Mutex::new(false));
             let sampler = sample_peak(server.child.id(), stop.clone());
-            let barrier = Arc::new(Barrier::new(level));
-            let runs: Vec<Run> = thread::scope(|scope| {
-                let handles: Vec<_> = (0..level)
-                    .map(|_| {
-                        let barrier = barrier.clone();
-                        let (server, client) = (&server, &client);
-                        thread::Builder::new()
-                            .stack_size(256 * 1024)
-                            .spawn_scoped(scope, move || {
-                                barrier.wait();
-                                server.stream(backend, client)
-                            })
-                            .unwrap()
-                    })
-                    .collect();
-                handles.into_iter().map(|h| h.join().unwrap()).collect()
-            });
+            let fresh = agent();
+            let runs = burst(level, || server.stream(backend, &fresh));
             *stop.lock().unwrap() = true;
             let peak = sampler.join().unwrap();
-            let completed = runs.iter().filter(|r| r.ok).count();
-            let mut kinds: Vec<String> = runs.iter().filter_map(|r| r.failure.clone()).collect();
-            kinds.sort();
-            kinds.dedup();
-            let mut ttft: Vec<u64> =
-                runs.iter().filter_map(|r| r.ttft).map(|d| d.as_micros() as u64).collect();
-            let mut lat: Vec<u64> = runs.iter().flat_map(|r| r.latencies_us.clone()).collect();
+            drop(idle_sockets);
+            let summary = |runs: &[Run]| {
+                let completed = runs.iter().filter(|r| r.ok).count();
+                let mut kinds: Vec<String> = runs.iter().filter_map(|r| r.failure.clone()).collect();
+                kinds.sort();
+                kinds.dedup();
+                let mut ttft: Vec<u64> =
+                    runs.iter().filter_map(|r| r.ttft).map(|d| d.as_micros() as u64).collect();
+                let mut lat: Vec<u64> = runs.iter().flat_map(|r| r.latencies_us.clone()).collect();
+                let failures =
+                    if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join("; ")) };
+                (completed, failures, percentile(&mut ttft, 99.0), percentile(&mut lat, 99.0))
+            };
+            let (completed, failures, ttft, lat) = summary(&runs);
+            let (d_completed, d_failures, d_ttft, _) = summary(&direct_runs);
+            let limit = 3 * d_ttft + 50_000;
+            let met = completed == level && ttft <= limit;
+            levels += 1;
+            levels_met += usize::from(met);
+            let name = if idle == 0 {
+                format!("{level} streams")
+            } else {
+                format!("{level} streams behind {idle} idle keep-alive connections")
+            };
             line(format!(
-                "| {level} streams: completed/failed, TTFT p99, event p99, peak RSS | {} | {completed}/{}{}, {} ms, {} ms, {:.1} MB | | |",
+                "| {name}: completed/failed, TTFT p99, event p99, peak RSS | {} | {completed}/{}{failures}, {} ms, {} ms, \
+                 {:.1} MB | {d_completed}/{}{d_failures}, {} ms | {} (limit {} ms: {}) |",
                 backend.name(),
                 level - completed,
-                if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join("; ")) },
-                ms(percentile(&mut ttft, 99.0)),
-                ms(percentile(&mut lat, 99.0)),
-                peak as f64 / 1024.0
+                ms(ttft),
+                ms(lat),
+                peak as f64 / 1024.0,
+                level - d_completed,
+                ms(d_ttft),
+                ratio(ttft as f64, d_ttft as f64),
+                ms(limit),
+                if met { "met" } else { "MISSED" },
             ));
         }
     }
+
+    // (g) stuck sockets: /ping and a chat beside silent and half-sent connections, against the
+    // same with none open.
+    let stuck_figures = |stuck: bool| {
+        let sockets = if stuck { open_stuck(&server.base, STUCK_SILENT, STUCK_HALF) } else { Vec::new() };
+        let mut pings: Vec<u64> = (0..50)
+            .map(|_| {
+                let started = Instant::now();
+                assert!(ping(server.base.trim_start_matches("http://")));
+                started.elapsed().as_micros() as u64
+            })
+            .collect();
+        let mut ttfts: Vec<u64> = (0..10)
+            .filter_map(|_| server.stream(Backend::Legacy, &client).ttft)
+            .map(|d| d.as_micros() as u64)
+            .collect();
+        drop(sockets);
+        (percentile(&mut pings, 99.0), percentile(&mut ttfts, 99.0))
+    };
+    let (ping_none, chat_none) = stuck_figures(false);
+    let (ping_stuck, chat_stuck) = stuck_figures(true);
+    line(format!(
+        "| /ping p99, chat TTFT p99 beside {STUCK_SILENT} silent + {STUCK_HALF} half-sent sockets (vs none) | legacy | \
+         {} ms, {} ms | {} ms, {} ms | +{} ms, +{} ms |",
+        ms(ping_stuck),
+        ms(chat_stuck),
+        ms(ping_none),
+        ms(chat_none),
+        ms(ping_stuck.saturating_sub(ping_none)),
+        ms(chat_stuck.saturating_sub(chat_none)),
+    ));
 
     thread::sleep(Duration::from_millis(500));
     let stats = mock.settled();
@@ -675,6 +779,9 @@ fn main() {
         rss_after_bulk as f64 / 1024.0
     ));
     line(format!("| start-up, exec to first 2xx on /ping (median of 5) | - | {} ms | | |", ms(startup)));
+    line(format!(
+        "| concurrency target: TTFT p99 <= 3x direct + 50 ms | both | met at {levels_met} of {levels} levels | | |"
+    ));
     line(format!(
         "| chats created / deleted / leaked | both | {} / {} / {} | | |",
         stats.chats_created,

@@ -299,6 +299,8 @@ pub enum ErrorKind {
     Upstream,
     Timeout,
     Internal,
+    /// The client's request body did not arrive in time.
+    RequestTimeout,
 }
 
 impl ErrorKind {
@@ -314,6 +316,7 @@ impl ErrorKind {
             ErrorKind::Upstream => 502,
             ErrorKind::Overloaded => 503,
             ErrorKind::Timeout => 504,
+            ErrorKind::RequestTimeout => 408,
         }
     }
 }
@@ -411,6 +414,10 @@ impl<S: Sink> Sink for CitationText<S> {
         self.inner.flush()
     }
 }
+
+#[cfg(test)]
+#[path = "chat_sink_tests.rs"]
+mod sink_tests;
 
 #[cfg(test)]
 mod tests {

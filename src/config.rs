@@ -44,6 +44,16 @@ pub struct Config {
     /// Whether attachment URLs on loopback and private networks may be fetched (off: the
     /// server would otherwise be a way into the network it runs in).
     pub allow_private_urls: bool,
+    /// Longest silence from a client: between two requests on a keep-alive connection, or
+    /// inside a request's head (the connection is then closed).
+    pub idle_timeout: Duration,
+    /// Longest time a request body may take to arrive once its head is in (`408` beyond it).
+    pub request_timeout: Duration,
+    /// Longest a write to a client may block (a client that stops reading a stream is
+    /// dropped, its upstream call stopped and its chat deleted).
+    pub write_timeout: Duration,
+    /// On SIGTERM or SIGINT, how long running requests may go on before they are ended.
+    pub drain_timeout: Duration,
 }
 
 impl Default for Config {
@@ -65,6 +75,10 @@ impl Default for Config {
             upstream_timeout: Duration::from_secs(120),
             max_body_bytes: 32 * 1024 * 1024,
             allow_private_urls: false,
+            idle_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -190,6 +204,30 @@ const KNOBS: &[Knob] = &[
         help: "characters of prompt sent inline; a longer history goes as a .txt attachment",
         default: |c| c.max_inline_prompt.to_string(),
     },
+    Knob {
+        flag: "--idle-timeout",
+        env: "IDLE_TIMEOUT",
+        help: "seconds a client may stay silent (between requests, inside a head)",
+        default: |c| c.idle_timeout.as_secs_f64().to_string(),
+    },
+    Knob {
+        flag: "--request-timeout",
+        env: "REQUEST_TIMEOUT",
+        help: "seconds for a request body to arrive, 408 beyond",
+        default: |c| c.request_timeout.as_secs_f64().to_string(),
+    },
+    Knob {
+        flag: "--write-timeout",
+        env: "WRITE_TIMEOUT",
+        help: "seconds a write to a client may block before it is dropped",
+        default: |c| c.write_timeout.as_secs_f64().to_string(),
+    },
+    Knob {
+        flag: "--drain-timeout",
+        env: "DRAIN_TIMEOUT",
+        help: "seconds running requests may finish after SIGTERM/SIGINT",
+        default: |c| c.drain_timeout.as_secs_f64().to_string(),
+    },
 ];
 
 /// What `--help` says of tokens: what a login gives today, and what each kind does.
@@ -226,6 +264,7 @@ impl Config {
     fn set(&mut self, flag: &str, value: &str, origin: &str) -> Result<(), ConfigError> {
         let bad = |what: &str| ConfigError(format!("{origin}: {what}, got {value:?}"));
         let url = |value: &str| base_url(value).ok_or_else(|| bad("expected an http(s) URL"));
+        let bad_seconds = || bad("expected seconds above 0, at most 86400");
         match flag {
             "--host" => self.host = value.to_string(),
             "--port" => self.port = value.parse().map_err(|_| bad("expected a port number"))?,
@@ -260,6 +299,10 @@ impl Config {
                 }
                 self.upstream_timeout = Duration::from_secs_f64(secs);
             }
+            "--idle-timeout" => self.idle_timeout = seconds(value).ok_or_else(bad_seconds)?,
+            "--request-timeout" => self.request_timeout = seconds(value).ok_or_else(bad_seconds)?,
+            "--write-timeout" => self.write_timeout = seconds(value).ok_or_else(bad_seconds)?,
+            "--drain-timeout" => self.drain_timeout = seconds(value).ok_or_else(bad_seconds)?,
             "--allow-private-urls" => {
                 self.allow_private_urls = match value {
                     "true" | "1" | "yes" => true,
@@ -282,6 +325,12 @@ fn region_name(region: RegionChoice) -> &'static str {
         RegionChoice::Cn => "cn",
         RegionChoice::Global => "global",
     }
+}
+
+/// Seconds above 0 and at most a day.
+fn seconds(value: &str) -> Option<Duration> {
+    let secs: f64 = value.parse().ok()?;
+    (secs > 0.0 && secs <= 86_400.0).then(|| Duration::from_secs_f64(secs))
 }
 
 fn positive(value: &str) -> Option<usize> {
@@ -432,6 +481,27 @@ mod tests {
         assert!(queue.ends_with(&format!("[{}]", defaults.queue_depth)), "{queue}");
         let timeout = text.lines().find(|l| l.contains("--upstream-timeout")).unwrap();
         assert!(timeout.ends_with("[120]"), "{timeout}");
+    }
+
+    #[test]
+    fn connection_timeouts() {
+        let env = |name: &str| (name == "IDLE_TIMEOUT").then(|| "5".to_string());
+        let Ok(Command::Serve(config)) =
+            parse(args(&["--request-timeout", "2.5", "--write-timeout=7", "--drain-timeout", "9"]), env)
+        else {
+            panic!()
+        };
+        assert_eq!(config.idle_timeout, Duration::from_secs(5));
+        assert_eq!(config.request_timeout, Duration::from_millis(2500));
+        assert_eq!(config.write_timeout, Duration::from_secs(7));
+        assert_eq!(config.drain_timeout, Duration::from_secs(9));
+        for bad in ["0", "-1", "x", "86401"] {
+            let err = parse(args(&["--idle-timeout", bad]), no_env).unwrap_err();
+            assert!(err.to_string().starts_with("--idle-timeout"), "{err}");
+        }
+        let text = help_text();
+        let drain = text.lines().find(|l| l.contains("--drain-timeout")).unwrap();
+        assert!(drain.contains("DRAIN_TIMEOUT") && drain.ends_with("[30]"), "{drain}");
     }
 
     #[test]

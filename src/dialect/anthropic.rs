@@ -374,6 +374,7 @@ fn error_kind(kind: ErrorKind) -> (u16, &'static str) {
         ErrorKind::InvalidRequest | ErrorKind::MethodNotAllowed | ErrorKind::ContextLength => {
             (kind.status(), "invalid_request_error")
         }
+        ErrorKind::RequestTimeout => (408, "timeout_error"),
         ErrorKind::Authentication => (401, "authentication_error"),
         ErrorKind::NotFound => (404, "not_found_error"),
         ErrorKind::PayloadTooLarge => (413, "request_too_large"),

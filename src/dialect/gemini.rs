@@ -347,7 +347,7 @@ fn status_name(kind: ErrorKind) -> &'static str {
         ErrorKind::MethodNotAllowed => "UNIMPLEMENTED",
         ErrorKind::RateLimited => "RESOURCE_EXHAUSTED",
         ErrorKind::Overloaded => "UNAVAILABLE",
-        ErrorKind::Timeout => "DEADLINE_EXCEEDED",
+        ErrorKind::Timeout | ErrorKind::RequestTimeout => "DEADLINE_EXCEEDED",
         ErrorKind::Upstream | ErrorKind::Internal => "INTERNAL",
     }
 }

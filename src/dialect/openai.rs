@@ -241,6 +241,7 @@ impl<'a> From<&'a chat::Error> for ErrorBody<'a> {
             ErrorKind::Upstream => ("server_error", "upstream_error"),
             ErrorKind::Timeout => ("server_error", "upstream_timeout"),
             ErrorKind::Internal => ("server_error", "internal_error"),
+            ErrorKind::RequestTimeout => ("invalid_request_error", "request_timeout"),
         };
         ErrorBody { error: ErrorDetail { message: &error.message, kind, param: None, code } }
     }

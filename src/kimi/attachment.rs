@@ -4,13 +4,25 @@
 //! Fetching a URL on the caller's behalf is a server-side request: only `http`/`https`, only
 //! public addresses (unless the operator allows private ones), bounded in size and time, and
 //! never with Kimi's credentials.
+//!
+//! The address check sits in the fetch agent's resolver ([`Guarded`]): ureq connects only to
+//! the addresses its resolver returned, so every connection is checked, each redirect hop
+//! included, and a name cannot answer one address to a check and another to the connect (DNS
+//! rebinding). The fetch agent uses no proxy (a proxy would connect where the check cannot
+//! see) and follows at most [`MAX_REDIRECTS`] redirects within [`FETCH_TIMEOUT`] in all.
 
-use std::io::Read;
-use std::net::{IpAddr, ToSocketAddrs};
+use std::fmt;
+use std::io::{self, Read};
+use std::net::IpAddr;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use ureq::Agent;
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use super::Error;
 use super::http::{self, Upstream};
@@ -24,6 +36,66 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 
 /// Largest attachment fetched from a URL.
 pub const MAX_FETCH_BYTES: u64 = 50 * 1024 * 1024;
+/// Redirects an attachment fetch follows at most.
+pub const MAX_REDIRECTS: u32 = 3;
+/// The whole fetch of one attachment: every connection, redirect and the body.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A resolver that refuses names with an address `allowed` rejects; with it, every address an
+/// agent connects to has been checked.
+#[derive(Debug)]
+pub struct Guarded<R> {
+    pub inner: R,
+    pub allowed: fn(IpAddr) -> bool,
+}
+
+/// Why a fetch was refused before it connected.
+#[derive(Debug)]
+struct Refused(String);
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "attachment URLs on private or local addresses are refused ({})", self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl<R: Resolver> Resolver for Guarded<R> {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        if addrs.iter().all(|a| (self.allowed)(a.ip())) {
+            return Ok(addrs);
+        }
+        let host = uri.host().unwrap_or_default().to_string();
+        Err(ureq::Error::Io(io::Error::new(io::ErrorKind::PermissionDenied, Refused(host))))
+    }
+}
+
+/// The agent attachment fetches use: public addresses only unless `allow_private`, at most
+/// [`MAX_REDIRECTS`] redirects, [`FETCH_TIMEOUT`] in all, no proxy.
+pub fn fetch_agent(allow_private: bool) -> Agent {
+    let allowed = if allow_private { |_| true } else { is_public };
+    guarded_agent(Guarded { inner: DefaultResolver::default(), allowed }, FETCH_TIMEOUT)
+}
+
+/// [`fetch_agent`] with the resolver and time bound given (tests put a double under the guard).
+fn guarded_agent<R: Resolver>(resolver: Guarded<R>, timeout: Duration) -> Agent {
+    let config = Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(MAX_REDIRECTS)
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(Duration::from_secs(10)))
+        .proxy(None)
+        .user_agent(http::USER_AGENT)
+        .build();
+    Agent::with_parts(config, DefaultConnector::default(), resolver)
+}
 
 /// An attachment's bytes and what they are.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +117,12 @@ pub struct Fetch<'a> {
     pub upstream: &'a Upstream,
     /// Whether URLs on loopback and private networks may be fetched.
     pub allow_private: bool,
+}
+
+impl Fetch<'_> {
+    fn agent(&self) -> &Agent {
+        self.upstream.fetch_agent(self.allow_private)
+    }
 }
 
 /// The attachments of the newest message (earlier ones were seen in earlier turns, as in the
@@ -172,20 +250,32 @@ fn host_port(url: &str) -> Option<(String, u16)> {
 }
 
 fn download(url: &str, fetch: Fetch<'_>) -> Result<Attachment, Error> {
-    let (host, port) =
-        host_port(url).ok_or_else(|| Error::Rejected("the attachment URL cannot be read".into()))?;
-    if !fetch.allow_private {
-        let addrs: Vec<_> = (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|_| Error::Rejected(format!("cannot resolve the attachment host {host}")))?
-            .collect();
-        if addrs.is_empty() || addrs.iter().any(|a| !is_public(a.ip())) {
-            return Err(Error::Rejected(format!(
-                "attachment URLs on private or local addresses are refused ({host})"
-            )));
+    download_with(fetch.agent(), url)
+}
+
+/// What a failed fetch tells the caller: a refusal of ours, or what went wrong.
+fn fetch_error(error: ureq::Error) -> Error {
+    match error {
+        ureq::Error::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<Refused>()) => {
+            Error::Rejected(e.into_inner().map_or_else(String::new, |inner| inner.to_string()))
         }
+        ureq::Error::TooManyRedirects => {
+            Error::Rejected(format!("the attachment URL redirects more than {MAX_REDIRECTS} times"))
+        }
+        ureq::Error::HostNotFound => Error::Rejected("cannot resolve the attachment host".into()),
+        ureq::Error::Timeout(_) => {
+            Error::Rejected(format!("the attachment did not arrive within {} s", FETCH_TIMEOUT.as_secs()))
+        }
+        ureq::Error::BadUri(_) | ureq::Error::Http(_) => {
+            Error::Rejected("the attachment URL cannot be read".into())
+        }
+        other => Error::Rejected(format!("the attachment could not be fetched: {other}")),
     }
-    let response = fetch.upstream.agent().get(url).call().map_err(http::from_ureq)?;
+}
+
+fn download_with(agent: &Agent, url: &str) -> Result<Attachment, Error> {
+    host_port(url).ok_or_else(|| Error::Rejected("the attachment URL cannot be read".into()))?;
+    let response = agent.get(url).call().map_err(fetch_error)?;
     let status = response.status().as_u16();
     if status != 200 {
         return Err(Error::Rejected(format!("fetching the attachment answered HTTP {status}")));
@@ -199,12 +289,12 @@ fn download(url: &str, fetch: Fetch<'_>) -> Result<Attachment, Error> {
         .trim()
         .to_ascii_lowercase();
     let mut bytes = Vec::new();
-    response
-        .into_body()
-        .into_reader()
-        .take(MAX_FETCH_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| http::from_io(&e))?;
+    response.into_body().into_reader().take(MAX_FETCH_BYTES + 1).read_to_end(&mut bytes).map_err(
+        |e| match e.into_inner().map(|inner| inner.downcast::<ureq::Error>()) {
+            Some(Ok(inner)) => fetch_error(*inner),
+            _ => Error::Rejected("the attachment could not be read to its end".into()),
+        },
+    )?;
     if bytes.len() as u64 > MAX_FETCH_BYTES {
         return Err(Error::Rejected(format!("the attachment is larger than {MAX_FETCH_BYTES} bytes")));
     }
@@ -258,6 +348,188 @@ mod tests {
         for public in ["1.1.1.1", "93.184.216.34", "2606:4700::1111"] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
+    }
+
+    use std::collections::{HashMap, VecDeque};
+    use std::io::Write;
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    /// A loopback HTTP server: `/r/N/then/URL` redirects N more times, then to URL;
+    /// `/file` is a small PNG; `/drip` sends its body a byte a second. Counts connections.
+    struct Site {
+        addr: SocketAddr,
+        hits: Arc<AtomicUsize>,
+    }
+
+    impl Site {
+        fn start(ip: &str) -> Site {
+            let listener = TcpListener::bind((ip, 0)).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let hits = Arc::new(AtomicUsize::new(0));
+            let counter = hits.clone();
+            std::thread::spawn(move || {
+                for stream in listener.incoming().take(64).flatten() {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    std::thread::spawn(move || Site::serve(stream, addr));
+                }
+            });
+            Site { addr, hits }
+        }
+
+        fn serve(mut stream: TcpStream, addr: SocketAddr) {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+                if stream.read(&mut byte).unwrap_or(0) == 0 {
+                    return;
+                }
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head);
+            let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+            let answer = |status: &str, extra: &str, body: &[u8]| {
+                let mut out = format!(
+                    "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {}\r\n{extra}\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                out.extend_from_slice(body);
+                out
+            };
+            let out = if let Some(rest) = path.strip_prefix("/r/") {
+                let (n, then) = rest.split_once("/then/").unwrap();
+                let n: u32 = n.parse().unwrap();
+                let next =
+                    if n == 0 { then.to_string() } else { format!("http://{addr}/r/{}/then/{then}", n - 1) };
+                answer("302 Found", &format!("Location: {next}\r\n"), b"")
+            } else if path == "/file" {
+                answer("200 OK", "Content-Type: image/png\r\n", b"\x89PNG")
+            } else if path == "/drip" {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+                for _ in 0..100 {
+                    if stream.write_all(b"x").is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                return;
+            } else {
+                answer("404 Not Found", "", b"")
+            };
+            let _ = stream.write_all(&out);
+        }
+    }
+
+    /// In these tests 127.0.0.1 plays a public host and every other address a private one.
+    fn only_127_0_0_1(ip: IpAddr) -> bool {
+        ip == IpAddr::from([127, 0, 0, 1])
+    }
+
+    /// A resolver double: each name answers its addresses in turn (the last one stays).
+    #[derive(Debug, Default)]
+    struct Table {
+        answers: Mutex<HashMap<String, VecDeque<IpAddr>>>,
+        asked: AtomicUsize,
+    }
+
+    /// The guard's view of a [`Table`] shared with the test.
+    #[derive(Debug)]
+    struct Double(Arc<Table>);
+
+    impl Resolver for Double {
+        fn resolve(
+            &self,
+            uri: &Uri,
+            config: &ureq::config::Config,
+            timeout: NextTimeout,
+        ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+            self.0.asked.fetch_add(1, Ordering::SeqCst);
+            let host = uri.host().unwrap_or_default().to_string();
+            let mut answers = self.0.answers.lock().unwrap();
+            let Some(list) = answers.get_mut(&host) else {
+                return DefaultResolver::default().resolve(uri, config, timeout);
+            };
+            let ip = if list.len() > 1 { list.pop_front().unwrap() } else { list[0] };
+            let mut out = DefaultResolver::default().empty();
+            out.push(SocketAddr::new(ip, uri.port_u16().unwrap_or(80)));
+            Ok(out)
+        }
+    }
+
+    fn agent_with(table: &Arc<Table>, timeout: Duration) -> Agent {
+        guarded_agent(Guarded { inner: Double(table.clone()), allowed: only_127_0_0_1 }, timeout)
+    }
+
+    fn refused(result: Result<Attachment, Error>) -> String {
+        match result {
+            Err(Error::Rejected(message)) => message,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_redirect_to_a_private_address_is_refused_before_connecting() {
+        let (public, private) = (Site::start("127.0.0.1"), Site::start("127.0.0.2"));
+        let table = Arc::new(Table::default());
+        let agent = agent_with(&table, Duration::from_secs(10));
+        let ok =
+            download_with(&agent, &format!("http://{}/r/1/then/http://{}/file", public.addr, public.addr));
+        assert_eq!(ok.unwrap().bytes, b"\x89PNG", "public hops are followed");
+        let url = format!("http://{}/r/0/then/http://{}/file", public.addr, private.addr);
+        let message = refused(download_with(&agent, &url));
+        assert!(message.contains("private or local addresses are refused (127.0.0.2)"), "{message}");
+        let message = refused(download_with(&agent, &format!("http://{}/file", private.addr)));
+        assert!(message.contains("private or local"), "{message}");
+        assert_eq!(private.hits.load(Ordering::SeqCst), 0, "nothing connected to the private address");
+    }
+
+    #[test]
+    fn a_name_that_rebinds_to_a_private_address_is_refused_at_its_next_connect() {
+        let (public, private) = (Site::start("127.0.0.1"), Site::start("127.0.0.2"));
+        let table = Arc::new(Table::default());
+        // files.test answers the public address once, then the private one (DNS rebinding).
+        let ips: VecDeque<IpAddr> = ["127.0.0.1", "127.0.0.2"].iter().map(|ip| ip.parse().unwrap()).collect();
+        table.answers.lock().unwrap().insert("files.test".into(), ips);
+        let agent = agent_with(&table, Duration::from_secs(10));
+        // The first hop reaches the public server, which redirects to the same name on the
+        // private server's port: that connect resolves again, and is refused.
+        let url = format!(
+            "http://files.test:{}/r/0/then/http://files.test:{}/file",
+            public.addr.port(),
+            private.addr.port()
+        );
+        let message = refused(download_with(&agent, &url));
+        assert!(message.contains("private or local addresses are refused (files.test)"), "{message}");
+        assert_eq!(table.asked.load(Ordering::SeqCst), 2, "every connect asked the guarded resolver");
+        assert_eq!(public.hits.load(Ordering::SeqCst), 1);
+        assert_eq!(private.hits.load(Ordering::SeqCst), 0, "nothing connected to the private address");
+    }
+
+    #[test]
+    fn at_most_three_redirects_are_followed() {
+        let public = Site::start("127.0.0.1");
+        let agent = agent_with(&Arc::new(Table::default()), Duration::from_secs(10));
+        let file = format!("http://{}/file", public.addr);
+        let three = format!("http://{}/r/2/then/{file}", public.addr);
+        assert_eq!(download_with(&agent, &three).unwrap().bytes, b"\x89PNG");
+        let four = format!("http://{}/r/3/then/{file}", public.addr);
+        let message = refused(download_with(&agent, &four));
+        assert!(message.contains("redirects more than 3 times"), "{message}");
+        assert_eq!(MAX_REDIRECTS, 3);
+    }
+
+    #[test]
+    fn the_whole_fetch_is_bounded_in_time() {
+        let public = Site::start("127.0.0.1");
+        let agent = agent_with(&Arc::new(Table::default()), Duration::from_secs(2));
+        let started = Instant::now();
+        let message = refused(download_with(&agent, &format!("http://{}/drip", public.addr)));
+        assert!(message.contains("did not arrive") || message.contains("could not"), "{message}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+        assert_eq!(FETCH_TIMEOUT, Duration::from_secs(30));
     }
 
     #[test]

@@ -10,6 +10,9 @@ use ureq::http::Response;
 
 use super::Error;
 
+/// Longest a chat deletion may take.
+pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Largest non-streamed upstream body read (token refresh, user, chat creation...).
 const MAX_JSON_BODY: u64 = 1024 * 1024;
 
@@ -19,31 +22,61 @@ pub const USER_AGENT: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWeb
 
 pub struct Upstream {
     agent: Agent,
+    /// Deletes chats: the one agent [`Upstream::interrupt`] leaves working.
+    cleanup: Agent,
+    /// Attachment fetches: public addresses only, and any address (`--allow-private-urls`).
+    fetch_public: Agent,
+    fetch_any: Agent,
 }
 
 impl Upstream {
     /// `timeout` bounds both the wait for response headers and every silence while a body
     /// streams; the total length of a stream is not bounded (research answers run minutes).
     pub fn new(timeout: Duration) -> Self {
-        let config = Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_recv_response(Some(timeout))
-            .timeout_per_read(Some(timeout))
-            .user_agent(USER_AGENT)
-            // Buffers sized for hundreds of concurrent streams rather than for bulk downloads
-            // (ureq's default is 128 KiB each way per connection). The output buffer must hold
-            // a request head (a kimi-auth JWT appears twice), the input one a response head.
-            .input_buffer_size(8 * 1024)
-            .output_buffer_size(8 * 1024)
-            .max_response_header_size(8 * 1024)
-            .max_idle_connections_per_host(32)
-            .build();
-        Upstream { agent: config.new_agent() }
+        let builder = || {
+            Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_connect(Some(Duration::from_secs(10)))
+                .timeout_recv_response(Some(timeout))
+                .timeout_per_read(Some(timeout))
+                .user_agent(USER_AGENT)
+                // Buffers sized for hundreds of concurrent streams rather than for bulk downloads
+                // (ureq's default is 128 KiB each way per connection). The output buffer must hold
+                // a request head (a kimi-auth JWT appears twice), the input one a response head.
+                .input_buffer_size(8 * 1024)
+                .output_buffer_size(8 * 1024)
+                .max_response_header_size(8 * 1024)
+                .max_idle_connections_per_host(32)
+        };
+        Upstream {
+            agent: builder().build().new_agent(),
+            // A deletion is small: it need not wait long, and it bounds how long a shutdown
+            // waits for the chats of interrupted requests.
+            cleanup: builder().timeout_global(Some(CLEANUP_TIMEOUT)).build().new_agent(),
+            fetch_public: super::attachment::fetch_agent(false),
+            fetch_any: super::attachment::fetch_agent(true),
+        }
     }
 
     pub fn agent(&self) -> &Agent {
         &self.agent
+    }
+
+    /// The agent that deletes chats (it still works after [`Upstream::interrupt`]).
+    pub fn cleanup(&self) -> &Agent {
+        &self.cleanup
+    }
+
+    pub fn fetch_agent(&self, allow_private: bool) -> &Agent {
+        if allow_private { &self.fetch_any } else { &self.fetch_public }
+    }
+
+    /// Ends every upstream call in flight at once (a blocked read fails) and refuses new ones,
+    /// except chat deletions: at shutdown, so the chats of interrupted requests are deleted.
+    pub fn interrupt(&self) {
+        for agent in [&self.agent, &self.fetch_public, &self.fetch_any] {
+            agent.clone().shutdown();
+        }
     }
 }
 

@@ -294,6 +294,12 @@ impl Kimi {
         }
     }
 
+    /// Ends every upstream call in flight (at shutdown, after the drain deadline): each request
+    /// fails at once and its chat is still deleted.
+    pub fn interrupt(&self) {
+        self.upstream.interrupt();
+    }
+
     /// Chats that were to be deleted, were deleted, and could not be, since the start.
     pub fn chat_counts(&self) -> (u64, u64, u64) {
         let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);

@@ -201,6 +201,62 @@ mod tests {
     }
 
     #[test]
+    fn kind_names_for_logs() {
+        let who =
+            ConnectIdentity { user_id: String::new(), device_id: String::new(), session_id: String::new() };
+        let names = [
+            (TokenKind::LegacyRefresh, "legacy refresh_token"),
+            (TokenKind::KimiAuth(who.clone()), "kimi-auth"),
+            (TokenKind::WebAccess { identity: who, expires: 0 }, "web access_token"),
+            (TokenKind::WebRefresh, "web refresh_token"),
+            (TokenKind::Unknown, "unknown"),
+        ];
+        for (kind, name) in names {
+            assert_eq!(kind.name(), name);
+        }
+    }
+
+    #[test]
+    fn only_three_dotted_parts_starting_eyj_look_like_a_jwt() {
+        assert_eq!(kind("eyJhbGciOiJIUzI1NiJ9.e30", NOW).unwrap(), TokenKind::Unknown);
+        assert_eq!(kind("abc.def.ghi", NOW).unwrap(), TokenKind::Unknown);
+        assert!(kind("eyJhbGciOiJIUzI1NiJ9.!!!.c2ln", NOW).is_err(), "a JWT whose payload cannot be read");
+    }
+
+    #[test]
+    fn regions_and_the_long_lived_bound() {
+        assert_eq!(Claims::of(&jwt(r#"{"region":"cn"}"#)).unwrap().region(), Some(Region::Cn));
+        assert_eq!(Claims::of(&jwt(r#"{"region":"overseas"}"#)).unwrap().region(), Some(Region::Global));
+        assert_eq!(Claims::of(&jwt(r#"{"region":"mars"}"#)).unwrap().region(), None);
+        // Exactly an hour between iat and exp is short-lived; a second more is long-lived.
+        let hour = jwt(&format!(r#"{{"typ":"access","iat":{NOW},"exp":{}}}"#, NOW + 3600));
+        assert!(matches!(kind(&hour, NOW).unwrap(), TokenKind::WebAccess { .. }));
+        let longer = jwt(&format!(r#"{{"typ":"access","iat":{NOW},"exp":{}}}"#, NOW + 3601));
+        assert!(matches!(kind(&longer, NOW).unwrap(), TokenKind::KimiAuth(_)));
+    }
+
+    #[test]
+    fn a_session_id_alone_marks_a_web_refresh_token() {
+        let token = jwt(&format!(r#"{{"typ":"refresh","ssid":"s1","iat":{NOW},"exp":{}}}"#, NOW + 86_400));
+        assert_eq!(kind(&token, NOW).unwrap(), TokenKind::WebRefresh);
+        let token =
+            jwt(&format!(r#"{{"typ":"refresh","device_id":"7","iat":{NOW},"exp":{}}}"#, NOW + 86_400));
+        assert_eq!(kind(&token, NOW).unwrap(), TokenKind::WebRefresh);
+    }
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_868_799), "2000-02-29 23:59:59 UTC");
+        assert_eq!(utc(1_795_000_000), "2026-11-18 11:06:40 UTC");
+        // Century days: 2100 is not a leap year, 2400 is (the last day of a 400-year era).
+        assert_eq!(utc(4_107_542_399), "2100-02-28 23:59:59 UTC");
+        assert_eq!(utc(4_107_542_400), "2100-03-01 00:00:00 UTC");
+        assert_eq!(utc(13_574_606_400), "2400-02-29 12:00:00 UTC");
+        assert_eq!(utc(13_574_649_600), "2400-03-01 00:00:00 UTC");
+    }
+
+    #[test]
     fn reads_claims() {
         let token = jwt(r#"{"typ":"access","exp":1700000000}"#);
         assert_eq!(claim_u64(&token, "exp"), Some(1_700_000_000));
@@ -289,6 +345,11 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
         assert_eq!(utc(1_795_000_000), "2026-11-18 11:06:40 UTC");
+        // Century days: 2100 is not a leap year, 2400 is (the last day of a 400-year era).
+        assert_eq!(utc(4_107_542_399), "2100-02-28 23:59:59 UTC");
+        assert_eq!(utc(4_107_542_400), "2100-03-01 00:00:00 UTC");
+        assert_eq!(utc(13_574_606_400), "2400-02-29 12:00:00 UTC");
+        assert_eq!(utc(13_574_649_600), "2400-03-01 00:00:00 UTC");
         assert_eq!(utc(4_102_444_799), "2099-12-31 23:59:59 UTC");
     }
 

@@ -6,6 +6,7 @@
 //! which would turn a token-by-token stream into lumps.
 
 use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
 
 use tiny_http::{Header, Request, Response};
 
@@ -46,23 +47,48 @@ pub fn respond_error(request: Request, dialect: Dialect, error: &chat::Error, ex
         ErrorKind::RateLimited | ErrorKind::Overloaded => &[("Retry-After", "1")],
         _ => &[],
     };
-    let headers: Vec<(&str, &str)> = extra.iter().chain(retry).copied().collect();
+    // A body that did not arrive leaves the connection mid-request: it cannot carry another.
+    let close: &[(&str, &str)] =
+        if error.kind == ErrorKind::RequestTimeout { &[("Connection", "close")] } else { &[] };
+    let headers: Vec<(&str, &str)> = extra.iter().chain(retry).chain(close).copied().collect();
     respond(request, status, "application/json", body, &headers);
 }
 
-/// Reads the whole body, refusing more than `limit` bytes.
-pub fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, chat::Error> {
+/// Reads the whole body, refusing more than `limit` bytes and a body that has not arrived
+/// within `timeout` (checked as it arrives; a client that goes silent is cut by the socket's
+/// read timeout, `--idle-timeout`).
+pub fn read_body(request: &mut Request, limit: usize, timeout: Duration) -> Result<Vec<u8>, chat::Error> {
     let too_large =
         || chat::Error::new(ErrorKind::PayloadTooLarge, format!("the request body exceeds {limit} bytes"));
+    let too_slow = || {
+        let secs = timeout.as_secs_f64();
+        chat::Error::new(
+            ErrorKind::RequestTimeout,
+            format!("the request body did not arrive within {secs} s"),
+        )
+    };
     if request.body_length().is_some_and(|len| len > limit) {
         return Err(too_large());
     }
+    let started = Instant::now();
     let mut body = Vec::new();
-    request
-        .as_reader()
-        .take(limit as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| chat::Error::invalid(format!("could not read the request body: {e}")))?;
+    let mut reader = request.as_reader().take(limit as u64 + 1);
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(too_slow());
+            }
+            Err(e) => return Err(chat::Error::invalid(format!("could not read the request body: {e}"))),
+        };
+        body.extend_from_slice(&buf[..n]);
+        if started.elapsed() > timeout {
+            return Err(too_slow());
+        }
+    }
     if body.len() > limit {
         return Err(too_large());
     }

@@ -9,19 +9,31 @@
 //! request arrives and none is idle, and a worker idle for a minute exits (a few stay). A long
 //! stream holds its worker for its whole life, so the bound must be high (hundreds), and an
 //! idle server should not pay for hundreds of threads it is not using.
+//!
+//! Every accepted socket has a read timeout (`--idle-timeout`) and a write timeout
+//! (`--write-timeout`), set once on the listening socket: on Linux an accepted socket inherits
+//! both. A silent connection is then closed by tiny_http, a body that stops arriving gets 408,
+//! and a client that stops reading a stream fails the next write, which stops the upstream
+//! read and deletes the chat.
+//!
+//! [`RunningServer::drain`] is the graceful stop: the listening socket is shut down (the port
+//! closes at once), requests still arriving on open connections get 503, running requests
+//! may finish until the deadline, then every upstream call is interrupted: each request ends
+//! with its dialect's error, and its chat is deleted.
 
 mod exchange;
 mod routes;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::chat;
 use crate::config::Config;
@@ -35,6 +47,9 @@ const WORKER_STACK: usize = 256 * 1024;
 const MIN_WORKERS: usize = 2;
 /// How long an extra worker waits for work before it exits.
 const IDLE_EXIT: Duration = Duration::from_secs(60);
+/// After the drain deadline, how long interrupted requests have to answer their clients and
+/// delete their chats (a deletion is bounded by `kimi::http::CLEANUP_TIMEOUT`, 10 s).
+pub const END_GRACE: Duration = Duration::from_secs(15);
 
 /// What every request handler shares.
 struct App {
@@ -43,6 +58,8 @@ struct App {
     /// The address the listener is bound to (the configured port may be 0).
     addr: SocketAddr,
     kimi: Kimi,
+    /// Set when the drain deadline passed and running requests are being ended.
+    ending: AtomicBool,
 }
 
 /// A server that is running; dropping it stops the listener and lets the workers finish.
@@ -50,6 +67,19 @@ pub struct RunningServer {
     http: Arc<tiny_http::Server>,
     addr: SocketAddr,
     listener: Option<JoinHandle<()>>,
+    /// Another descriptor of the listening socket: shutting it down closes the port.
+    socket: TcpStream,
+    pool: Arc<Pool>,
+}
+
+/// How a drain went: requests that finished by themselves, and those ended at the deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    pub finished: usize,
+    pub ended: usize,
+    /// Requests still running when the server gave up waiting (0 unless a client or Kimi
+    /// held a request past [`END_GRACE`]).
+    pub abandoned: usize,
 }
 
 impl RunningServer {
@@ -64,17 +94,56 @@ impl RunningServer {
             let _ = listener.join();
         }
     }
+
+    /// Requests accepted and not yet finished.
+    pub fn in_flight(&self) -> usize {
+        self.pool.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Stops the server gracefully (SIGTERM, SIGINT): the port closes at once; running
+    /// requests may finish until `deadline` passes or `hurry` receives (a second signal); then
+    /// every upstream call is interrupted, so each request left ends with its dialect's error
+    /// and its chat is deleted. Returns when no request runs (waiting [`END_GRACE`] at most).
+    pub fn drain(&self, deadline: Duration, hurry: &Receiver<()>) -> Drained {
+        self.pool.draining.store(true, Ordering::Release);
+        let _ = self.socket.shutdown(Shutdown::Both);
+        let running = self.in_flight();
+        self.pool.wait_idle(Instant::now() + deadline, Some(hurry));
+        let left = self.in_flight();
+        if left > 0 {
+            self.pool.app.ending.store(true, Ordering::Release);
+            self.pool.app.kimi.interrupt();
+            self.pool.wait_idle(Instant::now() + END_GRACE, None);
+        }
+        Drained { finished: running.saturating_sub(left), ended: left, abandoned: self.in_flight() }
+    }
 }
 
 impl Drop for RunningServer {
     fn drop(&mut self) {
+        self.pool.stopped.store(true, Ordering::Release);
+        let _ = self.socket.shutdown(Shutdown::Both);
         self.http.unblock();
     }
 }
 
+/// Binds the listening socket with the timeouts every accepted socket inherits, and returns
+/// it with a second descriptor of it (to close the port later).
+fn listen(config: &Config) -> io::Result<(TcpListener, TcpStream)> {
+    let listener = TcpListener::bind((config.host.as_str(), config.port))?;
+    // std sets SO_RCVTIMEO and SO_SNDTIMEO only through a TcpStream; they are options of the
+    // socket, which the descriptor names whatever type holds it (no unsafe code needed).
+    let socket = TcpStream::from(OwnedFd::from(listener));
+    socket.set_read_timeout(Some(config.idle_timeout))?;
+    socket.set_write_timeout(Some(config.write_timeout))?;
+    let handle = socket.try_clone()?;
+    Ok((TcpListener::from(OwnedFd::from(socket)), handle))
+}
+
 /// Binds the configured address and starts the listener and the workers.
 pub fn start(config: Config) -> io::Result<RunningServer> {
-    let http = tiny_http::Server::http((config.host.as_str(), config.port)).map_err(io::Error::other)?;
+    let (listener, socket) = listen(&config)?;
+    let http = tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?;
     let addr = http.server_addr().to_ip().ok_or_else(|| io::Error::other("not an IP listener"))?;
     let http = Arc::new(http);
     let (sender, receiver) = crossbeam_channel::bounded(config.queue_depth);
@@ -84,37 +153,48 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
         eprintln!("kimi-free-api: {problem}");
     }
     let pool = Arc::new(Pool {
-        app: App { kimi, addr, tools, config },
+        app: App { kimi, addr, tools, config, ending: AtomicBool::new(false) },
         receiver,
         started: AtomicUsize::new(0),
         in_flight: AtomicUsize::new(0),
+        draining: AtomicBool::new(false),
+        stopped: AtomicBool::new(false),
     });
     for _ in 0..MIN_WORKERS.min(pool.app.config.workers) {
         pool.grow()?;
     }
     let listener_http = http.clone();
+    let listener_pool = pool.clone();
     let listener = thread::Builder::new().name("listener".into()).spawn(move || {
-        while let Ok(request) = listener_http.recv() {
-            // Every request accepted and not yet finished has a worker of its own (up to the
-            // bound, past which requests wait in the queue).
-            let in_flight = pool.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
-            if in_flight > pool.started.load(Ordering::Acquire) {
-                let _ = pool.grow();
-            }
-            match sender.try_send(request) {
-                Ok(()) => {}
-                Err(TrySendError::Full(request)) => {
-                    pool.in_flight.fetch_sub(1, Ordering::AcqRel);
-                    let error =
-                        chat::Error::new(chat::ErrorKind::Overloaded, "the server is busy; retry shortly");
-                    let dialect = routes::dialect_for_path(request.url());
-                    exchange::respond_error(request, dialect, &error, &[]);
+        let pool = listener_pool;
+        loop {
+            match listener_http.recv() {
+                Ok(request) if pool.draining.load(Ordering::Acquire) => refuse_while_draining(request),
+                Ok(request) => {
+                    if !pool.dispatch(request, &sender) {
+                        break;
+                    }
                 }
-                Err(TrySendError::Disconnected(_)) => break,
+                // The accept thread ended as the port closed for a drain; requests still
+                // arrive on connections that were open.
+                Err(_) if pool.draining.load(Ordering::Acquire) && !pool.stopped.load(Ordering::Acquire) => {}
+                Err(error) => {
+                    if !pool.stopped.load(Ordering::Acquire) {
+                        eprintln!("kimi-free-api: the listener stopped: {error}");
+                    }
+                    break;
+                }
             }
         }
     })?;
-    Ok(RunningServer { http, addr, listener: Some(listener) })
+    Ok(RunningServer { http, addr, listener: Some(listener), socket, pool })
+}
+
+/// A request that arrives on an open connection once a drain began.
+fn refuse_while_draining(request: tiny_http::Request) {
+    let error = chat::Error::new(chat::ErrorKind::Overloaded, "the server is shutting down; retry shortly");
+    let dialect = routes::dialect_for_path(request.url());
+    exchange::respond_error(request, dialect, &error, &[("Connection", "close")]);
 }
 
 /// The part of the configuration the Kimi side needs.
@@ -150,9 +230,56 @@ struct Pool {
     started: AtomicUsize,
     /// Requests queued or being served.
     in_flight: AtomicUsize,
+    /// A drain began: the port is closed and new requests are refused.
+    draining: AtomicBool,
+    /// The server was dropped.
+    stopped: AtomicBool,
 }
 
 impl Pool {
+    /// Hands a request to a worker, or answers 503 when the queue is full; false when the
+    /// workers are gone.
+    fn dispatch(self: &Arc<Self>, request: tiny_http::Request, sender: &Sender<tiny_http::Request>) -> bool {
+        // Every request accepted and not yet finished has a worker of its own (up to the
+        // bound, past which requests wait in the queue).
+        let in_flight = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        if in_flight > self.started.load(Ordering::Acquire) {
+            let _ = self.grow();
+        }
+        match sender.try_send(request) {
+            Ok(()) => true,
+            Err(TrySendError::Full(request)) => {
+                self.in_flight.fetch_sub(1, Ordering::AcqRel);
+                let error =
+                    chat::Error::new(chat::ErrorKind::Overloaded, "the server is busy; retry shortly");
+                let dialect = routes::dialect_for_path(request.url());
+                exchange::respond_error(request, dialect, &error, &[]);
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// Waits until no request runs, `until` passes, or `hurry` receives.
+    fn wait_idle(&self, until: Instant, hurry: Option<&Receiver<()>>) {
+        const TICK: Duration = Duration::from_millis(10);
+        while self.in_flight.load(Ordering::Acquire) > 0 {
+            let now = Instant::now();
+            if now >= until {
+                return;
+            }
+            let tick = TICK.min(until - now);
+            match hurry {
+                Some(hurry) => match hurry.recv_timeout(tick) {
+                    Ok(()) => return,
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => thread::sleep(tick),
+                },
+                None => thread::sleep(tick),
+            }
+        }
+    }
+
     /// Starts one more worker unless the pool is at its bound.
     fn grow(self: &Arc<Self>) -> io::Result<()> {
         let bound = self.app.config.workers;

@@ -1,5 +1,6 @@
 //! Routing and the handlers of each endpoint.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tiny_http::{Method, Request};
@@ -217,9 +218,13 @@ fn models(request: Request, path: &str, one: Option<&str>) -> Outcome {
     Outcome { status: 200, dialect: Some(dialect), backend: Backend::None, chat_id: None }
 }
 
+fn read_body(app: &App, request: &mut Request) -> Result<Vec<u8>, chat::Error> {
+    exchange::read_body(request, app.config.max_body_bytes, app.config.request_timeout)
+}
+
 /// Reads the credential and body every chat endpoint needs.
 fn credential_and_body(app: &App, request: &mut Request) -> Result<(String, Vec<u8>), chat::Error> {
-    let body = exchange::read_body(request, app.config.max_body_bytes)?;
+    let body = read_body(app, request)?;
     let credential = exchange::credential(request).ok_or_else(|| {
         chat::Error::new(ErrorKind::Authentication, "no Kimi token: send it as `Authorization: Bearer TOKEN`")
     })?;
@@ -268,7 +273,7 @@ where
                 stream.finish();
                 200
             }
-            Err(error) => stream.fail(&error.into()),
+            Err(error) => stream.fail(&ended(app, error.into())),
         };
         Outcome { status, dialect: Some(dialect), backend, chat_id }
     } else {
@@ -284,7 +289,7 @@ where
                 200
             }
             Err(error) => {
-                let error = chat::Error::from(error);
+                let error = ended(app, error.into());
                 exchange::respond_error(request, dialect, &error, &[]);
                 dialect.error_response(&error).0
             }
@@ -304,6 +309,15 @@ fn ended_by_tool_calls<S: chat::Sink>(
     }
 }
 
+/// A request that a shutdown ended says so, whatever its upstream call failed with.
+fn ended(app: &App, error: chat::Error) -> chat::Error {
+    if app.ending.load(Ordering::Acquire) {
+        chat::Error::new(ErrorKind::Overloaded, "the server is shutting down; retry shortly")
+    } else {
+        error
+    }
+}
+
 /// `count_tokens` / `countTokens`: an estimate from the parsed request; Kimi is not asked.
 fn count_tokens(
     app: &App,
@@ -311,7 +325,7 @@ fn count_tokens(
     dialect: Dialect,
     count: impl FnOnce(&[u8]) -> Result<Vec<u8>, chat::Error>,
 ) -> Outcome {
-    match exchange::read_body(&mut request, app.config.max_body_bytes).and_then(|body| count(&body)) {
+    match read_body(app, &mut request).and_then(|body| count(&body)) {
         Ok(body) => {
             exchange::respond_json(request, 200, body);
             Outcome { status: 200, dialect: Some(dialect), backend: Backend::None, chat_id: None }
@@ -360,7 +374,7 @@ fn token_check(app: &App, mut request: Request) -> Outcome {
     struct Body {
         token: String,
     }
-    let parsed = exchange::read_body(&mut request, app.config.max_body_bytes).and_then(|body| {
+    let parsed = read_body(app, &mut request).and_then(|body| {
         serde_json::from_slice::<Body>(&body)
             .map_err(|e| chat::Error::invalid(format!("expected {{\"token\": \"...\"}}: {e}")))
     });

@@ -107,6 +107,9 @@ pub enum Fault {
     Stall { after: usize, ms: u64 },
     /// Connect: `done`, then an end-of-stream error with this code.
     ErrorAfterDone { code: String },
+    /// A document's parse progress says nothing: the legacy progress stream ends without a
+    /// status, and Connect's progress call answers 200 with a body that is not JSON.
+    ParseSaysNothing,
 }
 
 /// What the mock saw.
@@ -431,9 +434,12 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
             )
         }
         ("POST", "/api/file/parse_process") => {
+            let silent = state.lock().unwrap().script.fault == Some(Fault::ParseSaysNothing);
             let Ok(mut out) = Chunked::open(request) else { return Flow::Close };
             let _ = out.chunk(b"data: {\"event\":\"resp\",\"file_info\":{\"status\":\"parsing\"}}\n\n");
-            let _ = out.chunk(b"data: {\"event\":\"resp\",\"file_info\":{\"status\":\"parsed\"}}\n\n");
+            if !silent {
+                let _ = out.chunk(b"data: {\"event\":\"resp\",\"file_info\":{\"status\":\"parsed\"}}\n\n");
+            }
             out.end()
         }
         ("POST", "/apiv2-files/file/upload") => {
@@ -466,7 +472,18 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
             let id = body["file_ids"][0].as_str().unwrap_or_default().to_string();
             let mut st = state.lock().unwrap();
             let first = st.chats.insert(format!("poll-{id}"), 0).is_none();
+            let silent = st.script.fault == Some(Fault::ParseSaysNothing);
             drop(st);
+            if silent {
+                let mut request = request;
+                let page = "<html>gateway</html>";
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n",
+                    page.len()
+                );
+                let _ = request.stream.write_all(format!("{head}{page}").as_bytes());
+                return Flow::KeepAlive;
+            }
             let status = if first { "PROCESS_STATUS_PARSING" } else { "PROCESS_STATUS_SUCCESS" };
             json_response(request, 200, json!({"progresses": [{"status": status}]}))
         }

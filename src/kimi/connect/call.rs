@@ -45,7 +45,19 @@ pub(super) fn unary(
     method: &str,
     body: &Value,
 ) -> Result<Value, Error> {
-    let builder: RequestBuilder<WithBody> = ctx.upstream.agent().post(format!("{}/{method}", ctx.base));
+    unary_on(ctx.upstream.agent(), ctx, token, who, method, body)
+}
+
+/// [`unary`] on the given agent (chat deletions use the one that survives a shutdown).
+pub(super) fn unary_on(
+    agent: &ureq::Agent,
+    ctx: Context<'_>,
+    token: &str,
+    who: &ConnectIdentity,
+    method: &str,
+    body: &Value,
+) -> Result<Value, Error> {
+    let builder: RequestBuilder<WithBody> = agent.post(format!("{}/{method}", ctx.base));
     let response = signed(builder, ctx, token, who)
         .header("Content-Type", "application/json")
         .send(body.to_string().as_bytes())
@@ -53,7 +65,9 @@ pub(super) fn unary(
     let status = response.status().as_u16();
     let body = http::read_small(response)?;
     if status == 200 {
-        Ok(serde_json::from_slice(&body).unwrap_or_default())
+        serde_json::from_slice(&body).map_err(|e| {
+            Error::Upstream(format!("Kimi answered {method} with something that is not JSON: {e}"))
+        })
     } else {
         Err(http::error_from_body(status, &body))
     }

@@ -10,7 +10,7 @@ use ureq::RequestBuilder;
 use ureq::typestate::WithBody;
 
 use super::Context;
-use super::call::{signed, unary};
+use super::call::{signed, unary_on};
 use super::envelope::{self, Decoder};
 use super::event::{self, CitationMarkers, ConnectEvent};
 use super::upload::upload;
@@ -202,7 +202,8 @@ impl<'a> ChatStream<'a> {
                 let (ctx, token, who) = (self.ctx, self.token, self.who);
                 let delete = move |chat_id: &str| {
                     let body = json!({"chat_id": chat_id});
-                    unary(ctx, token, who, "apiv2/kimi.chat.v1.ChatService/DeleteChat", &body).map(drop)
+                    let method = "apiv2/kimi.chat.v1.ChatService/DeleteChat";
+                    unary_on(ctx.upstream.cleanup(), ctx, token, who, method, &body).map(drop)
                 };
                 self.guard = Some(ChatGuard::new(id.clone(), self.keep, ctx.chats, delete));
                 sink.send(Event::ConversationId(id))?;

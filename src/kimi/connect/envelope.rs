@@ -182,6 +182,42 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_of_exactly_the_cap_is_accepted_one_byte_more_is_refused() {
+        let header = |len: usize| {
+            let mut h = vec![FLAG_DATA];
+            h.extend_from_slice(&(len as u32).to_be_bytes());
+            h
+        };
+        let mut decoder = Decoder::new();
+        decoder.push(&header(MAX_FRAME_BYTES));
+        assert_eq!(decoder.next_frame(), Ok(None), "a frame of MAX_FRAME_BYTES waits for its payload");
+        decoder.push(&vec![b'x'; MAX_FRAME_BYTES]);
+        let frame = decoder.next_frame().unwrap().unwrap();
+        assert_eq!(frame.payload.len(), MAX_FRAME_BYTES);
+        let mut decoder = Decoder::new();
+        decoder.push(&header(MAX_FRAME_BYTES + 1));
+        assert_eq!(decoder.next_frame(), Err(EnvelopeError::TooLarge(MAX_FRAME_BYTES + 1)));
+        let message = EnvelopeError::TooLarge(MAX_FRAME_BYTES + 1).to_string();
+        assert!(message.contains(&(MAX_FRAME_BYTES + 1).to_string()), "{message}");
+        assert_eq!(MAX_FRAME_BYTES, 8 << 20, "the documented cap: 8 MiB");
+    }
+
+    #[test]
+    fn a_frame_is_complete_at_exactly_its_length() {
+        let mut decoder = Decoder::new();
+        decoder.push(&[FLAG_DATA, 0, 0, 0]);
+        assert_eq!(decoder.next_frame(), Ok(None), "four bytes are not a header");
+        decoder.push(&[2, b'{']);
+        assert_eq!(decoder.next_frame(), Ok(None), "one payload byte of two");
+        decoder.push(b"}");
+        assert_eq!(decoder.next_frame(), Ok(Some(Frame { flags: FLAG_DATA, payload: b"{}".to_vec() })));
+        decoder.push(&[FLAG_END_STREAM, 0, 0, 0, 0]);
+        let end = decoder.next_frame().unwrap().unwrap();
+        assert!(end.is_end_stream() && end.payload.is_empty());
+        assert_eq!(decoder.next_frame(), Ok(None));
+    }
+
+    #[test]
     fn oversized_and_compressed_frames_are_refused() {
         let mut decoder = Decoder::new();
         decoder.push(&[0, 0x7f, 0, 0, 0]);

@@ -390,6 +390,19 @@ mod tests {
     }
 
     #[test]
+    fn an_error_message_is_the_most_human_one_it_carries() {
+        let error = |json: &str| match end_stream_error(json.as_bytes()).unwrap() {
+            Some(ConnectEvent::Error { message, .. }) => message,
+            other => panic!("{other:?}"),
+        };
+        let localized = r#"{"error":{"code":"x","message":"raw","details":[{"debug":{"reason":"",
+            "localizedMessage":{"message":"Slow down"}}}]}}"#;
+        assert_eq!(error(localized), "Slow down", "no empty reason in brackets");
+        assert_eq!(error(r#"{"error":{"code":"internal","message":""}}"#), "Kimi stopped with `internal`");
+        assert_eq!(error(r#"{"error":{"code":"internal","message":"boom"}}"#), "boom");
+    }
+
+    #[test]
     fn several_text_blocks_each_carry_their_content() {
         let cases = [
             (

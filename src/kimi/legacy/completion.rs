@@ -56,7 +56,7 @@ pub(super) fn run(
     };
     let delete = |id: &str| {
         let builder: RequestBuilder<WithoutBody> =
-            ctx.upstream.agent().delete(format!("{}/api/chat/{id}", ctx.base));
+            ctx.upstream.cleanup().delete(format!("{}/api/chat/{id}", ctx.base));
         let response = signed(builder, ctx, session, Some(id)).call().map_err(http::from_ureq)?;
         let status = response.status().as_u16();
         if response.status().is_success() {

@@ -113,6 +113,14 @@ mod tests {
     }
 
     #[test]
+    fn a_search_result_needs_both_its_type_and_an_address() {
+        let no_url = r#"{"event":"search_plus","msg":{"type":"get_res","title":"T","url":""}}"#;
+        assert_eq!(parse(no_url).unwrap(), LegacyEvent::Ignored);
+        let not_a_result = r#"{"event":"search_plus","msg":{"type":"start","title":"T","url":"http://u"}}"#;
+        assert_eq!(parse(not_a_result).unwrap(), LegacyEvent::Ignored);
+    }
+
+    #[test]
     fn garbage_is_an_error() {
         assert!(parse("not json").is_err());
         assert!(parse(r#"{"no_event":1}"#).is_err());

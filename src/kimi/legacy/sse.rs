@@ -172,5 +172,42 @@ mod tests {
         decoder.push(b"data: ");
         decoder.push(&vec![b'a'; MAX_EVENT_BYTES + 1]);
         assert_eq!(decoder.next_event(), Err(SseError::TooLarge));
+        assert_eq!(SseError::TooLarge.to_string(), "an upstream event exceeds 8388608 bytes");
+        assert_eq!(MAX_EVENT_BYTES, 8 << 20, "the documented cap: 8 MiB");
+    }
+
+    #[test]
+    fn an_unfinished_line_of_exactly_the_cap_waits_one_more_byte_is_refused() {
+        let mut decoder = SseDecoder::new();
+        decoder.push(b"data: ");
+        decoder.push(&vec![b'a'; MAX_EVENT_BYTES - 6]);
+        assert_eq!(decoder.next_event(), Ok(None), "exactly MAX_EVENT_BYTES buffered is allowed");
+        decoder.push(b"a");
+        assert_eq!(decoder.next_event(), Err(SseError::TooLarge));
+    }
+
+    #[test]
+    fn the_cap_counts_the_data_lines_already_joined() {
+        // An event of many data lines is as large as all of them: 10 joined bytes, then an
+        // unfinished line that brings the total to the cap exactly, then one byte over it.
+        let mut decoder = SseDecoder::new();
+        decoder.push(b"data: 0123456789\n");
+        assert_eq!(decoder.next_event(), Ok(None));
+        decoder.push(&vec![b'b'; MAX_EVENT_BYTES - 10]);
+        assert_eq!(decoder.next_event(), Ok(None));
+        decoder.push(b"b");
+        assert_eq!(decoder.next_event(), Err(SseError::TooLarge));
+    }
+
+    #[test]
+    fn a_line_break_far_into_a_long_buffer_is_found() {
+        // The scan resumes where it stopped: a line completed by a later push is still read.
+        let mut decoder = SseDecoder::new();
+        decoder.push(b"data: abc");
+        assert_eq!(decoder.next_event(), Ok(None));
+        decoder.push(b"def\r\n\r\ndata: x\n\n");
+        assert_eq!(decoder.next_event(), Ok(Some("abcdef".into())));
+        assert_eq!(decoder.next_event(), Ok(Some("x".into())));
+        assert_eq!(decoder.next_event(), Ok(None));
     }
 }

@@ -75,5 +75,7 @@ fn await_parse(ctx: Context<'_>, session: &Session, chat_id: &str, file_id: &str
             }
         }
     }
-    Ok(())
+    // A stream that ends before either status leaves the document unread: the answer would be
+    // made without it.
+    Err(Error::Upstream("Kimi's parse progress of the attached document ended without a result".into()))
 }
