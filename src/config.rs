@@ -40,6 +40,28 @@ pub struct Config {
     /// Whether attachment URLs on loopback and private networks may be fetched (off: the
     /// server would otherwise be a way into the network it runs in).
     pub allow_private_urls: bool,
+    /// Server-pool mode: the server's own Kimi accounts, one token per line (reloaded on
+    /// SIGHUP), or `tokens` from the environment.
+    pub tokens_file: Option<PathBuf>,
+    pub tokens: Secrets,
+    /// The keys callers present in server-pool mode (and that guard `/metrics`).
+    pub api_keys: Secrets,
+    /// Requests in flight allowed on one Kimi account (Kimi refuses a second answer streaming
+    /// on one account).
+    pub account_streams: usize,
+    /// How long a request waits for an account when every one is busy, before `503`.
+    pub account_wait: Duration,
+}
+
+/// Tokens or keys: their `Debug` shows how many, never what, so no log or test failure prints
+/// them.
+#[derive(Clone, Default, PartialEq)]
+pub struct Secrets(pub Vec<String>);
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secrets({} hidden)", self.0.len())
+    }
 }
 
 impl Default for Config {
@@ -59,6 +81,11 @@ impl Default for Config {
             upstream_timeout: Duration::from_secs(120),
             max_body_bytes: 32 * 1024 * 1024,
             allow_private_urls: false,
+            tokens_file: None,
+            tokens: Secrets::default(),
+            api_keys: Secrets::default(),
+            account_streams: 2,
+            account_wait: Duration::from_secs(10),
         }
     }
 }
@@ -71,6 +98,11 @@ pub enum Command {
     Doctor {
         config: Config,
         token: Option<String>,
+    },
+    /// `health [URL]`: probes a running server's `/healthz` (exit 0 when it answers 200).
+    Health {
+        config: Config,
+        url: Option<String>,
     },
     Help,
     Version,
@@ -172,6 +204,36 @@ const KNOBS: &[Knob] = &[
         help: "fetch attachment URLs on private/loopback addresses: true|false",
         default: |c| c.allow_private_urls.to_string(),
     },
+    Knob {
+        flag: "--tokens-file",
+        env: "KIMI_TOKENS_FILE",
+        help: "server pool: the server's Kimi tokens, one per line, # comments; SIGHUP reloads",
+        default: |c| c.tokens_file.as_ref().map_or_else(|| "none".into(), |p| p.display().to_string()),
+    },
+    Knob {
+        flag: "--tokens",
+        env: "KIMI_TOKENS",
+        help: "server pool: comma list of Kimi tokens (prefer the env or a file: flags show in ps)",
+        default: |c| if c.tokens.0.is_empty() { "none".into() } else { "set".into() },
+    },
+    Knob {
+        flag: "--api-keys",
+        env: "API_KEYS",
+        help: "comma list of keys callers present in server-pool mode; they also guard /metrics",
+        default: |c| if c.api_keys.0.is_empty() { "none".into() } else { "set".into() },
+    },
+    Knob {
+        flag: "--account-streams",
+        env: "ACCOUNT_STREAMS",
+        help: "requests in flight allowed on one Kimi account",
+        default: |c| c.account_streams.to_string(),
+    },
+    Knob {
+        flag: "--account-wait",
+        env: "ACCOUNT_WAIT",
+        help: "seconds a request waits when every account is busy, then 503",
+        default: |c| c.account_wait.as_secs_f64().to_string(),
+    },
 ];
 
 /// What `--help` says of tokens: what a login gives today, and what each kind does.
@@ -191,7 +253,9 @@ pub fn help_text() -> String {
         "kimi-free-api: your Kimi web-chat account behind the OpenAI, Anthropic and Gemini APIs\n\n\
          usage: kimi-free-api [FLAG VALUE]...              run the server\n\
          \x20      kimi-free-api doctor [TOKEN] [FLAG VALUE]... check a token against Kimi, step by step\n\
-         \x20                                                     (TOKEN, else $KIMI_TOKEN)\n\n\
+         \x20                                                     (TOKEN, else $KIMI_TOKEN)\n\
+         \x20      kimi-free-api health [URL] [FLAG VALUE]...  probe /healthz: exit 0 if it answers 200\n\
+         \x20                                                     (URL, else http://127.0.0.1:$PORT/healthz)\n\n\
          Every flag has an environment variable of the same meaning; flags win. Defaults in [].\n\n",
     );
     let defaults = Config::default();
@@ -248,6 +312,21 @@ impl Config {
             "--max-body" => {
                 self.max_body_bytes = positive(value).ok_or_else(|| bad("expected a byte count above 0"))?
             }
+            "--tokens-file" => self.tokens_file = Some(PathBuf::from(value)),
+            // Never echo these values: they are secrets.
+            "--tokens" => self.tokens = Secrets(list(value)),
+            "--api-keys" => self.api_keys = Secrets(list(value)),
+            "--account-streams" => {
+                self.account_streams =
+                    positive(value).ok_or_else(|| bad("expected a whole number above 0"))?
+            }
+            "--account-wait" => {
+                let secs: f64 = value.parse().map_err(|_| bad("expected seconds"))?;
+                if !(0.0..=3600.0).contains(&secs) {
+                    return Err(bad("expected seconds between 0 and 3600"));
+                }
+                self.account_wait = Duration::from_secs_f64(secs);
+            }
             _ => return Err(ConfigError(format!("unknown flag {flag}; see --help"))),
         }
         Ok(())
@@ -260,6 +339,11 @@ fn region_name(region: RegionChoice) -> &'static str {
         RegionChoice::Cn => "cn",
         RegionChoice::Global => "global",
     }
+}
+
+/// The non-empty items of a comma list.
+fn list(value: &str) -> Vec<String> {
+    value.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_string).collect()
 }
 
 fn positive(value: &str) -> Option<usize> {
@@ -291,12 +375,13 @@ where
     }
     let mut args = args.into_iter().peekable();
     let doctor = args.next_if(|arg| arg == "doctor").is_some();
+    let health = !doctor && args.next_if(|arg| arg == "health").is_some();
     let mut positional = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
-            _ if doctor && !arg.starts_with('-') && positional.is_none() => {
+            _ if (doctor || health) && !arg.starts_with('-') && positional.is_none() => {
                 positional = Some(arg);
                 continue;
             }
@@ -317,6 +402,9 @@ where
     if doctor {
         let token = positional.or_else(|| env("KIMI_TOKEN")).filter(|t| !t.is_empty());
         return Ok(Command::Doctor { config, token });
+    }
+    if health {
+        return Ok(Command::Health { config, url: positional });
     }
     Ok(Command::Serve(config))
 }

@@ -10,5 +10,6 @@ pub mod chat;
 pub mod config;
 pub mod dialect;
 pub mod doctor;
+pub mod health;
 pub mod kimi;
 pub mod server;

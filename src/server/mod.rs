@@ -10,7 +10,11 @@
 //! stream holds its worker for its whole life, so the bound must be high (hundreds), and an
 //! idle server should not pay for hundreds of threads it is not using.
 
+mod accounts;
 mod exchange;
+mod healthz;
+mod keys;
+mod metrics;
 mod routes;
 
 use std::io;
@@ -19,7 +23,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TrySendError};
 
@@ -41,6 +45,10 @@ struct App {
     /// The address the listener is bound to (the configured port may be 0).
     addr: SocketAddr,
     kimi: Kimi,
+    /// The keys callers present in server-pool mode, and that guard `/metrics`.
+    keys: keys::ApiKeys,
+    metrics: metrics::Metrics,
+    started: Instant,
 }
 
 /// A server that is running; dropping it stops the listener and lets the workers finish.
@@ -48,6 +56,8 @@ pub struct RunningServer {
     http: Arc<tiny_http::Server>,
     addr: SocketAddr,
     listener: Option<JoinHandle<()>>,
+    /// Reloads the tokens file on SIGHUP (server-pool mode with a file).
+    _reloader: Option<accounts::Reloader>,
 }
 
 impl RunningServer {
@@ -76,12 +86,22 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
     let addr = http.server_addr().to_ip().ok_or_else(|| io::Error::other("not an IP listener"))?;
     let http = Arc::new(http);
     let (sender, receiver) = crossbeam_channel::bounded(config.queue_depth);
+    let tokens = accounts::initial(&config)?;
     let (kimi, problem) = Kimi::new(kimi_settings(&config));
     if let Some(problem) = problem {
         eprintln!("kimi-free-api: {problem}");
     }
+    if let Some(tokens) = &tokens {
+        kimi.set_pool(tokens);
+        eprintln!("kimi-free-api: server pool of {} Kimi accounts; callers present API keys", tokens.len());
+    } else if !config.api_keys.0.is_empty() {
+        eprintln!(
+            "kimi-free-api: pass-through mode: callers' keys are their Kimi tokens; API keys guard /metrics"
+        );
+    }
+    let keys = keys::ApiKeys::new(&config.api_keys.0);
     let pool = Arc::new(Pool {
-        app: App { kimi, addr, config },
+        app: App { kimi, addr, config, keys, metrics: metrics::Metrics::default(), started: Instant::now() },
         receiver,
         started: AtomicUsize::new(0),
         in_flight: AtomicUsize::new(0),
@@ -89,6 +109,13 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
     for _ in 0..MIN_WORKERS.min(pool.app.config.workers) {
         pool.grow()?;
     }
+    let reloader = match (&pool.app.config.tokens_file, tokens.is_some()) {
+        (Some(path), true) => {
+            let pool = pool.clone();
+            Some(accounts::watch(path.clone(), move |tokens| pool.app.kimi.set_pool(tokens))?)
+        }
+        _ => None,
+    };
     let listener_http = http.clone();
     let listener = thread::Builder::new().name("listener".into()).spawn(move || {
         while let Ok(request) = listener_http.recv() {
@@ -111,7 +138,7 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
             }
         }
     })?;
-    Ok(RunningServer { http, addr, listener: Some(listener) })
+    Ok(RunningServer { http, addr, listener: Some(listener), _reloader: reloader })
 }
 
 /// The part of the configuration the Kimi side needs.
@@ -126,6 +153,8 @@ pub fn kimi_settings(config: &Config) -> kimi::Settings {
         state_dir: Some(config.state_dir.clone()),
         upstream_timeout: config.upstream_timeout,
         allow_private_urls: config.allow_private_urls,
+        account_streams: config.account_streams,
+        account_wait: config.account_wait,
     }
 }
 

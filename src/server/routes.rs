@@ -6,9 +6,10 @@ use tiny_http::{Method, Request};
 
 use super::App;
 use super::exchange::{self, EventStream};
+use super::{healthz, metrics};
 use crate::chat::{self, CitationText, ErrorKind};
 use crate::dialect::{Aggregator, Answer, Dialect, StreamRenderer, anthropic, gemini, openai};
-use crate::kimi::{Backend, TokenCheck};
+use crate::kimi::{Backend, Credential, TokenCheck};
 
 const WELCOME_PAGE: &str = include_str!("welcome.html");
 
@@ -18,11 +19,13 @@ struct Outcome {
     dialect: Option<Dialect>,
     backend: Backend,
     chat_id: Option<String>,
+    /// When a chat request's answer began (for `/metrics`).
+    first_byte: Option<Instant>,
 }
 
 impl Outcome {
     fn plain(status: u16) -> Self {
-        Outcome { status, dialect: None, backend: Backend::None, chat_id: None }
+        Outcome { status, dialect: None, backend: Backend::None, chat_id: None, first_byte: None }
     }
 
     fn failed(dialect: Dialect, error: &chat::Error) -> Self {
@@ -31,6 +34,7 @@ impl Outcome {
             dialect: Some(dialect),
             backend: Backend::None,
             chat_id: None,
+            first_byte: None,
         }
     }
 }
@@ -41,6 +45,11 @@ pub fn handle(app: &App, request: Request) {
     let method = request.method().clone();
     let path = request.url().split('?').next().unwrap_or("").to_string();
     let outcome = route(app, request, &method, &path);
+    let name = resolve(&path).map_or("unknown", |(route, _)| route.name());
+    app.metrics.request(name, outcome.dialect, outcome.status);
+    if let Some(at) = outcome.first_byte {
+        app.metrics.first_byte(at.duration_since(started));
+    }
     eprintln!(
         "{method} {path} {} {} {} {}ms chat={}",
         outcome.dialect.map_or("-", Dialect::name),
@@ -86,6 +95,26 @@ enum Route<'a> {
         model: &'a str,
         action: &'a str,
     },
+    Healthz,
+    Metrics,
+}
+
+impl Route<'_> {
+    /// The route's name in `/metrics` (a fixed set: never a model or a path).
+    fn name(&self) -> &'static str {
+        match self {
+            Route::Welcome => "welcome",
+            Route::Ping => "ping",
+            Route::Models(_) => "models",
+            Route::OpenAiChat => "chat_completions",
+            Route::AnthropicChat => "messages",
+            Route::AnthropicCountTokens | Route::GeminiCall { action: "countTokens", .. } => "count_tokens",
+            Route::TokenCheck => "token_check",
+            Route::GeminiCall { .. } => "generate_content",
+            Route::Healthz => "healthz",
+            Route::Metrics => "metrics",
+        }
+    }
 }
 
 const GET: &[Method] = &[Method::Get];
@@ -102,6 +131,8 @@ fn resolve(path: &str) -> Option<(Route<'_>, &'static [Method])> {
         "/v1/messages" => (Route::AnthropicChat, POST),
         "/v1/messages/count_tokens" => (Route::AnthropicCountTokens, POST),
         "/token/check" => (Route::TokenCheck, POST),
+        "/healthz" => (Route::Healthz, GET_HEAD),
+        "/metrics" => (Route::Metrics, GET),
         _ => match gemini_target(path)? {
             (model, None) => (Route::Models(Some(model)), GET),
             (model, Some(action)) => (Route::GeminiCall { model, action }, POST),
@@ -149,6 +180,8 @@ fn route(app: &App, request: Request, method: &Method, path: &str) -> Outcome {
         }),
         Route::TokenCheck => token_check(app, request),
         Route::GeminiCall { model, action } => gemini_call(app, request, model.to_string(), action),
+        Route::Healthz => Outcome::plain(healthz::serve(app, request)),
+        Route::Metrics => Outcome::plain(metrics::serve(app, request)),
     }
 }
 
@@ -206,16 +239,34 @@ fn models(request: Request, path: &str, one: Option<&str>) -> Outcome {
         (Dialect::OpenAi, openai::models(one))
     };
     exchange::respond_json(request, 200, body);
-    Outcome { status: 200, dialect: Some(dialect), backend: Backend::None, chat_id: None }
+    Outcome { status: 200, dialect: Some(dialect), backend: Backend::None, chat_id: None, first_byte: None }
 }
 
-/// Reads the credential and body every chat endpoint needs.
-fn credential_and_body(app: &App, request: &mut Request) -> Result<(String, Vec<u8>), chat::Error> {
+/// Reads the credential and body every chat endpoint needs. In server-pool mode the credential
+/// must be one of the server's API keys, and the request runs on the pool (`None`); otherwise
+/// it is the caller's own Kimi token (or list).
+fn credential_and_body(app: &App, request: &mut Request) -> Result<(Option<String>, Vec<u8>), chat::Error> {
     let body = exchange::read_body(request, app.config.max_body_bytes)?;
-    let credential = exchange::credential(request).ok_or_else(|| {
-        chat::Error::new(ErrorKind::Authentication, "no Kimi token: send it as `Authorization: Bearer TOKEN`")
-    })?;
-    Ok((credential, body))
+    let presented = exchange::credential(request);
+    if !app.kimi.is_server_pool() {
+        let token = presented.ok_or_else(|| {
+            chat::Error::new(
+                ErrorKind::Authentication,
+                "no Kimi token: send it as `Authorization: Bearer TOKEN`",
+            )
+        })?;
+        return Ok((Some(token), body));
+    }
+    match presented {
+        Some(key) if app.keys.admits(&key) => Ok((None, body)),
+        Some(_) => {
+            Err(chat::Error::new(ErrorKind::Authentication, "this API key is not one of the server's"))
+        }
+        None => Err(chat::Error::new(
+            ErrorKind::Authentication,
+            "no API key: send one of the server's keys as `Authorization: Bearer KEY`",
+        )),
+    }
 }
 
 /// Serves a chat request in any dialect: `parse` gives the neutral request and the dialect's
@@ -245,11 +296,14 @@ where
         }
     };
     let silent = chat.mode.silent;
+    let credential = credential.as_deref().map_or(Credential::Pool, Credential::Tokens);
+    let _in_flight = app.metrics.chat_started();
     if chat.stream {
+        let started = Instant::now();
         let mut stream = EventStream::new(request, dialect, renderer);
         let (backend, result) =
-            app.kimi.chat(&credential, &chat, &mut CitationText::new(&mut stream, true, silent));
-        let chat_id = stream.conversation_id.clone();
+            app.kimi.chat(credential, &chat, &mut CitationText::new(&mut stream, true, silent));
+        let (chat_id, opened) = (stream.conversation_id.clone(), stream.opened);
         let status = match result {
             Ok(()) => {
                 stream.finish();
@@ -257,11 +311,14 @@ where
             }
             Err(error) => stream.fail(&error.into()),
         };
-        Outcome { status, dialect: Some(dialect), backend, chat_id }
+        app.metrics.stream(started.elapsed());
+        let first_byte = Some(opened.unwrap_or_else(Instant::now));
+        Outcome { status, dialect: Some(dialect), backend, chat_id, first_byte }
     } else {
         let mut answer = Answer::default();
         let (backend, result) =
-            app.kimi.chat(&credential, &chat, &mut CitationText::new(&mut answer, false, silent));
+            app.kimi.chat(credential, &chat, &mut CitationText::new(&mut answer, false, silent));
+        let first_byte = Some(Instant::now());
         let status = match result {
             Ok(()) => {
                 exchange::respond_json(request, 200, aggregator.body(&answer));
@@ -273,7 +330,7 @@ where
                 dialect.error_response(&error).0
             }
         };
-        Outcome { status, dialect: Some(dialect), backend, chat_id: answer.conversation_id }
+        Outcome { status, dialect: Some(dialect), backend, chat_id: answer.conversation_id, first_byte }
     }
 }
 
@@ -287,7 +344,13 @@ fn count_tokens(
     match exchange::read_body(&mut request, app.config.max_body_bytes).and_then(|body| count(&body)) {
         Ok(body) => {
             exchange::respond_json(request, 200, body);
-            Outcome { status: 200, dialect: Some(dialect), backend: Backend::None, chat_id: None }
+            Outcome {
+                status: 200,
+                dialect: Some(dialect),
+                backend: Backend::None,
+                chat_id: None,
+                first_byte: None,
+            }
         }
         Err(error) => {
             exchange::respond_error(request, dialect, &error, &[]);
