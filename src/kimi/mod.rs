@@ -163,6 +163,24 @@ impl Kimi {
         request: &chat::Request,
         sink: &mut dyn Sink,
     ) -> (Backend, Result<(), Error>) {
+        let (backend, result) = self.chat_on_pool(credential, request, sink);
+        match result {
+            // The caller's key was good: a pool account that Kimi refuses is the server's trouble,
+            // and a 401 would tell the client (Claude Code retries those for minutes) otherwise.
+            Err(Error::Unauthorized(why)) if credential == Credential::Pool => {
+                let why = format!("Kimi refused the pool's account ({why}); see /healthz");
+                (backend, Err(Error::Overloaded(why, Some(60))))
+            }
+            other => (backend, other),
+        }
+    }
+
+    fn chat_on_pool(
+        &self,
+        credential: Credential<'_>,
+        request: &chat::Request,
+        sink: &mut dyn Sink,
+    ) -> (Backend, Result<(), Error>) {
         let (accounts, continued) = match self.accounts_for(credential, &request.conversation) {
             Ok(route) => route,
             Err(error) => return (Backend::None, Err(error)),

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mock;
+pub mod pool;
 
 use std::io::Read;
 use std::time::{Duration, Instant};
