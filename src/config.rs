@@ -245,6 +245,11 @@ refresh_token from Application -> Local Storage. It rotates every time the serve
 systemd StateDirectory=, a container volume on /data), or you log in again. An access_token
 from the same place works for about 15 minutes only (a stopgap). Older kinds still work: a
 kimi-auth cookie (sent as it is) and a kimi.moonshot.cn refresh_token (legacy API).
+
+Server pool: with --tokens-file (or KIMI_TOKENS) the server uses its own accounts and callers
+present one of --api-keys instead of a token; a pool without keys listens on loopback only.
+Accounts are used in turn, at most --account-streams requests each; a rate-limited one cools
+down, a refused one is skipped. GET /healthz and GET /metrics show them (by fingerprint).
 ";
 
 /// The `--help` text.
@@ -488,6 +493,40 @@ mod tests {
         let Ok(Command::Doctor { token, .. }) = parse(args(&["doctor"]), env) else { panic!() };
         assert_eq!(token.as_deref(), Some("from-env"));
         assert!(parse(args(&["stray"]), no_env).is_err(), "positional arguments only after doctor");
+    }
+
+    #[test]
+    fn pool_knobs_and_secrets_that_never_show() {
+        let env = |name: &str| match name {
+            "KIMI_TOKENS" => Some(" rt-a, rt-b ,".to_string()),
+            "API_KEYS" => Some("k1,k2".to_string()),
+            _ => None,
+        };
+        let flags =
+            args(&["--tokens-file", "/etc/kimi/tokens", "--account-streams", "3", "--account-wait", "0.5"]);
+        let Ok(Command::Serve(config)) = parse(flags, env) else { panic!() };
+        assert_eq!(config.tokens, Secrets(vec!["rt-a".into(), "rt-b".into()]));
+        assert_eq!(config.api_keys.0, ["k1", "k2"]);
+        assert_eq!(config.tokens_file, Some(PathBuf::from("/etc/kimi/tokens")));
+        assert_eq!((config.account_streams, config.account_wait), (3, Duration::from_millis(500)));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("rt-a") && !shown.contains("k1"), "{shown}");
+        assert!(parse(args(&["--account-streams", "0"]), no_env).is_err());
+        assert!(parse(args(&["--account-wait", "-1"]), no_env).is_err());
+        let err = parse(args(&["--account-wait", "secret-value"]), no_env).unwrap_err();
+        assert!(err.to_string().starts_with("--account-wait"), "{err}");
+    }
+
+    #[test]
+    fn health_takes_an_optional_url() {
+        let Ok(Command::Health { url, config }) = parse(args(&["health", "--port", "9"]), no_env) else {
+            panic!()
+        };
+        assert_eq!((url, config.port), (None, 9));
+        let Ok(Command::Health { url, .. }) = parse(args(&["health", "http://h:1/healthz"]), no_env) else {
+            panic!()
+        };
+        assert_eq!(url.as_deref(), Some("http://h:1/healthz"));
     }
 
     #[test]

@@ -519,3 +519,21 @@ fn a_pool_that_would_be_an_open_relay_does_not_start() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_empty_answer_is_an_error_in_both_backends() {
+    for kind in [Kind::Legacy, Kind::Connect, Kind::Web] {
+        let server = PoolServer::start(&[kind.token_for("pool-empty")], &[KEY], &[]);
+        server.mock.script(Script { text: Vec::new(), ..Script::default() });
+        let reply = server.post("/v1/chat/completions", &headers(&keyed()), &ask(false));
+        assert_eq!(reply.status, 502, "{kind:?}: {}", reply.body);
+        assert!(
+            reply.json()["error"]["message"].as_str().unwrap().contains("empty answer"),
+            "{}",
+            reply.body
+        );
+        let answer = server.stream("/v1/chat/completions", &headers(&keyed()), &ask(true));
+        assert_eq!(answer.status, 502, "{kind:?}: nothing was streamed, so a real status");
+        assert!(server.mock.settled().live_chats.is_empty());
+    }
+}
