@@ -537,3 +537,24 @@ fn an_empty_answer_is_an_error_in_both_backends() {
         assert!(server.mock.settled().live_chats.is_empty());
     }
 }
+
+#[test]
+fn a_pass_through_list_keeps_a_conversation_on_its_token() {
+    let server = PoolServer::pass_through(&[]);
+    let credential = format!("{},{}", connect_token("pool-pt-a"), connect_token("pool-pt-b"));
+    server.secret(&credential);
+    let bearer = [("Authorization", format!("Bearer {credential}"))];
+    let mut body = ask(false);
+    body["conversation_id"] = json!("none");
+    let id = server.post("/v1/chat/completions", &headers(&bearer), &body).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(id.contains('@'), "with two tokens the id names its account: {id}");
+    for _ in 0..4 {
+        body["conversation_id"] = json!(id);
+        let reply = server.post("/v1/chat/completions", &headers(&bearer), &body);
+        assert_eq!(reply.json()["id"], id.as_str(), "{}", reply.body);
+    }
+    assert_eq!(server.mock.stats().completions_by_user.len(), 1, "one token served every turn");
+}

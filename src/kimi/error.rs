@@ -52,7 +52,7 @@ impl Error {
     }
 
     /// How many seconds the caller should wait before trying again, when known.
-    pub(super) fn retry_after(&self) -> Option<u64> {
+    fn retry_after(&self) -> Option<u64> {
         match self {
             Error::RateLimited(_, after) | Error::Overloaded(_, after) => *after,
             _ => None,

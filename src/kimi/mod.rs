@@ -185,6 +185,10 @@ impl Kimi {
             Ok(route) => route,
             Err(error) => return (Backend::None, Err(error)),
         };
+        // A conversation's id names its account whenever there was a choice: when it came
+        // marked, when the caller has several accounts, and always for the server's pool.
+        let mark = request.conversation != Conversation::Ephemeral
+            && (continued.is_some() || accounts.len() > 1 || self.pool.is_server_pool());
         let stripped;
         let request = match continued {
             Some(chat_id) => {
@@ -193,8 +197,6 @@ impl Kimi {
             }
             None => request,
         };
-        let mark = request.conversation != Conversation::Ephemeral
-            && (accounts.len() > 1 || self.pool.is_server_pool());
         let mut sink = Progress::new(sink);
         let deadline = Instant::now() + self.settings.account_wait;
         let mut tried = Vec::new();
