@@ -197,16 +197,28 @@ impl Kimi {
             }
             None => request,
         };
+        self.attempts(&accounts, request, mark, sink)
+    }
+
+    /// Tries the request on the accounts: the next one after a failure the client did not see,
+    /// or, for a lone account, the same one again after a transient failure.
+    fn attempts(
+        &self,
+        accounts: &[Arc<pool::Account>],
+        request: &chat::Request,
+        mark: bool,
+        sink: &mut dyn Sink,
+    ) -> (Backend, Result<(), Error>) {
         let mut sink = Progress::new(sink);
         let deadline = Instant::now() + self.settings.account_wait;
         let mut tried = Vec::new();
         let mut last = None;
         let mut retries = 0;
         loop {
-            let lease = match self.pool.acquire(&accounts, request.mode.research, &tried, deadline) {
+            let lease = match self.pool.acquire(accounts, request.mode.research, &tried, deadline) {
                 Ok(lease) => lease,
                 Err(refusal) => {
-                    return last.unwrap_or_else(|| (Backend::None, Err(self.refused(&accounts, refusal))));
+                    return last.unwrap_or_else(|| (Backend::None, Err(self.refused(accounts, refusal))));
                 }
             };
             sink.mark_conversation(mark.then(|| lease.fingerprint()));

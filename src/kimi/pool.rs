@@ -689,6 +689,19 @@ mod tests {
     }
 
     #[test]
+    fn reports_say_busy_and_expiring() {
+        let (pool, accounts) = pool(1, &["a", "b"]);
+        let held = pool.reserve(&accounts[0]).unwrap();
+        let in_two_days = unix_now() + 2 * 86_400;
+        let reports = pool.reports(|token, _| (token == "b").then_some(in_two_days));
+        assert_eq!((reports[0].state, reports[0].streams), (AccountState::Busy, 1));
+        assert_eq!((reports[1].state, reports[1].expires), (AccountState::Expiring, Some(in_two_days)));
+        drop(held);
+        let later = pool.reports(|_, _| Some(unix_now() + 30 * 86_400));
+        assert!(later.iter().all(|r| r.state == AccountState::Healthy));
+    }
+
+    #[test]
     fn failovers_are_counted_and_tried_accounts_skipped() {
         let (pool, accounts) = pool(2, &["a", "b"]);
         let first = pool.acquire(&accounts, false, &[], soon()).unwrap();
