@@ -259,7 +259,7 @@ pub fn help_text() -> String {
          usage: kimi-free-api [FLAG VALUE]...              run the server\n\
          \x20      kimi-free-api doctor [TOKEN] [FLAG VALUE]... check a token against Kimi, step by step\n\
          \x20                                                     (TOKEN, else $KIMI_TOKEN)\n\
-         \x20      kimi-free-api health [URL] [FLAG VALUE]...  probe /healthz: exit 0 if it answers 200\n\
+         \x20      kimi-free-api health [URL] [FLAG VALUE]...   probe /healthz: exit 0 if it answers 200\n\
          \x20                                                     (URL, else http://127.0.0.1:$PORT/healthz)\n\n\
          Every flag has an environment variable of the same meaning; flags win. Defaults in [].\n\n",
     );
