@@ -58,6 +58,10 @@ impl From<AccountReport> for Account {
 }
 
 /// Answers `/healthz` and returns the status it gave.
+///
+/// Not inlined (nor is `/metrics`): their frames would join the router's, which stays on every
+/// worker's stack while it streams (see `routes::handle`).
+#[inline(never)]
 pub fn serve(app: &App, request: Request) -> u16 {
     let pool = app.kimi.is_server_pool();
     let accounts = app.kimi.accounts();

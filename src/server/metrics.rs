@@ -106,7 +106,9 @@ impl Metrics {
     }
 }
 
-/// `GET /metrics`; with API keys set, only for a caller that presents one.
+/// `GET /metrics`; with API keys set, only for a caller that presents one. Not inlined, for
+/// the reason `healthz::serve` gives.
+#[inline(never)]
 pub fn serve(app: &App, request: Request) -> u16 {
     if !app.keys.allow(&request) {
         let error =
