@@ -87,11 +87,19 @@ impl Backend {
     }
 }
 
+/// The key callers of the server-pool row present.
+const POOL_KEY: &str = "bench-pool-key";
+/// Accounts in the server-pool row's tokens file.
+const POOL_ACCOUNTS: usize = 4;
+
 fn connect_token() -> String {
+    connect_token_of("bench-user")
+}
+
+fn connect_token_of(sub: &str) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let claims =
-        json!({"typ": "access", "app_id": "kimi", "sub": "bench-user", "ssid": "1", "device_id": "7"});
+    let claims = json!({"typ": "access", "app_id": "kimi", "sub": sub, "ssid": "1", "device_id": "7"});
     format!("{}.{}.{}", b64.encode("{\"alg\":\"HS512\"}"), b64.encode(claims.to_string()), b64.encode("sig"))
 }
 
@@ -285,11 +293,19 @@ impl Direct {
 struct Server {
     child: Child,
     base: String,
+    /// Server-pool mode: the API key callers present (instead of a Kimi token).
+    key: Option<String>,
 }
 
 impl Server {
     /// Starts the server and returns it with the time from exec to its first 2xx on `/ping`.
+    /// The mock has no per-account limit and the bench runs up to 500 streams on one token, so
+    /// `--account-streams` is raised out of the way (the pool's bookkeeping still runs).
     fn start(mock: &str) -> (Server, Duration) {
+        Self::start_with(mock, &[], None)
+    }
+
+    fn start_with(mock: &str, extra: &[&str], key: Option<&str>) -> (Server, Duration) {
         let started = Instant::now();
         let binary = std::env::var("BENCH_SERVER").unwrap_or_else(|_| SERVER.to_string());
         let mut child = Command::new(binary)
@@ -302,14 +318,24 @@ impl Server {
                 mock,
                 "--kimi-connect-base-url",
                 mock,
+                "--kimi-auth-base-url",
+                mock,
+                "--account-streams",
+                "1024",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("the release server is built (make bench runs make release first)");
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
+        for _ in 0..10 {
+            line.clear();
+            if stderr.read_line(&mut line).unwrap() == 0 || line.contains("listening on") {
+                break;
+            }
+        }
         let addr = line.trim().rsplit("http://").next().unwrap().to_string();
         // Drain the log so the server never blocks on a full pipe.
         thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
@@ -322,7 +348,7 @@ impl Server {
             thread::sleep(Duration::from_micros(200));
         }
         let startup = started.elapsed();
-        (Server { child, base: format!("http://{addr}") }, startup)
+        (Server { child, base: format!("http://{addr}"), key: key.map(str::to_string) }, startup)
     }
 
     fn rss_kb(&self) -> u64 {
@@ -340,9 +366,10 @@ impl Server {
 
     /// A streamed chat whose request declares `tools` (a JSON array, or null for none).
     fn stream_with_tools(&self, backend: Backend, agent: &ureq::Agent, tools: &Value) -> Run {
-        let token = match backend {
-            Backend::Legacy => LEGACY_TOKEN.to_string(),
-            Backend::Connect => connect_token(),
+        let token = match (&self.key, backend) {
+            (Some(key), _) => key.clone(),
+            (None, Backend::Legacy) => LEGACY_TOKEN.to_string(),
+            (None, Backend::Connect) => connect_token(),
         };
         let started = Instant::now();
         let mut run = Run::default();
@@ -581,7 +608,8 @@ fn main() {
     line("## kimi-free-api benchmark".into());
     line(String::new());
     line(format!(
-        "Machine: {} cores, {}; loopback only; server = release build, default flags.",
+        "Machine: {} cores, {}; loopback only; server = release build, default flags but \
+         --account-streams 1024 (the mock has no per-account limit).",
         thread::available_parallelism().map_or(0, |n| n.get()),
         std::fs::read_to_string("/proc/cpuinfo")
             .ok()
@@ -770,6 +798,12 @@ fn main() {
         ms(ping_stuck.saturating_sub(ping_none)),
         ms(chat_stuck.saturating_sub(chat_none)),
     ));
+    drop(server);
+    for backend in [Backend::Legacy, Backend::Connect] {
+        for row in pool_rows(&mock, &direct, &user, backend) {
+            line(row);
+        }
+    }
 
     thread::sleep(Duration::from_millis(500));
     let stats = mock.settled();
@@ -793,4 +827,56 @@ fn main() {
     std::fs::create_dir_all("target/bench").unwrap();
     std::fs::write("target/bench/report.md", &report).unwrap();
     println!("report written to target/bench/report.md");
+}
+
+/// The server-pool row: a tokens file of [`POOL_ACCOUNTS`] accounts of one backend, callers
+/// presenting an API key, `/metrics` scraped after every stream; TTFT against direct in the
+/// same alternation as the pass-through rows.
+fn pool_rows(mock: &MockKimi, direct: &Direct, user: &str, backend: Backend) -> Vec<String> {
+    let dir = std::path::Path::new("target/bench");
+    std::fs::create_dir_all(dir).unwrap();
+    let tokens: Vec<String> = (0..POOL_ACCOUNTS)
+        .map(|i| match backend {
+            Backend::Legacy => format!("{LEGACY_TOKEN}-{i}"),
+            Backend::Connect => connect_token_of(&format!("bench-pool-{i}")),
+        })
+        .collect();
+    let file = dir.join(format!("tokens-{}", backend.name()));
+    std::fs::write(&file, tokens.join("\n")).unwrap();
+    let file = file.to_string_lossy().to_string();
+    let flags = ["--tokens-file", file.as_str(), "--api-keys", POOL_KEY];
+    let (server, _) = Server::start_with(mock.url(), &flags, Some(POOL_KEY));
+    let client = agent();
+    mock.script(Script { stamp: true, events: 20, delay_ms: 5, ..Script::default() });
+    let (mut server_runs, mut direct_runs) = (Vec::new(), Vec::new());
+    let mut scraped = 0;
+    for i in 0..LATENCY_RUNS {
+        if i % 2 == 0 {
+            direct_runs.push(direct.stream(backend, user));
+            server_runs.push(server.stream(backend, &client));
+        } else {
+            server_runs.push(server.stream(backend, &client));
+            direct_runs.push(direct.stream(backend, user));
+        }
+        let metrics = client.get(format!("{}/metrics", server.base)).header("x-api-key", POOL_KEY).call();
+        scraped += usize::from(metrics.is_ok_and(|r| r.status() == 200));
+    }
+    let ttfts =
+        |runs: &[Run]| runs.iter().filter_map(|r| r.ttft).map(|d| d.as_micros() as u64).collect::<Vec<_>>();
+    let (mut st, mut dt) = (ttfts(&server_runs), ttfts(&direct_runs));
+    let name = format!("{}, server pool of {POOL_ACCOUNTS}", backend.name());
+    let mut rows = Vec::new();
+    for p in [50.0, 99.0] {
+        let (s, d) = (percentile(&mut st, p), percentile(&mut dt, p));
+        rows.push(format!(
+            "| TTFT p{p} (ms) | {name} | {} | {} | {} |",
+            ms(s),
+            ms(d),
+            ratio(s as f64, d as f64)
+        ));
+    }
+    let failed = server_runs.iter().filter(|r| !r.ok).count();
+    rows.push(format!("| streams failed / /metrics scrapes answered | {name} | {failed} / {scraped} | | |"));
+    let _ = std::fs::remove_file(&file);
+    rows
 }

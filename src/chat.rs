@@ -326,11 +326,13 @@ impl ErrorKind {
 pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
+    /// Seconds the client should wait before retrying (`Retry-After`), when known.
+    pub retry_after: Option<u64>,
 }
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into() }
+        Error { kind, message: message.into(), retry_after: None }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {

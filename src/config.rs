@@ -54,6 +54,28 @@ pub struct Config {
     pub write_timeout: Duration,
     /// On SIGTERM or SIGINT, how long running requests may go on before they are ended.
     pub drain_timeout: Duration,
+    /// Server-pool mode: the server's own Kimi accounts, one token per line (reloaded on
+    /// SIGHUP), or `tokens` from the environment.
+    pub tokens_file: Option<PathBuf>,
+    pub tokens: Secrets,
+    /// The keys callers present in server-pool mode (and that guard `/metrics`).
+    pub api_keys: Secrets,
+    /// Requests in flight allowed on one Kimi account (Kimi refuses a second answer streaming
+    /// on one account).
+    pub account_streams: usize,
+    /// How long a request waits for an account when every one is busy, before `503`.
+    pub account_wait: Duration,
+}
+
+/// Tokens or keys: their `Debug` shows how many, never what, so no log or test failure prints
+/// them.
+#[derive(Clone, Default, PartialEq)]
+pub struct Secrets(pub Vec<String>);
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secrets({} hidden)", self.0.len())
+    }
 }
 
 impl Default for Config {
@@ -79,6 +101,11 @@ impl Default for Config {
             request_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
+            tokens_file: None,
+            tokens: Secrets::default(),
+            api_keys: Secrets::default(),
+            account_streams: 2,
+            account_wait: Duration::from_secs(10),
         }
     }
 }
@@ -91,6 +118,11 @@ pub enum Command {
     Doctor {
         config: Config,
         token: Option<String>,
+    },
+    /// `health [URL]`: probes a running server's `/healthz` (exit 0 when it answers 200).
+    Health {
+        config: Config,
+        url: Option<String>,
     },
     Help,
     Version,
@@ -228,6 +260,36 @@ const KNOBS: &[Knob] = &[
         help: "seconds running requests may finish after SIGTERM/SIGINT",
         default: |c| c.drain_timeout.as_secs_f64().to_string(),
     },
+    Knob {
+        flag: "--tokens-file",
+        env: "KIMI_TOKENS_FILE",
+        help: "server pool: the server's Kimi tokens, one per line, # comments; SIGHUP reloads",
+        default: |c| c.tokens_file.as_ref().map_or_else(|| "none".into(), |p| p.display().to_string()),
+    },
+    Knob {
+        flag: "--tokens",
+        env: "KIMI_TOKENS",
+        help: "server pool: comma list of Kimi tokens (prefer the env or a file: flags show in ps)",
+        default: |c| if c.tokens.0.is_empty() { "none".into() } else { "set".into() },
+    },
+    Knob {
+        flag: "--api-keys",
+        env: "API_KEYS",
+        help: "comma list of keys callers present in server-pool mode; they also guard /metrics",
+        default: |c| if c.api_keys.0.is_empty() { "none".into() } else { "set".into() },
+    },
+    Knob {
+        flag: "--account-streams",
+        env: "ACCOUNT_STREAMS",
+        help: "requests in flight allowed on one Kimi account",
+        default: |c| c.account_streams.to_string(),
+    },
+    Knob {
+        flag: "--account-wait",
+        env: "ACCOUNT_WAIT",
+        help: "seconds a request waits when every account is busy, then 503",
+        default: |c| c.account_wait.as_secs_f64().to_string(),
+    },
 ];
 
 /// What `--help` says of tokens: what a login gives today, and what each kind does.
@@ -239,6 +301,11 @@ refresh_token from Application -> Local Storage. It rotates every time the serve
 systemd StateDirectory=, a container volume on /data), or you log in again. An access_token
 from the same place works for about 15 minutes only (a stopgap). Older kinds still work: a
 kimi-auth cookie (sent as it is) and a kimi.moonshot.cn refresh_token (legacy API).
+
+Server pool: with --tokens-file (or KIMI_TOKENS) the server uses its own accounts and callers
+present one of --api-keys instead of a token; a pool without keys listens on loopback only.
+Accounts are used in turn, at most --account-streams requests each; a rate-limited one cools
+down, a refused one is skipped. GET /healthz and GET /metrics show them (by fingerprint).
 ";
 
 /// The `--help` text.
@@ -247,7 +314,9 @@ pub fn help_text() -> String {
         "kimi-free-api: your Kimi web-chat account behind the OpenAI, Anthropic and Gemini APIs\n\n\
          usage: kimi-free-api [FLAG VALUE]...              run the server\n\
          \x20      kimi-free-api doctor [TOKEN] [FLAG VALUE]... check a token against Kimi, step by step\n\
-         \x20                                                     (TOKEN, else $KIMI_TOKEN)\n\n\
+         \x20                                                     (TOKEN, else $KIMI_TOKEN)\n\
+         \x20      kimi-free-api health [URL] [FLAG VALUE]...   probe /healthz: exit 0 if it answers 200\n\
+         \x20                                                     (URL, else http://127.0.0.1:$PORT/healthz)\n\n\
          Every flag has an environment variable of the same meaning; flags win. Defaults in [].\n\n",
     );
     let defaults = Config::default();
@@ -313,6 +382,21 @@ impl Config {
             "--max-body" => {
                 self.max_body_bytes = positive(value).ok_or_else(|| bad("expected a byte count above 0"))?
             }
+            "--tokens-file" => self.tokens_file = Some(PathBuf::from(value)),
+            // Never echo these values: they are secrets.
+            "--tokens" => self.tokens = Secrets(list(value)),
+            "--api-keys" => self.api_keys = Secrets(list(value)),
+            "--account-streams" => {
+                self.account_streams =
+                    positive(value).ok_or_else(|| bad("expected a whole number above 0"))?
+            }
+            "--account-wait" => {
+                let secs: f64 = value.parse().map_err(|_| bad("expected seconds"))?;
+                if !(0.0..=3600.0).contains(&secs) {
+                    return Err(bad("expected seconds between 0 and 3600"));
+                }
+                self.account_wait = Duration::from_secs_f64(secs);
+            }
             _ => return Err(ConfigError(format!("unknown flag {flag}; see --help"))),
         }
         Ok(())
@@ -331,6 +415,11 @@ fn region_name(region: RegionChoice) -> &'static str {
 fn seconds(value: &str) -> Option<Duration> {
     let secs: f64 = value.parse().ok()?;
     (secs > 0.0 && secs <= 86_400.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// The non-empty items of a comma list.
+fn list(value: &str) -> Vec<String> {
+    value.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_string).collect()
 }
 
 fn positive(value: &str) -> Option<usize> {
@@ -362,12 +451,13 @@ where
     }
     let mut args = args.into_iter().peekable();
     let doctor = args.next_if(|arg| arg == "doctor").is_some();
+    let health = !doctor && args.next_if(|arg| arg == "health").is_some();
     let mut positional = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
-            _ if doctor && !arg.starts_with('-') && positional.is_none() => {
+            _ if (doctor || health) && !arg.starts_with('-') && positional.is_none() => {
                 positional = Some(arg);
                 continue;
             }
@@ -388,6 +478,9 @@ where
     if doctor {
         let token = positional.or_else(|| env("KIMI_TOKEN")).filter(|t| !t.is_empty());
         return Ok(Command::Doctor { config, token });
+    }
+    if health {
+        return Ok(Command::Health { config, url: positional });
     }
     Ok(Command::Serve(config))
 }
@@ -471,6 +564,40 @@ mod tests {
         let Ok(Command::Doctor { token, .. }) = parse(args(&["doctor"]), env) else { panic!() };
         assert_eq!(token.as_deref(), Some("from-env"));
         assert!(parse(args(&["stray"]), no_env).is_err(), "positional arguments only after doctor");
+    }
+
+    #[test]
+    fn pool_knobs_and_secrets_that_never_show() {
+        let env = |name: &str| match name {
+            "KIMI_TOKENS" => Some(" rt-a, rt-b ,".to_string()),
+            "API_KEYS" => Some("k1,k2".to_string()),
+            _ => None,
+        };
+        let flags =
+            args(&["--tokens-file", "/etc/kimi/tokens", "--account-streams", "3", "--account-wait", "0.5"]);
+        let Ok(Command::Serve(config)) = parse(flags, env) else { panic!() };
+        assert_eq!(config.tokens, Secrets(vec!["rt-a".into(), "rt-b".into()]));
+        assert_eq!(config.api_keys.0, ["k1", "k2"]);
+        assert_eq!(config.tokens_file, Some(PathBuf::from("/etc/kimi/tokens")));
+        assert_eq!((config.account_streams, config.account_wait), (3, Duration::from_millis(500)));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("rt-a") && !shown.contains("k1"), "{shown}");
+        assert!(parse(args(&["--account-streams", "0"]), no_env).is_err());
+        assert!(parse(args(&["--account-wait", "-1"]), no_env).is_err());
+        let err = parse(args(&["--account-wait", "secret-value"]), no_env).unwrap_err();
+        assert!(err.to_string().starts_with("--account-wait"), "{err}");
+    }
+
+    #[test]
+    fn health_takes_an_optional_url() {
+        let Ok(Command::Health { url, config }) = parse(args(&["health", "--port", "9"]), no_env) else {
+            panic!()
+        };
+        assert_eq!((url, config.port), (None, 9));
+        let Ok(Command::Health { url, .. }) = parse(args(&["health", "http://h:1/healthz"]), no_env) else {
+            panic!()
+        };
+        assert_eq!(url.as_deref(), Some("http://h:1/healthz"));
     }
 
     #[test]

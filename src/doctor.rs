@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::chat::{self, Conversation, Disconnected, Event, Message, Mode, Role, Sink, ToolChoice};
 use crate::config::Config;
-use crate::kimi::{self, Kimi};
+use crate::kimi::{self, Credential, Kimi};
 use crate::server::kimi_settings;
 
 /// What one step found.
@@ -135,7 +135,7 @@ fn chat_step(kimi: &Kimi, token: &str, name: &str, model: &str, stream: bool) ->
         parallel_tool_calls: true,
     };
     let mut seen = Seen { started: Some(Instant::now()), ..Seen::default() };
-    if let (_, Err(error)) = kimi.chat(token, &request, &mut seen) {
+    if let (_, Err(error)) = kimi.chat(Credential::Tokens(token), &request, &mut seen) {
         return Verdict::fail(error.to_string());
     }
     judge(name, &seen)

@@ -10,6 +10,7 @@ pub mod chat;
 pub mod config;
 pub mod dialect;
 pub mod doctor;
+pub mod health;
 pub mod kimi;
 pub mod server;
 mod tools;

@@ -5,8 +5,8 @@ use std::thread;
 use std::time::Duration;
 
 use kimi_free_api::config::{self, Command};
-use kimi_free_api::doctor;
 use kimi_free_api::server::{self, RunningServer};
+use kimi_free_api::{doctor, health};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     let config = match command {
         Ok(Command::Serve(config)) => config,
         Ok(Command::Doctor { config, token }) => return doctor::run(&config, token.as_deref()),
+        Ok(Command::Health { config, url }) => return health::run(&config, url.as_deref()),
         Ok(Command::Help) => {
             print!("{}", config::help_text());
             return ExitCode::SUCCESS;

@@ -1,10 +1,9 @@
-//! The caller's credential as a pool of Kimi accounts: `t1,t2,t3` picks one per request.
+//! Tokens as the caller or the operator gives them: a comma-separated credential (`t1,t2,t3`)
+//! or a tokens file, and the fingerprints that name accounts without their tokens.
 
 use std::cell::Cell;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-
-use super::Error;
 
 /// Every non-empty token of a comma-separated credential.
 pub fn all(credential: &str) -> Vec<&str> {
@@ -17,13 +16,35 @@ pub fn fingerprint(token: &str) -> String {
     super::sha256::hex(format!("kimi-free-api account\0{token}").as_bytes())[..8].to_string()
 }
 
-/// One token of the pool, chosen uniformly at random.
-pub fn pick(credential: &str) -> Result<&str, Error> {
-    let tokens = all(credential);
-    if tokens.is_empty() {
-        return Err(Error::Unauthorized("no Kimi token was given".into()));
+/// The tokens of a tokens file (one per line; blank lines and `#` comments skipped), or of a
+/// comma-separated list when `separator` is `,`. Duplicates are dropped. The error names the
+/// entry that is wrong and why, never its text: it is probably a token.
+pub fn tokens_file(text: &str, separator: char) -> Result<Vec<String>, String> {
+    let entry = if separator == ',' { "entry" } else { "line" };
+    let mut tokens: Vec<String> = Vec::new();
+    for (n, line) in text.split(separator).enumerate() {
+        let token = line.trim();
+        if token.is_empty() || token.starts_with('#') {
+            continue;
+        }
+        let why = if token.contains(char::is_whitespace) || token.contains(',') {
+            Some("holds more than one word (one token per entry)")
+        } else if super::token::kind(token, 0).is_err() {
+            Some("looks like a JWT but its payload cannot be read")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(format!("{entry} {}: {why}", n + 1));
+        }
+        if !tokens.iter().any(|t| t == token) {
+            tokens.push(token.to_string());
+        }
     }
-    Ok(tokens[random_below(tokens.len())])
+    if tokens.is_empty() {
+        return Err("no token in it".into());
+    }
+    Ok(tokens)
 }
 
 thread_local! {
@@ -60,16 +81,23 @@ mod tests {
     #[test]
     fn splits_and_trims_the_pool() {
         assert_eq!(all(" a, b ,,c "), vec!["a", "b", "c"]);
-        assert!(matches!(pick(" , "), Err(Error::Unauthorized(_))));
+        assert!(all(" , ").is_empty());
     }
 
     #[test]
-    fn picks_every_token_eventually() {
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..200 {
-            seen.insert(pick("a,b,c").unwrap());
-        }
-        assert_eq!(seen.len(), 3);
+    fn tokens_files_skip_comments_and_say_which_line_is_wrong() {
+        let text = "# accounts\n\nrt-one\n  rt-two  \n# rt-old\nrt-one\n";
+        assert_eq!(tokens_file(text, '\n').unwrap(), ["rt-one", "rt-two"]);
+        assert_eq!(tokens_file("rt-a, rt-b", ',').unwrap(), ["rt-a", "rt-b"]);
+        let err = tokens_file("rt-one\nsecret-a secret-b\n", '\n').unwrap_err();
+        assert_eq!(err, "line 2: holds more than one word (one token per entry)");
+        let err = tokens_file("eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.c2ln", '\n').unwrap_err();
+        assert!(err.starts_with("line 1: looks like a JWT"), "{err}");
+        assert_eq!(tokens_file("# nothing\n\n", '\n').unwrap_err(), "no token in it");
+        assert_eq!(
+            tokens_file("a,,b c", ',').unwrap_err(),
+            "entry 3: holds more than one word (one token per entry)"
+        );
     }
 
     #[test]

@@ -10,10 +10,14 @@ use crate::chat::{self, Disconnected, ErrorKind};
 pub enum Error {
     /// The credential is missing, malformed, expired or refused.
     Unauthorized(String),
-    /// Kimi refuses for now: a quota, or another answer streaming on the same account.
-    RateLimited(String),
-    /// Kimi is overloaded; worth retrying.
-    Overloaded(String),
+    /// Kimi refuses for now: a quota, or another answer streaming on the same account. The
+    /// number is how many seconds to wait, when Kimi (or the pool) says.
+    RateLimited(String, Option<u64>),
+    /// The account's research quota is used up; other requests still work on it.
+    QuotaUsedUp(String),
+    /// Kimi (or every account of the pool) is overloaded or busy; worth retrying, after the
+    /// seconds given, when known.
+    Overloaded(String, Option<u64>),
     /// Kimi says the request itself is wrong.
     Rejected(String),
     /// The conversation is longer than Kimi takes.
@@ -35,8 +39,8 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Unauthorized(_) => ErrorKind::Authentication,
-            Error::RateLimited(_) => ErrorKind::RateLimited,
-            Error::Overloaded(_) => ErrorKind::Overloaded,
+            Error::RateLimited(..) | Error::QuotaUsedUp(_) => ErrorKind::RateLimited,
+            Error::Overloaded(..) => ErrorKind::Overloaded,
             Error::Rejected(_) => ErrorKind::InvalidRequest,
             Error::TooLong(_) => ErrorKind::ContextLength,
             Error::NotFound(_) => ErrorKind::NotFound,
@@ -47,7 +51,32 @@ impl Error {
 
     /// Whether another attempt may succeed where this one failed.
     pub(super) fn is_transient(&self) -> bool {
-        matches!(self, Error::Upstream(_) | Error::Transport(_) | Error::Overloaded(_))
+        matches!(self, Error::Upstream(_) | Error::Transport(_) | Error::Overloaded(..))
+    }
+
+    /// How many seconds the caller should wait before trying again, when known.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Error::RateLimited(_, after) | Error::Overloaded(_, after) => *after,
+            _ => None,
+        }
+    }
+
+    /// A short name of the error's kind, for metrics (`kimi_free_api_upstream_errors_total`).
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Error::Unauthorized(_) => "unauthorized",
+            Error::RateLimited(..) => "rate_limited",
+            Error::QuotaUsedUp(_) => "quota_used_up",
+            Error::Overloaded(..) => "overloaded",
+            Error::Rejected(_) => "rejected",
+            Error::TooLong(_) => "too_long",
+            Error::NotFound(_) => "not_found",
+            Error::Upstream(_) => "upstream",
+            Error::Transport(_) => "transport",
+            Error::Timeout => "timeout",
+            Error::Disconnected => "disconnected",
+        }
     }
 }
 
@@ -55,8 +84,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Unauthorized(why) => write!(f, "Kimi refused the credential: {why}"),
-            Error::RateLimited(why) => write!(f, "Kimi rate limit: {why}"),
-            Error::Overloaded(why) => write!(f, "Kimi is overloaded: {why}"),
+            Error::RateLimited(why, _) => write!(f, "Kimi rate limit: {why}"),
+            Error::QuotaUsedUp(why) => write!(f, "Kimi rate limit: {why}"),
+            Error::Overloaded(why, _) => write!(f, "Kimi is overloaded: {why}"),
             Error::Rejected(why) => write!(f, "Kimi rejected the request: {why}"),
             Error::TooLong(why) => write!(f, "the conversation is longer than Kimi takes ({why})"),
             Error::NotFound(why) => write!(f, "not found on Kimi: {why}"),
@@ -72,7 +102,8 @@ impl std::error::Error for Error {}
 
 impl From<Error> for chat::Error {
     fn from(error: Error) -> Self {
-        chat::Error::new(error.kind(), error.to_string())
+        let retry_after = error.retry_after();
+        chat::Error { retry_after, ..chat::Error::new(error.kind(), error.to_string()) }
     }
 }
 

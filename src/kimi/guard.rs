@@ -11,6 +11,8 @@ use crate::chat::{Disconnected, Event, Sink};
 /// `kimi-free-api doctor` checks ("nothing left behind") and what the server can report.
 #[derive(Debug, Default)]
 pub struct ChatCounts {
+    /// Chats created on Kimi (kept ones included).
+    pub created: AtomicU64,
     pub to_delete: AtomicU64,
     pub deleted: AtomicU64,
     pub failed: AtomicU64,
@@ -62,23 +64,39 @@ impl Drop for ChatGuard<'_> {
 }
 
 /// Remembers whether any content reached the client: once it has, a retry would repeat it.
+/// It also marks a kept conversation's id with the account it lives on (see `pool.rs`), since
+/// the id the client gets back is the one it will continue with.
 pub struct Progress<'a> {
     inner: &'a mut dyn Sink,
     delivered: bool,
+    /// The fingerprint appended to conversation ids, when the request keeps its conversation
+    /// and the pool has a choice of accounts.
+    mark: Option<String>,
 }
 
 impl<'a> Progress<'a> {
     pub(super) fn new(inner: &'a mut dyn Sink) -> Self {
-        Progress { inner, delivered: false }
+        Progress { inner, delivered: false, mark: None }
     }
 
     pub(super) fn delivered(&self) -> bool {
         self.delivered
     }
+
+    /// Marks the conversation ids sent from now on with this account fingerprint (or not).
+    pub(super) fn mark_conversation(&mut self, fingerprint: Option<&str>) {
+        self.mark = fingerprint.map(str::to_string);
+    }
 }
 
 impl Sink for Progress<'_> {
     fn send(&mut self, event: Event) -> Result<(), Disconnected> {
+        let event = match (event, &self.mark) {
+            (Event::ConversationId(id), Some(fingerprint)) => {
+                Event::ConversationId(super::pool::marked_conversation(&id, fingerprint))
+            }
+            (event, _) => event,
+        };
         if !matches!(event, Event::ConversationId(_) | Event::Heartbeat) {
             self.delivered = true;
         }

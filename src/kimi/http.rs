@@ -82,11 +82,10 @@ impl Upstream {
 
 /// Reads a small JSON body, or turns an error status into an [`Error`].
 pub fn read_json<T: for<'de> Deserialize<'de>>(response: Response<ureq::Body>) -> Result<T, Error> {
-    let status = response.status().as_u16();
-    let body = read_small(response)?;
-    if !(200..300).contains(&status) {
-        return Err(error_from_body(status, &body));
+    if !response.status().is_success() {
+        return Err(error_of(response));
     }
+    let body = read_small(response)?;
     serde_json::from_slice(&body).map_err(|e| Error::Upstream(format!("unexpected answer from Kimi: {e}")))
 }
 
@@ -95,6 +94,25 @@ pub fn read_small(response: Response<ureq::Body>) -> Result<Vec<u8>, Error> {
     let mut body = Vec::new();
     response.into_body().into_reader().take(MAX_JSON_BODY).read_to_end(&mut body).map_err(|e| from_io(&e))?;
     Ok(body)
+}
+
+/// The error an unsuccessful response stands for, with the wait its `Retry-After` header asks
+/// (in seconds) on a rate limit or an overload.
+pub fn error_of(response: Response<ureq::Body>) -> Error {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok()?.trim().parse::<u64>().ok());
+    let body = match read_small(response) {
+        Ok(body) => body,
+        Err(error) => return error,
+    };
+    match error_from_body(status, &body) {
+        Error::RateLimited(why, None) => Error::RateLimited(why, retry_after),
+        Error::Overloaded(why, None) => Error::Overloaded(why, retry_after),
+        other => other,
+    }
 }
 
 /// The legacy error body `{"error_type","message"}`; Connect's `{"code","message"}` is read too.
@@ -122,12 +140,13 @@ pub fn classify(status: u16, error_type: &str, message: String) -> Error {
             return Error::Unauthorized(message);
         }
         "chat.user_stream_pushing" => {
-            return Error::RateLimited(format!(
-                "another answer is streaming on this Kimi account ({message})"
-            ));
+            return Error::RateLimited(
+                format!("another answer is streaming on this Kimi account ({message})"),
+                None,
+            );
         }
         "chat.not_found" | "not_found" => return Error::NotFound(message),
-        "resource_exhausted" => return Error::RateLimited(message),
+        "resource_exhausted" => return Error::RateLimited(message, None),
         "invalid_argument" => return Error::Rejected(message),
         kind if kind.contains("token_length")
             || kind.contains("too_long")
@@ -136,16 +155,16 @@ pub fn classify(status: u16, error_type: &str, message: String) -> Error {
             return Error::TooLong(message);
         }
         "openai.completion.stream" | "unavailable" | "deadline_exceeded" => {
-            return Error::Overloaded(message);
+            return Error::Overloaded(message, None);
         }
         _ => {}
     }
     match status {
         401 | 403 => Error::Unauthorized(message),
         404 => Error::NotFound(message),
-        429 => Error::RateLimited(message),
+        429 => Error::RateLimited(message, None),
         400..=499 => Error::Rejected(message),
-        503 => Error::Overloaded(message),
+        503 => Error::Overloaded(message, None),
         _ if error_type.is_empty() => Error::Upstream(format!("Kimi answered HTTP {status}: {message}")),
         _ => Error::Upstream(format!("{error_type}: {message}")),
     }
@@ -183,10 +202,10 @@ mod tests {
         let body = br#"{"error_type":"auth.token.invalid","message":"expired"}"#;
         assert_eq!(error_from_body(401, body), Error::Unauthorized("expired".into()));
         let body = br#"{"error_type":"chat.user_stream_pushing","message":"busy"}"#;
-        assert!(matches!(error_from_body(400, body), Error::RateLimited(_)));
+        assert!(matches!(error_from_body(400, body), Error::RateLimited(..)));
         assert!(matches!(error_from_body(502, b"<html>"), Error::Upstream(m) if m.contains("HTTP 502")));
-        assert!(matches!(error_from_body(503, b""), Error::Overloaded(_)));
-        assert!(matches!(error_from_body(429, b"{}"), Error::RateLimited(_)));
+        assert!(matches!(error_from_body(503, b""), Error::Overloaded(..)));
+        assert!(matches!(error_from_body(429, b"{}"), Error::RateLimited(..)));
         let body = br#"{"code":"unauthenticated","message":"token expired"}"#;
         assert!(matches!(error_from_body(401, body), Error::Unauthorized(_)));
     }

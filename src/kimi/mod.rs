@@ -1,10 +1,12 @@
 //! The Kimi side: credentials, the upstream HTTP client and the two protocol backends.
 //!
-//! This file is the front door: [`Kimi::chat`] picks an account from the caller's credential,
-//! runs the request on the backend that credential belongs to (`legacy/` for the REST + SSE
-//! API, `connect/` for the Connect RPC API; see `docs/kimi-protocol.md`), and retries
-//! transient failures while nothing has reached the client yet. What both backends share sits
-//! beside them: the error type, the guards, the HTTP client, the prompt, attachments, tokens.
+//! This file is the front door: [`Kimi::chat`] takes an account from the pool (`pool.rs`: the
+//! caller's tokens, or the server's own), runs the request on the backend that account's token
+//! belongs to (`legacy/` for the REST + SSE API, `connect/` for the Connect RPC API; see
+//! `docs/kimi-protocol.md`), and, while nothing has reached the client yet, moves a failed
+//! request to the next account, or retries a transient failure of a lone one. What both
+//! backends share sits beside them: the error type, the guards, the HTTP client, the prompt,
+//! attachments, tokens.
 
 mod accounts;
 mod attachment;
@@ -13,10 +15,11 @@ mod error;
 mod guard;
 mod http;
 mod legacy;
+mod pool;
 mod prompt;
 mod read_buffer;
 mod session;
-mod sha256;
+pub(crate) mod sha256;
 mod state;
 mod token;
 
@@ -24,16 +27,19 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::chat::{self, Sink};
+use crate::chat::{self, Conversation, Sink};
 
-pub use accounts::fingerprint;
+pub use accounts::{fingerprint, tokens_file};
 pub use connect::envelope;
 pub use error::Error;
 use guard::Progress;
 pub use legacy::sse;
+pub use pool::{AccountReport, AccountState, Credential};
+use pool::{Lease, Pool, Refusal};
 use session::Sessions;
+pub use token::utc;
 use token::{Claims, ConnectIdentity, Region, TokenKind};
 
 /// What the Kimi side needs to know: where Kimi is, how long to wait for it, and where logins
@@ -56,6 +62,10 @@ pub struct Settings {
     pub upstream_timeout: Duration,
     /// Whether attachment URLs on loopback and private networks may be fetched.
     pub allow_private_urls: bool,
+    /// Requests in flight allowed on one account at a time.
+    pub account_streams: usize,
+    /// How long a request waits for an account when every one is busy.
+    pub account_wait: Duration,
 }
 
 /// `--kimi-region`: which of Kimi's two regions an account is served by.
@@ -67,7 +77,8 @@ pub enum RegionChoice {
     Global,
 }
 
-/// How many times a transient failure is retried while the client has seen nothing.
+/// How many times a transient failure of a request's only account is retried while the client
+/// has seen nothing (with several accounts, the next account is tried instead).
 const RETRIES: u32 = 2;
 /// The first retry's pause; each later one doubles it.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
@@ -102,13 +113,14 @@ pub struct Kimi {
     chats: guard::ChatCounts,
     /// What tokens of unknown kind turned out to be (so the guess is made once).
     resolved: Mutex<HashMap<String, TokenKind>>,
+    pool: Pool,
 }
 
 /// Resolved kinds remembered at most (the map is cleared past this).
 const MAX_RESOLVED: usize = 4096;
 
-/// One account of a request: its token, of a known kind.
-struct Account<'t> {
+/// The token of one account, of a known kind.
+struct Resolved<'t> {
     token: &'t str,
     kind: TokenKind,
     region: Region,
@@ -129,42 +141,218 @@ impl Kimi {
             parents: connect::Parents::default(),
             chats: guard::ChatCounts::default(),
             resolved: Mutex::default(),
+            pool: Pool::new(settings.account_streams),
             settings,
         };
         (kimi, problem)
     }
 
-    /// Runs one chat request for the caller's credential (one token or a comma-separated
-    /// pool of any kinds), pushing events to `sink` as they are decoded. The upstream chat
-    /// is deleted on every path unless the request keeps its conversation.
+    /// Makes `tokens` the server's own accounts (server-pool mode; callers then present API
+    /// keys). Running requests keep the accounts they hold. Returns how many were added and
+    /// removed.
+    pub fn set_pool(&self, tokens: &[String]) -> (usize, usize) {
+        self.pool.set_server(tokens)
+    }
+
+    /// Runs one chat request on an account of `credential`, pushing events to `sink` as they
+    /// are decoded. The upstream chat is deleted on every path unless the request keeps its
+    /// conversation, and a kept conversation continues on the account that created it.
     pub fn chat(
         &self,
-        credential: &str,
+        credential: Credential<'_>,
         request: &chat::Request,
         sink: &mut dyn Sink,
     ) -> (Backend, Result<(), Error>) {
-        let account = match accounts::pick(credential).and_then(|token| self.account(token)) {
-            Ok(account) => account,
+        let (backend, result) = self.chat_on_pool(credential, request, sink);
+        match result {
+            // The caller's key was good: a pool account that Kimi refuses is the server's trouble,
+            // and a 401 would tell the client (Claude Code retries those for minutes) otherwise.
+            Err(Error::Unauthorized(why)) if credential == Credential::Pool => {
+                let why = format!("Kimi refused the pool's account ({why}); see /healthz");
+                (backend, Err(Error::Overloaded(why, Some(60))))
+            }
+            other => (backend, other),
+        }
+    }
+
+    fn chat_on_pool(
+        &self,
+        credential: Credential<'_>,
+        request: &chat::Request,
+        sink: &mut dyn Sink,
+    ) -> (Backend, Result<(), Error>) {
+        let (accounts, continued) = match self.accounts_for(credential, &request.conversation) {
+            Ok(route) => route,
             Err(error) => return (Backend::None, Err(error)),
         };
-        let backend = match account.kind {
-            TokenKind::LegacyRefresh => Backend::Legacy,
-            _ => Backend::Connect,
+        // A conversation's id names its account whenever there was a choice: when it came
+        // marked, when the caller has several accounts, and always for the server's pool.
+        let mark = request.conversation != Conversation::Ephemeral
+            && (continued.is_some() || accounts.len() > 1 || self.pool.is_server_pool());
+        let stripped;
+        let request = match continued {
+            Some(chat_id) => {
+                stripped = chat::Request { conversation: Conversation::Continue(chat_id), ..request.clone() };
+                &stripped
+            }
+            None => request,
         };
+        self.attempts(&accounts, request, mark, sink)
+    }
+
+    /// Tries the request on the accounts: the next one after a failure the client did not see,
+    /// or, for a lone account, the same one again after a transient failure.
+    fn attempts(
+        &self,
+        accounts: &[Arc<pool::Account>],
+        request: &chat::Request,
+        mark: bool,
+        sink: &mut dyn Sink,
+    ) -> (Backend, Result<(), Error>) {
         let mut sink = Progress::new(sink);
-        let mut attempt = 0;
+        let deadline = Instant::now() + self.settings.account_wait;
+        let mut tried = Vec::new();
+        let mut last = None;
+        let mut retries = 0;
         loop {
-            match self.run(&account, request, &mut sink) {
-                Err(error) if error.is_transient() && !sink.delivered() && attempt < RETRIES => {
-                    thread::sleep(RETRY_PAUSE * 2u32.pow(attempt));
-                    attempt += 1;
+            let lease = match self.pool.acquire(accounts, request.mode.research, &tried, deadline) {
+                Ok(lease) => lease,
+                Err(refusal) => {
+                    return last.unwrap_or_else(|| (Backend::None, Err(self.refused(accounts, refusal))));
+                }
+            };
+            sink.mark_conversation(mark.then(|| lease.fingerprint()));
+            let (backend, result) = self.attempt(&lease, request, &mut sink);
+            let wait = lease.record(&result);
+            let result = result.map_err(|error| with_wait(error, wait));
+            match result {
+                Err(error) if fails_over(&error) && !sink.delivered() && accounts.len() > 1 => {
+                    tried.push(lease.account().clone());
+                    last = Some((backend, Err(error)));
+                }
+                Err(error) if error.is_transient() && !sink.delivered() && retries < RETRIES => {
+                    drop(lease);
+                    thread::sleep(RETRY_PAUSE * 2u32.pow(retries));
+                    retries += 1;
                 }
                 other => return (backend, other),
             }
         }
     }
 
-    fn run(&self, account: &Account<'_>, request: &chat::Request, sink: &mut Progress) -> Result<(), Error> {
+    /// The accounts a request may run on, and, for a kept conversation, Kimi's id of it: the
+    /// conversation continues on the account whose fingerprint its id carries.
+    fn accounts_for(
+        &self,
+        credential: Credential<'_>,
+        conversation: &Conversation,
+    ) -> Result<(Vec<Arc<pool::Account>>, Option<String>), Error> {
+        let accounts = self.pool.accounts(credential);
+        if accounts.is_empty() {
+            return Err(match credential {
+                Credential::Tokens(_) => Error::Unauthorized("no Kimi token was given".into()),
+                Credential::Pool => Error::Overloaded("the server's pool has no Kimi account".into(), None),
+            });
+        }
+        let Conversation::Continue(id) = conversation else { return Ok((accounts, None)) };
+        match pool::split_conversation(id) {
+            Some((chat_id, fingerprint)) => {
+                let account =
+                    accounts.into_iter().find(|a| a.fingerprint() == fingerprint).ok_or_else(|| {
+                        Error::NotFound(format!(
+                            "conversation {id} lives on Kimi account {fingerprint}, which is not in this \
+                         server's pool (any more); start a new conversation"
+                        ))
+                    })?;
+                Ok((vec![account], Some(chat_id.to_string())))
+            }
+            None if accounts.len() == 1 => Ok((accounts, None)),
+            None => Err(Error::NotFound(format!(
+                "conversation {id} does not say which Kimi account it lives on (it was not started \
+                 through this pool); continue it with the one token that started it, or start a new one"
+            ))),
+        }
+    }
+
+    /// What the caller is told when no account could take the request.
+    fn refused(&self, accounts: &[Arc<pool::Account>], refusal: Refusal) -> Error {
+        let wait = self.settings.account_wait.as_secs().max(1);
+        match refusal {
+            Refusal::Busy => Error::Overloaded(
+                format!(
+                    "every Kimi account is busy ({} requests each at most); retry shortly",
+                    self.settings.account_streams
+                ),
+                Some(wait),
+            ),
+            Refusal::Unusable { dead, .. } if dead == accounts.len() && !self.pool.is_server_pool() => {
+                self.pool.refusal_of_the_dead(accounts).unwrap_or_else(|| {
+                    Error::Unauthorized("Kimi refused this token earlier; it is asked again later".into())
+                })
+            }
+            Refusal::Unusable { research, .. } if research > 0 => Error::QuotaUsedUp(format!(
+                "the research quota is used up on {research} Kimi account(s) and no other can serve"
+            )),
+            Refusal::Unusable { dead, cooling, .. } => Error::Overloaded(
+                format!(
+                    "no Kimi account of the pool can serve now ({dead} dead, {cooling} cooling down; \
+                     see /healthz)"
+                ),
+                Some(60),
+            ),
+        }
+    }
+
+    /// One attempt on the leased account: its token's kind, then the chat.
+    fn attempt(
+        &self,
+        lease: &Lease<'_>,
+        request: &chat::Request,
+        sink: &mut Progress,
+    ) -> (Backend, Result<(), Error>) {
+        let account = match self.account(lease.token()) {
+            Ok(account) => account,
+            Err(error) => return (Backend::None, Err(error)),
+        };
+        lease.note_kind(account.kind.name());
+        let backend = match account.kind {
+            TokenKind::LegacyRefresh => Backend::Legacy,
+            _ => Backend::Connect,
+        };
+        (backend, self.run(&account, request, sink))
+    }
+
+    /// What `/healthz` and `/metrics` show of each account: the server's pool, or the
+    /// pass-through accounts seen so far.
+    pub fn accounts(&self) -> Vec<AccountReport> {
+        self.pool.reports(|token, kind| self.expiry(token, kind))
+    }
+
+    /// When an account's token stops working: a 2026 refresh token's newest rotation, else
+    /// the token's own `exp`.
+    fn expiry(&self, token: &str, kind: &str) -> Option<u64> {
+        let newest =
+            (kind == TokenKind::WebRefresh.name()).then(|| self.web_sessions.newest_refresh_token(token));
+        let current = newest.flatten().unwrap_or_else(|| token.to_string());
+        token::claim_u64(&current, "exp")
+    }
+
+    /// Whether the server has a pool of its own.
+    pub fn is_server_pool(&self) -> bool {
+        self.pool.is_server_pool()
+    }
+
+    /// Requests moved to another account before the client saw anything, since the start.
+    pub fn failovers(&self) -> u64 {
+        self.pool.failovers()
+    }
+
+    /// Errors Kimi answered, by kind (`unauthorized`, `rate_limited`...), since the start.
+    pub fn upstream_errors(&self) -> Vec<(&'static str, u64)> {
+        self.pool.errors()
+    }
+
+    fn run(&self, account: &Resolved<'_>, request: &chat::Request, sink: &mut Progress) -> Result<(), Error> {
         let token = account.token;
         match &account.kind {
             TokenKind::LegacyRefresh => legacy::chat(self.legacy(), token, request, sink)
@@ -184,7 +372,7 @@ impl Kimi {
     /// refuses although it was cached is renewed once, while nothing reached the client.
     fn web_chat(
         &self,
-        account: &Account<'_>,
+        account: &Resolved<'_>,
         request: &chat::Request,
         sink: &mut Progress,
     ) -> Result<(), Error> {
@@ -204,7 +392,7 @@ impl Kimi {
 
     /// The account of one token: its kind read from the token, or, for a token of no known
     /// shape, found by trying it as a 2026 refresh token and then as a legacy one (once).
-    fn account<'t>(&self, token: &'t str) -> Result<Account<'t>, Error> {
+    fn account<'t>(&self, token: &'t str) -> Result<Resolved<'t>, Error> {
         let claims = Claims::of(token);
         let region = match (self.settings.region, claims.as_ref().and_then(Claims::region)) {
             (RegionChoice::Cn, _) | (RegionChoice::Auto, None | Some(Region::Cn)) => Region::Cn,
@@ -220,7 +408,7 @@ impl Kimi {
             }
             known => known,
         };
-        Ok(Account { token, kind, region, guessed })
+        Ok(Resolved { token, kind, region, guessed })
     }
 
     fn resolve(&self, token: &str, region: Region) -> Result<TokenKind, Error> {
@@ -254,7 +442,7 @@ impl Kimi {
         let account = self.account(token);
         let kind = account.as_ref().map_or("unknown", |a| a.kind.name());
         let expires = match &account {
-            Ok(Account { kind: TokenKind::WebAccess { expires, .. }, .. }) => Some(*expires),
+            Ok(Resolved { kind: TokenKind::WebAccess { expires, .. }, .. }) => Some(*expires),
             _ => None,
         };
         let result = account.and_then(|account| self.probe(&account));
@@ -274,7 +462,7 @@ impl Kimi {
         }
     }
 
-    fn probe(&self, account: &Account<'_>) -> Result<(), Error> {
+    fn probe(&self, account: &Resolved<'_>) -> Result<(), Error> {
         let token = account.token;
         match &account.kind {
             TokenKind::LegacyRefresh => {
@@ -298,6 +486,11 @@ impl Kimi {
     /// fails at once and its chat is still deleted.
     pub fn interrupt(&self) {
         self.upstream.interrupt();
+    }
+
+    /// Chats created on Kimi since the start, kept ones included.
+    pub fn chats_created(&self) -> u64 {
+        self.chats.created.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Chats that were to be deleted, were deleted, and could not be, since the start.
@@ -365,9 +558,31 @@ fn web_identity(seed: &str, session: &session::Session) -> ConnectIdentity {
     )
 }
 
+/// Whether a failure before the client saw anything is worth trying on another account: the
+/// account's trouble (its login, its limits) or Kimi's (5xx, a cut), not the request's.
+fn fails_over(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Unauthorized(_)
+            | Error::RateLimited(..)
+            | Error::QuotaUsedUp(_)
+            | Error::Overloaded(..)
+            | Error::Upstream(_)
+            | Error::Transport(_)
+    )
+}
+
+/// A rate limit tells the client how long the account cools down, when Kimi did not say.
+fn with_wait(error: Error, wait: Option<u64>) -> Error {
+    match error {
+        Error::RateLimited(why, None) => Error::RateLimited(why, wait),
+        other => other,
+    }
+}
+
 /// A token whose kind was guessed and that the legacy API refuses too: the user most likely
 /// pasted a spent 2026 refresh token.
-fn refused_both(account: &Account<'_>, error: Error) -> Error {
+fn refused_both(account: &Resolved<'_>, error: Error) -> Error {
     match error {
         Error::Unauthorized(_) if account.guessed => Error::Unauthorized(format!(
             "Kimi accepts this token neither as a 2026 refresh_token nor as a legacy one: {}",

@@ -117,6 +117,13 @@ impl Sessions {
         }
     }
 
+    /// The refresh token the account will use next (the newest rotation), if it has logged in.
+    pub fn newest_refresh_token(&self, seed: &str) -> Option<String> {
+        let slot = self.slots.lock().unwrap_or_else(PoisonError::into_inner).get(seed).cloned()?;
+        let cached = slot.try_lock().ok()?;
+        cached.as_ref().map(|session| session.refresh_token.clone())
+    }
+
     /// Forgets the access token (Kimi refused it); the next call logs in again.
     pub fn invalidate(&self, seed: &str) {
         let slot = self.slot(seed);

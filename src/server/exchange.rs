@@ -43,8 +43,10 @@ pub fn respond_json(request: Request, status: u16, body: Vec<u8>) {
 /// Answers with an error in the dialect's shape; rate limits and overload say when to retry.
 pub fn respond_error(request: Request, dialect: Dialect, error: &chat::Error, extra: &[(&str, &str)]) {
     let (status, body) = dialect.error_response(error);
+    let seconds = error.retry_after.unwrap_or(1).to_string();
+    let retry = [("Retry-After", seconds.as_str())];
     let retry: &[(&str, &str)] = match error.kind {
-        ErrorKind::RateLimited | ErrorKind::Overloaded => &[("Retry-After", "1")],
+        ErrorKind::RateLimited | ErrorKind::Overloaded => &retry,
         _ => &[],
     };
     // A body that did not arrive leaves the connection mid-request: it cannot carry another.
@@ -136,6 +138,8 @@ pub struct EventStream<R> {
     /// Rendered bytes not yet written.
     buf: Vec<u8>,
     pub conversation_id: Option<String>,
+    /// When the response head went out (the answer's first byte), if it did.
+    pub opened: Option<std::time::Instant>,
 }
 
 enum State {
@@ -155,6 +159,7 @@ impl<R: StreamRenderer> EventStream<R> {
             chunked,
             buf: Vec::new(),
             conversation_id: None,
+            opened: None,
         }
     }
 
@@ -213,6 +218,7 @@ impl<R: StreamRenderer> EventStream<R> {
                 unreachable!()
             };
             self.state = State::Open(Self::open(request, self.renderer.content_type(), self.chunked)?);
+            self.opened = Some(std::time::Instant::now());
         }
         let State::Open(writer) = &mut self.state else {
             return Err(io::ErrorKind::BrokenPipe.into());

@@ -21,7 +21,11 @@
 //! may finish until the deadline, then every upstream call is interrupted: each request ends
 //! with its dialect's error, and its chat is deleted.
 
+mod accounts;
 mod exchange;
+mod healthz;
+mod keys;
+mod metrics;
 mod routes;
 
 use std::io;
@@ -60,6 +64,10 @@ struct App {
     kimi: Kimi,
     /// Set when the drain deadline passed and running requests are being ended.
     ending: AtomicBool,
+    /// The keys callers present in server-pool mode, and that guard `/metrics`.
+    keys: keys::ApiKeys,
+    metrics: metrics::Metrics,
+    started: Instant,
 }
 
 /// A server that is running; dropping it stops the listener and lets the workers finish.
@@ -70,6 +78,8 @@ pub struct RunningServer {
     /// Another descriptor of the listening socket: shutting it down closes the port.
     socket: TcpStream,
     pool: Arc<Pool>,
+    /// Reloads the tokens file on SIGHUP (server-pool mode with a file).
+    _reloader: Option<accounts::Reloader>,
 }
 
 /// How a drain went: requests that finished by themselves, and those ended at the deadline.
@@ -148,12 +158,31 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
     let http = Arc::new(http);
     let (sender, receiver) = crossbeam_channel::bounded(config.queue_depth);
     let tools = tool_settings(&config)?;
+    let tokens = accounts::initial(&config)?;
     let (kimi, problem) = Kimi::new(kimi_settings(&config));
     if let Some(problem) = problem {
         eprintln!("kimi-free-api: {problem}");
     }
+    if let Some(tokens) = &tokens {
+        kimi.set_pool(tokens);
+        eprintln!("kimi-free-api: server pool of {} Kimi accounts; callers present API keys", tokens.len());
+    } else if !config.api_keys.0.is_empty() {
+        eprintln!(
+            "kimi-free-api: pass-through mode: callers' keys are their Kimi tokens; API keys guard /metrics"
+        );
+    }
+    let keys = keys::ApiKeys::new(&config.api_keys.0);
     let pool = Arc::new(Pool {
-        app: App { kimi, addr, tools, config, ending: AtomicBool::new(false) },
+        app: App {
+            kimi,
+            addr,
+            tools,
+            config,
+            ending: AtomicBool::new(false),
+            keys,
+            metrics: metrics::Metrics::default(),
+            started: Instant::now(),
+        },
         receiver,
         started: AtomicUsize::new(0),
         in_flight: AtomicUsize::new(0),
@@ -163,6 +192,13 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
     for _ in 0..MIN_WORKERS.min(pool.app.config.workers) {
         pool.grow()?;
     }
+    let reloader = match (&pool.app.config.tokens_file, tokens.is_some()) {
+        (Some(path), true) => {
+            let pool = pool.clone();
+            Some(accounts::watch(path.clone(), move |tokens| pool.app.kimi.set_pool(tokens))?)
+        }
+        _ => None,
+    };
     let listener_http = http.clone();
     let listener_pool = pool.clone();
     let listener = thread::Builder::new().name("listener".into()).spawn(move || {
@@ -187,7 +223,7 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
             }
         }
     })?;
-    Ok(RunningServer { http, addr, listener: Some(listener), socket, pool })
+    Ok(RunningServer { http, addr, listener: Some(listener), socket, pool, _reloader: reloader })
 }
 
 /// A request that arrives on an open connection once a drain began.
@@ -209,6 +245,8 @@ pub fn kimi_settings(config: &Config) -> kimi::Settings {
         state_dir: Some(config.state_dir.clone()),
         upstream_timeout: config.upstream_timeout,
         allow_private_urls: config.allow_private_urls,
+        account_streams: config.account_streams,
+        account_wait: config.account_wait,
     }
 }
 

@@ -7,7 +7,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -110,6 +110,9 @@ pub enum Fault {
     /// A document's parse progress says nothing: the legacy progress stream ends without a
     /// status, and Connect's progress call answers 200 with a body that is not JSON.
     ParseSaysNothing,
+    /// HTTP 429 (Connect `resource_exhausted`, legacy `chat.user_stream_pushing`), with a
+    /// `Retry-After` header when given.
+    RateLimited { retry_after: Option<u64> },
 }
 
 /// What the mock saw.
@@ -142,6 +145,10 @@ pub struct Stats {
     pub sessions_revoked: u32,
     /// The `Cookie` header of the last Connect chat, if any.
     pub last_cookie: Option<String>,
+    /// Chat turns by user id (the Connect `sub`, or the legacy user), faulted ones included.
+    pub completions_by_user: BTreeMap<String, u32>,
+    /// The most answers each user had streaming at once.
+    pub peak_streams_by_user: BTreeMap<String, u32>,
 }
 
 /// One stored attachment.
@@ -165,6 +172,12 @@ struct State {
     /// chat id → completions seen on it
     chats: HashMap<String, u32>,
     web: WebLogins,
+    /// Answers streaming now, by user.
+    streaming: HashMap<String, u32>,
+    /// Faults of accounts minted with a `mock` claim that already struck, by user.
+    account_faults: HashMap<String, u32>,
+    /// Legacy users whose research quota is used up (their refresh token says `no-research`).
+    no_research: BTreeSet<String>,
 }
 
 /// The 2026 auth host's view of web logins: each session (`ssid`) has one current refresh
@@ -304,10 +317,15 @@ fn status_text(status: u16) -> &'static str {
     }
 }
 
-fn json_response(mut request: Request, status: u16, body: Value) -> Flow {
+fn json_response(request: Request, status: u16, body: Value) -> Flow {
+    json_response_with(request, status, body, "")
+}
+
+/// [`json_response`] with extra header lines (each ending in CRLF).
+fn json_response_with(mut request: Request, status: u16, body: Value, headers: &str) -> Flow {
     let body = body.to_string();
     let head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}\r\n",
         status_text(status),
         body.len()
     );
@@ -369,7 +387,10 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
             }
         }
         ("GET", "/api/chat/research/usage") => {
-            let used_up = state.lock().unwrap().script.research_used_up;
+            let st = state.lock().unwrap();
+            let user = st.access.get(&bearer(&request)).cloned().unwrap_or_default();
+            let used_up = st.script.research_used_up || st.no_research.contains(&user);
+            drop(st);
             let used = if used_up { 30 } else { 3 };
             json_response(request, 200, json!({"remain": 30 - used, "total": 30, "used": used}))
         }
@@ -577,6 +598,9 @@ fn refresh(state: &Mutex<State>, request: Request) -> Flow {
     st.next_id += 1;
     let access = format!("access-{}", st.next_id);
     let user: String = format!("user{:016}", token.bytes().map(u64::from).sum::<u64>());
+    if token.contains("no-research") {
+        st.no_research.insert(user.clone());
+    }
     st.access.insert(access.clone(), user);
     drop(st);
     json_response(request, 200, json!({"access_token": access, "refresh_token": token}))
@@ -642,8 +666,12 @@ fn web_refresh(state: &Mutex<State>, request: Request, body: &Value) -> Flow {
     next["iat"] = json!(now);
     next["exp"] = json!(now + 90 * 86_400);
     let next = mint_jwt(&next);
-    let access = mint_jwt(&json!({"iss": "account-nt", "typ": "access", "sub": sub, "ssid": ssid,
-        "jti": format!("at-{}", st.next_id), "iat": now, "exp": now + st.script.access_lifetime_secs}));
+    let mut access = json!({"iss": "account-nt", "typ": "access", "sub": sub, "ssid": ssid,
+        "jti": format!("at-{}", st.next_id), "iat": now, "exp": now + st.script.access_lifetime_secs});
+    if !claims["mock"].is_null() {
+        access["mock"] = claims["mock"].clone();
+    }
+    let access = mint_jwt(&access);
     st.web.spent.insert(token.to_string());
     st.web.current.insert(ssid.to_string(), next.clone());
     let device =
@@ -739,6 +767,7 @@ fn completion(state: &Mutex<State>, request: Request, chat_id: &str, body: Value
         drop(st);
         return legacy_error(request, 401, "auth.token.invalid");
     };
+    *st.stats.completions_by_user.entry(user.clone()).or_default() += 1;
     if st.stats.last_traffic_id.as_deref() != Some(user.as_str()) {
         drop(st);
         return legacy_error(request, 400, "mock.traffic_id_mismatch");
@@ -758,8 +787,13 @@ fn completion(state: &Mutex<State>, request: Request, chat_id: &str, body: Value
         Some(Fault::CompletionStatus { status, error_type }) => {
             return legacy_error(request, *status, error_type);
         }
+        Some(Fault::RateLimited { retry_after }) => {
+            let body = json!({"error_type": "chat.user_stream_pushing", "message": "mock busy"});
+            return json_response_with(request, 429, body, &retry_after_header(*retry_after));
+        }
         _ => {}
     }
+    let _streaming = Streaming::start(state, &user);
     let prompt = body["messages"][0]["content"].as_str().unwrap_or_default().to_string();
     let mut events: Vec<Value> = vec![
         json!({"event": "req", "id": format!("seg{round}"), "group_id": "grp", "content": prompt, "refs": []}),
@@ -900,9 +934,10 @@ fn connect_chat(state: &Mutex<State>, request: Request) -> Flow {
         drop(st);
         return connect_error(request, 400, "invalid_argument");
     }
+    *st.stats.completions_by_user.entry(sub.clone()).or_default() += 1;
     let script = st.script.clone();
     let turn = st.stats.completions as usize;
-    let fault = fault_applies(&mut st);
+    let fault = account_fault(&mut st, &sub, &bearer(&request)).or_else(|| fault_applies(&mut st));
     match &fault {
         Some(Fault::AccessExpired) => {
             drop(st);
@@ -911,6 +946,11 @@ fn connect_chat(state: &Mutex<State>, request: Request) -> Flow {
         Some(Fault::CompletionStatus { status, error_type }) => {
             drop(st);
             return connect_error(request, *status, error_type);
+        }
+        Some(Fault::RateLimited { retry_after }) => {
+            drop(st);
+            let body = json!({"code": "resource_exhausted", "message": "mock rate limit"});
+            return json_response_with(request, 429, body, &retry_after_header(*retry_after));
         }
         _ => {}
     }
@@ -933,6 +973,7 @@ fn connect_chat(state: &Mutex<State>, request: Request) -> Flow {
     st.next_id += 1;
     let message_id = format!("msg-{}", st.next_id);
     drop(st);
+    let _streaming = Streaming::start(state, &sub);
 
     let thinking = body["options"]["thinking"] == true;
     let searching =
@@ -1068,4 +1109,50 @@ fn tool_round() -> Vec<Value> {
         json!({"op": "set", "mask": "block.tool.contents,block.tool.status",
             "block": {"id": id, "tool": {"contents": [result], "status": "STATUS_DONE", "isError": false}}}),
     ]
+}
+
+/// A `Retry-After` header line, or none.
+fn retry_after_header(seconds: Option<u64>) -> String {
+    seconds.map_or_else(String::new, |s| format!("Retry-After: {s}\r\n"))
+}
+
+/// The fault an account was minted with (a JWT claim `mock: {"fault": ..., "times": n}`), while
+/// it has struck fewer than `times` times (always, without `times`).
+fn account_fault(st: &mut State, user: &str, token: &str) -> Option<Fault> {
+    let claims = jwt_claims(token)?;
+    let fault: Fault = serde_json::from_value(claims["mock"]["fault"].clone()).ok()?;
+    let struck = st.account_faults.entry(user.to_string()).or_default();
+    if claims["mock"]["times"].as_u64().is_some_and(|times| u64::from(*struck) >= times) {
+        return None;
+    }
+    *struck += 1;
+    Some(fault)
+}
+
+/// Counts an answer streaming for `user` while alive, and keeps the user's peak.
+struct Streaming<'a> {
+    state: &'a Mutex<State>,
+    user: String,
+}
+
+impl<'a> Streaming<'a> {
+    fn start(state: &'a Mutex<State>, user: &str) -> Streaming<'a> {
+        let mut st = state.lock().unwrap();
+        let now = {
+            let n = st.streaming.entry(user.to_string()).or_default();
+            *n += 1;
+            *n
+        };
+        let peak = st.stats.peak_streams_by_user.entry(user.to_string()).or_default();
+        *peak = (*peak).max(now);
+        Streaming { state, user: user.to_string() }
+    }
+}
+
+impl Drop for Streaming<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self.state.lock().unwrap().streaming.get_mut(&self.user) {
+            *n -= 1;
+        }
+    }
 }

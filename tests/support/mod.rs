@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mock;
+pub mod pool;
 pub mod process;
 
 use std::io::Read;
@@ -157,6 +158,8 @@ pub fn config_for(mock: &MockKimi) -> Config {
         workers: 8,
         queue_depth: 8,
         upstream_timeout: Duration::from_secs(1),
+        // Tests that are not about the account pool run many streams on one token.
+        account_streams: 64,
         ..Config::default()
     }
 }

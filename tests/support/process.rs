@@ -32,10 +32,12 @@ impl ServerProcess {
     /// extra flags given; returns once it answers `/ping`.
     pub fn start(mock: &MockKimi, extra: &[&str]) -> ServerProcess {
         let state_dir = temp_state_dir();
-        let mut args: Vec<String> = ["--host", "127.0.0.1", "--port", "0", "--upstream-timeout", "5"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        // Many streams run on one token here: the per-account limit is the pool tests' matter.
+        let mut args: Vec<String> =
+            ["--host", "127.0.0.1", "--port", "0", "--upstream-timeout", "5", "--account-streams", "64"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
         for flag in [
             "--kimi-base-url",
             "--kimi-connect-base-url",

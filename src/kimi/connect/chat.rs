@@ -113,9 +113,8 @@ pub fn chat(
         .header("Content-Type", "application/connect+json")
         .send(&envelope::encode(envelope::FLAG_DATA, body.to_string().as_bytes())[..])
         .map_err(http::from_ureq)?;
-    let status = response.status().as_u16();
-    if status != 200 {
-        return Err(http::error_from_body(status, &http::read_small(response)?));
+    if response.status().as_u16() != 200 {
+        return Err(http::error_of(response));
     }
 
     let mut stream = ChatStream {
@@ -123,6 +122,7 @@ pub fn chat(
         token,
         who,
         keep: request.conversation != Conversation::Ephemeral,
+        continued: continued.is_some(),
         guard: None,
         markers: CitationMarkers::default(),
         last_message: None,
@@ -185,6 +185,8 @@ struct ChatStream<'a> {
     token: &'a str,
     who: &'a ConnectIdentity,
     keep: bool,
+    /// The chat is an earlier one, continued (not created by this request).
+    continued: bool,
     /// Deletes the chat once its id is known.
     guard: Option<ChatGuard<'a>>,
     markers: CitationMarkers,
@@ -199,6 +201,9 @@ impl<'a> ChatStream<'a> {
     fn apply(&mut self, event: ConnectEvent, sink: &mut dyn Sink) -> Result<(), Error> {
         match event {
             ConnectEvent::Chat { id } if self.guard.is_none() => {
+                if !self.continued {
+                    self.ctx.chats.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 let (ctx, token, who) = (self.ctx, self.token, self.who);
                 let delete = move |chat_id: &str| {
                     let body = json!({"chat_id": chat_id});

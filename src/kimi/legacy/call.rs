@@ -75,9 +75,8 @@ impl EventReader {
         body: &Value,
     ) -> Result<Self, Error> {
         let response = post_json(ctx, session, Some(chat_id), path, body)?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            return Err(http::error_from_body(status, &http::read_small(response)?));
+        if response.status().as_u16() != 200 {
+            return Err(http::error_of(response));
         }
         Ok(EventReader { reader: response.into_body().into_reader(), decoder: SseDecoder::new() })
     }

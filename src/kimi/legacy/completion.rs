@@ -88,8 +88,13 @@ pub(super) fn run(
         "use_search": mode.search,
         "extend": {"sidebar": true},
     });
+    let mut produced = false;
     for _ in 0..=MAX_CONTINUATIONS {
-        match stream_completion(ctx, session, guard.chat_id(), &body, sink)? {
+        let (ending, answered) = stream_completion(ctx, session, guard.chat_id(), &body, sink)?;
+        produced |= answered;
+        match ending {
+            // An answer with no text and no reasoning is Kimi failing quietly, not a success.
+            Ending::Done if !produced => return Err(Error::Upstream("Kimi returned an empty answer".into())),
             Ending::Done => return Ok(sink.send(Event::Finish(Finish::Stop))?),
             Ending::Length { segment_id: Some(segment_id) } => {
                 body = json!({
@@ -121,6 +126,7 @@ fn create_chat(ctx: Context<'_>, session: &Session, kimiplus_id: &str) -> Result
     if created.id.is_empty() {
         return Err(Error::Upstream("Kimi created a chat without an id".into()));
     }
+    ctx.chats.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(created.id)
 }
 
@@ -135,7 +141,7 @@ fn check_research_quota(ctx: Context<'_>, session: &Session) -> Result<(), Error
     let response = signed(builder, ctx, session, None).call().map_err(http::from_ureq)?;
     match http::read_json::<Usage>(response) {
         Ok(usage) if usage.used >= usage.total => {
-            Err(Error::RateLimited(format!("research quota used up ({} of {})", usage.used, usage.total)))
+            Err(Error::QuotaUsedUp(format!("research quota used up ({} of {})", usage.used, usage.total)))
         }
         // The quota check is advisory: if Kimi does not answer it, the completion will say.
         _ => Ok(()),
@@ -148,22 +154,31 @@ enum Ending {
     Length { segment_id: Option<String> },
 }
 
+/// What one completion stream has told so far.
+#[derive(Default)]
+struct Seen {
+    segment_id: Option<String>,
+    length: bool,
+    /// Some answer text or reasoning came.
+    produced: bool,
+}
+
+/// One completion stream, to its end; the bool says whether it produced text or reasoning.
 fn stream_completion(
     ctx: Context<'_>,
     session: &Session,
     chat_id: &str,
     body: &Value,
     sink: &mut dyn Sink,
-) -> Result<Ending, Error> {
+) -> Result<(Ending, bool), Error> {
     let path = format!("/api/chat/{chat_id}/completion/stream");
     let mut events = EventReader::open(ctx, session, chat_id, &path, body)?;
-    let mut segment_id = None;
-    let mut length = false;
+    let mut seen = Seen::default();
     loop {
         let Some(batch) = events.next_batch()? else {
             // A stream that closes before `all_done` is truncated, not finished.
             if let Some(data) = events.rest()
-                && handle(&data, sink, &mut segment_id, &mut length)?
+                && handle(&data, sink, &mut seen)?
             {
                 break;
             }
@@ -171,7 +186,7 @@ fn stream_completion(
         };
         let mut done = false;
         for data in batch {
-            if handle(&data, sink, &mut segment_id, &mut length)? {
+            if handle(&data, sink, &mut seen)? {
                 done = true;
                 break;
             }
@@ -181,24 +196,26 @@ fn stream_completion(
             break;
         }
     }
-    Ok(if length { Ending::Length { segment_id } } else { Ending::Done })
+    let ending = if seen.length { Ending::Length { segment_id: seen.segment_id } } else { Ending::Done };
+    Ok((ending, seen.produced))
 }
 
 /// Acts on one event; `Ok(true)` when the stream is over.
-fn handle(
-    data: &str,
-    sink: &mut dyn Sink,
-    segment_id: &mut Option<String>,
-    length: &mut bool,
-) -> Result<bool, Error> {
+fn handle(data: &str, sink: &mut dyn Sink, seen: &mut Seen) -> Result<bool, Error> {
     let event = event::parse(data)
         .map_err(|e| Error::Upstream(format!("Kimi sent an event that is not its protocol: {e}")))?;
     match event {
-        LegacyEvent::Request { segment_id: id } => *segment_id = Some(id),
-        LegacyEvent::Text(text) if !text.is_empty() => sink.send(Event::Text(text))?,
-        LegacyEvent::Thinking(text) if !text.is_empty() => sink.send(Event::Thinking(text))?,
+        LegacyEvent::Request { segment_id: id } => seen.segment_id = Some(id),
+        LegacyEvent::Text(text) if !text.is_empty() => {
+            seen.produced = true;
+            sink.send(Event::Text(text))?
+        }
+        LegacyEvent::Thinking(text) if !text.is_empty() => {
+            seen.produced = true;
+            sink.send(Event::Thinking(text))?
+        }
         LegacyEvent::SearchResult { title, url } => sink.send(Event::Citation { title, url })?,
-        LegacyEvent::Length => *length = true,
+        LegacyEvent::Length => seen.length = true,
         LegacyEvent::AllDone => return Ok(true),
         LegacyEvent::Error { error_type, message } => {
             let message = if message.is_empty() { "Kimi stopped with an error".to_string() } else { message };

@@ -1,0 +1,736 @@
+//! The accounts a request may run on, and what is remembered of each between requests.
+//!
+//! An account is a token the user gave (the seed; its rotated logins live in the state
+//! directory). In pass-through mode the accounts are those of the caller's credential, and
+//! their health is remembered here for the life of the process; in server-pool mode they are
+//! the server's own (`--tokens-file`, `KIMI_TOKENS`), replaced whole by a reload while running
+//! streams keep the accounts they hold.
+//!
+//! Selection is round-robin over the accounts that can serve, with at most `--account-streams`
+//! requests in flight on each (Kimi refuses a second answer streaming on one account with
+//! `chat.user_stream_pushing`). An account is skipped while it cools down after a rate limit,
+//! while it is dead (Kimi refused its login; asked again every ten minutes, or after a reload)
+//! and, for research requests, while its research quota is used up. When every account that
+//! could serve is busy, a request waits a bounded time for one.
+//!
+//! A kept conversation lives on the account that created it. Its id, as the client sees it,
+//! carries that account's fingerprint (`{chat id}@{fingerprint}`): unlike a map kept by the
+//! server, that survives restarts and reloads, costs no memory, and can say clearly when the
+//! account has left the pool.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::{Error, accounts};
+
+/// The first cool-down after a rate limit that says nothing of when to come back.
+const FIRST_BACKOFF: Duration = Duration::from_secs(30);
+/// Cool-downs double on each rate limit in a row, up to this.
+const MAX_BACKOFF: Duration = Duration::from_secs(30 * 60);
+/// How long a dead account is skipped before Kimi is asked again (its refusal may have been
+/// Kimi's outage rather than the token's end).
+const DEAD_RECHECK: Duration = Duration::from_secs(10 * 60);
+/// How long an account whose research quota is used up is skipped for research.
+const RESEARCH_RECHECK: Duration = Duration::from_secs(60 * 60);
+/// Pass-through accounts remembered at most.
+const MAX_KNOWN: usize = 4096;
+/// Separates a kept conversation's Kimi id from its account's fingerprint.
+const MARK: char = '@';
+
+/// Whose accounts a request runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// Pass-through: the caller's own Kimi token, or a comma-separated list of them.
+    Tokens(&'a str),
+    /// The server's pool: the caller presented one of the server's API keys.
+    Pool,
+}
+
+/// One account and what is known of it.
+pub struct Account {
+    /// The token the user gave.
+    token: String,
+    fingerprint: String,
+    in_flight: AtomicUsize,
+    requests: AtomicU64,
+    health: Mutex<Health>,
+}
+
+/// What the last requests on an account taught.
+#[derive(Default)]
+struct Health {
+    /// The token's kind, once known (`TokenKind::name`).
+    kind: &'static str,
+    cooling_until: Option<Instant>,
+    /// The next cool-down when Kimi does not say how long.
+    backoff: Duration,
+    /// Set while the account is dead: when Kimi is asked again.
+    dead_until: Option<Instant>,
+    /// The refusal a dead account answers with, without asking Kimi.
+    refusal: Option<Error>,
+    research_until: Option<Instant>,
+    last_error: Option<(String, u64)>,
+}
+
+impl Health {
+    fn dead(&self, now: Instant) -> bool {
+        self.dead_until.is_some_and(|until| until > now)
+    }
+
+    fn cooling(&self, now: Instant) -> bool {
+        self.cooling_until.is_some_and(|until| until > now)
+    }
+}
+
+/// What an account looks like from outside, for `/healthz` and `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountState {
+    Healthy,
+    /// Its token expires within three days (a kimi-auth cookie is never renewed).
+    Expiring,
+    /// As many requests in flight as `--account-streams` allows.
+    Busy,
+    CoolingDown,
+    Dead,
+}
+
+impl AccountState {
+    pub const ALL: [AccountState; 5] = [
+        AccountState::Healthy,
+        AccountState::Expiring,
+        AccountState::Busy,
+        AccountState::CoolingDown,
+        AccountState::Dead,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AccountState::Healthy => "healthy",
+            AccountState::Expiring => "expiring",
+            AccountState::Busy => "busy",
+            AccountState::CoolingDown => "cooling_down",
+            AccountState::Dead => "dead",
+        }
+    }
+}
+
+/// One account as `/healthz` shows it: never its token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountReport {
+    pub fingerprint: String,
+    pub kind: &'static str,
+    pub state: AccountState,
+    /// When its token stops working (Unix seconds), when known.
+    pub expires: Option<u64>,
+    pub streams: usize,
+    pub requests: u64,
+    /// Whether research requests may use it.
+    pub research: bool,
+    /// The last error and when (Unix seconds).
+    pub last_error: Option<(String, u64)>,
+}
+
+/// Why no account could take a request.
+#[derive(Debug, PartialEq)]
+pub enum Refusal {
+    /// Every account that could serve had its streams full for the whole wait.
+    Busy,
+    /// Every account was dead, cooling down or out of research quota (or already tried).
+    Unusable { dead: usize, cooling: usize, research: usize },
+}
+
+/// The accounts of the process and the selection among them.
+pub struct Pool {
+    /// The server's own accounts, in the order of its tokens file; `None` in pass-through.
+    server: RwLock<Option<Arc<[Arc<Account>]>>>,
+    /// Pass-through accounts, by token.
+    known: Mutex<HashMap<String, Arc<Account>>>,
+    cursor: AtomicUsize,
+    /// Requests in flight allowed per account.
+    limit: usize,
+    released: Mutex<()>,
+    freed: Condvar,
+    waiters: AtomicUsize,
+    failovers: AtomicU64,
+    errors: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// A request's hold on one account: one of its stream slots, given back when dropped.
+pub struct Lease<'p> {
+    pool: &'p Pool,
+    account: Arc<Account>,
+}
+
+impl Pool {
+    pub fn new(limit: usize) -> Pool {
+        Pool {
+            server: RwLock::new(None),
+            known: Mutex::default(),
+            cursor: AtomicUsize::new(0),
+            limit: limit.max(1),
+            released: Mutex::new(()),
+            freed: Condvar::new(),
+            waiters: AtomicUsize::new(0),
+            failovers: AtomicU64::new(0),
+            errors: Mutex::default(),
+        }
+    }
+
+    /// Whether the server has accounts of its own.
+    pub fn is_server_pool(&self) -> bool {
+        self.server.read().unwrap_or_else(PoisonError::into_inner).is_some()
+    }
+
+    /// Makes `tokens` the server's accounts. Accounts already in the pool keep what is known of
+    /// them, except death: a reload is how an operator says "try these again". Returns how many
+    /// accounts were added and removed.
+    pub fn set_server(&self, tokens: &[String]) -> (usize, usize) {
+        let mut server = self.server.write().unwrap_or_else(PoisonError::into_inner);
+        let old: HashMap<&str, &Arc<Account>> =
+            server.iter().flat_map(|list| list.iter()).map(|a| (a.token.as_str(), a)).collect();
+        let mut added = 0;
+        let accounts: Vec<Arc<Account>> = tokens
+            .iter()
+            .map(|token| match old.get(token.as_str()) {
+                Some(account) => {
+                    let mut health = lock(&account.health);
+                    health.dead_until = None;
+                    health.refusal = None;
+                    drop(health);
+                    Arc::clone(account)
+                }
+                None => {
+                    added += 1;
+                    Arc::new(Account::new(token))
+                }
+            })
+            .collect();
+        let removed = old.keys().filter(|token| !tokens.iter().any(|t| t == *token)).count();
+        *server = Some(accounts.into());
+        (added, removed)
+    }
+
+    /// The accounts a request may use, in order.
+    pub fn accounts(&self, credential: Credential<'_>) -> Vec<Arc<Account>> {
+        match credential {
+            Credential::Pool => {
+                self.server.read().unwrap_or_else(PoisonError::into_inner).as_deref().unwrap_or(&[]).to_vec()
+            }
+            Credential::Tokens(tokens) => {
+                let mut list: Vec<Arc<Account>> = Vec::new();
+                for token in accounts::all(tokens) {
+                    if !list.iter().any(|a| a.token == token) {
+                        list.push(self.known(token));
+                    }
+                }
+                list
+            }
+        }
+    }
+
+    fn known(&self, token: &str) -> Arc<Account> {
+        let mut known = lock(&self.known);
+        if let Some(account) = known.get(token) {
+            return Arc::clone(account);
+        }
+        if known.len() >= MAX_KNOWN {
+            // Forget what matters least first: accounts not in use and in good health.
+            let now = Instant::now();
+            known.retain(|_, a| Arc::strong_count(a) > 1 || lock(&a.health).dead(now));
+            if known.len() >= MAX_KNOWN {
+                known.retain(|_, a| Arc::strong_count(a) > 1);
+            }
+        }
+        let account = Arc::new(Account::new(token));
+        known.insert(token.to_string(), Arc::clone(&account));
+        account
+    }
+
+    /// A slot on the next account that can serve, skipping those in `tried`; waits until
+    /// `deadline` while every such account is busy. `first` allows, when every account cools
+    /// down, the one whose cool-down ends first (Kimi's limit may lift before our backoff
+    /// does, and a lone account must not be refused for half a minute on our guess).
+    pub fn acquire(
+        &self,
+        candidates: &[Arc<Account>],
+        research: bool,
+        tried: &[Arc<Account>],
+        deadline: Instant,
+    ) -> Result<Lease<'_>, Refusal> {
+        let first = tried.is_empty();
+        let mut outcome = self.pick(candidates, research, tried, first, Instant::now());
+        if matches!(outcome, Err(Refusal::Busy)) {
+            self.waiters.fetch_add(1, Ordering::SeqCst);
+            outcome = self.wait_for_slot(candidates, research, tried, first, deadline);
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
+        }
+        if !first && outcome.is_ok() {
+            self.failovers.fetch_add(1, Ordering::Relaxed);
+        }
+        outcome
+    }
+
+    fn wait_for_slot(
+        &self,
+        candidates: &[Arc<Account>],
+        research: bool,
+        tried: &[Arc<Account>],
+        first: bool,
+        deadline: Instant,
+    ) -> Result<Lease<'_>, Refusal> {
+        let mut released = lock(&self.released);
+        loop {
+            let now = Instant::now();
+            let outcome = self.pick(candidates, research, tried, first, now);
+            if !matches!(outcome, Err(Refusal::Busy)) || now >= deadline {
+                return outcome;
+            }
+            released =
+                self.freed.wait_timeout(released, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
+
+    fn pick(
+        &self,
+        candidates: &[Arc<Account>],
+        research: bool,
+        tried: &[Arc<Account>],
+        first: bool,
+        now: Instant,
+    ) -> Result<Lease<'_>, Refusal> {
+        let n = candidates.len();
+        let start = if n > 1 { self.cursor.fetch_add(1, Ordering::Relaxed) % n } else { 0 };
+        let (mut busy, mut dead, mut cooling, mut quota) = (0, 0, 0, 0);
+        let mut soonest: Option<(Instant, &Arc<Account>)> = None;
+        for account in candidates.iter().cycle().skip(start).take(n) {
+            if tried.iter().any(|t| Arc::ptr_eq(t, account)) {
+                continue;
+            }
+            let mut health = lock(&account.health);
+            if health.dead(now) {
+                dead += 1;
+                continue;
+            }
+            if research && health.research_until.is_some_and(|until| until > now) {
+                quota += 1;
+                continue;
+            }
+            if let Some(until) = health.cooling_until.filter(|until| *until > now) {
+                cooling += 1;
+                if soonest.is_none_or(|(end, _)| until < end) {
+                    soonest = Some((until, account));
+                }
+                continue;
+            }
+            if let Some(lease) = self.reserve(account) {
+                if health.dead_until.is_some() {
+                    // Its ten minutes are up: this request asks Kimi again, and only this one.
+                    health.dead_until = Some(now + DEAD_RECHECK);
+                }
+                return Ok(lease);
+            }
+            busy += 1;
+        }
+        if let Some((_, account)) = soonest.filter(|_| first && busy == 0) {
+            return self.reserve(account).ok_or(Refusal::Busy);
+        }
+        if busy > 0 {
+            return Err(Refusal::Busy);
+        }
+        Err(Refusal::Unusable { dead, cooling, research: quota })
+    }
+
+    fn reserve(&self, account: &Arc<Account>) -> Option<Lease<'_>> {
+        let limit = self.limit;
+        account
+            .in_flight
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < limit).then_some(n + 1))
+            .ok()?;
+        Some(Lease { pool: self, account: Arc::clone(account) })
+    }
+
+    /// The refusal a dead account answers with, if every candidate is dead.
+    pub fn refusal_of_the_dead(&self, candidates: &[Arc<Account>]) -> Option<Error> {
+        let now = Instant::now();
+        let mut refusal = None;
+        for account in candidates {
+            let health = lock(&account.health);
+            if !health.dead(now) {
+                return None;
+            }
+            refusal = refusal.or_else(|| health.refusal.clone());
+        }
+        refusal
+    }
+
+    /// The server pool's accounts, or else the pass-through accounts seen so far.
+    pub fn reports(&self, expires: impl Fn(&str, &str) -> Option<u64>) -> Vec<AccountReport> {
+        let server = self.server.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let accounts: Vec<Arc<Account>> = match server {
+            Some(list) => list.to_vec(),
+            None => {
+                let mut known: Vec<Arc<Account>> = lock(&self.known).values().cloned().collect();
+                known.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+                known
+            }
+        };
+        accounts.iter().map(|a| self.report(a, &expires)).collect()
+    }
+
+    fn report(&self, account: &Account, expires: &impl Fn(&str, &str) -> Option<u64>) -> AccountReport {
+        let now = Instant::now();
+        let health = lock(&account.health);
+        let kind = health.kind;
+        let expires = expires(&account.token, kind);
+        let streams = account.in_flight.load(Ordering::Relaxed);
+        let soon = unix_now() + 3 * 86_400;
+        let state = if health.dead(now) {
+            AccountState::Dead
+        } else if health.cooling(now) {
+            AccountState::CoolingDown
+        } else if streams >= self.limit {
+            AccountState::Busy
+        } else if expires.is_some_and(|at| at <= soon) {
+            AccountState::Expiring
+        } else {
+            AccountState::Healthy
+        };
+        AccountReport {
+            fingerprint: account.fingerprint.clone(),
+            kind,
+            state,
+            expires,
+            streams,
+            requests: account.requests.load(Ordering::Relaxed),
+            research: health.research_until.is_none_or(|until| until <= now),
+            last_error: health.last_error.clone(),
+        }
+    }
+
+    /// Failovers since the start: requests that moved to another account before the client
+    /// saw anything.
+    pub fn failovers(&self) -> u64 {
+        self.failovers.load(Ordering::Relaxed)
+    }
+
+    /// Errors Kimi answered, by kind, since the start.
+    pub fn errors(&self) -> Vec<(&'static str, u64)> {
+        lock(&self.errors).iter().map(|(kind, n)| (*kind, *n)).collect()
+    }
+}
+
+impl Account {
+    fn new(token: &str) -> Account {
+        let kind = super::token::kind(token, unix_now()).map_or("unknown", |kind| kind.name());
+        Account {
+            token: token.to_string(),
+            fingerprint: accounts::fingerprint(token),
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            health: Mutex::new(Health { kind, ..Health::default() }),
+        }
+    }
+
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+}
+
+impl Lease<'_> {
+    pub fn token(&self) -> &str {
+        &self.account.token
+    }
+
+    pub fn fingerprint(&self) -> &str {
+        &self.account.fingerprint
+    }
+
+    pub fn account(&self) -> &Arc<Account> {
+        &self.account
+    }
+
+    /// What the token turned out to be.
+    pub fn note_kind(&self, kind: &'static str) {
+        lock(&self.account.health).kind = kind;
+    }
+
+    /// Learns from one attempt's outcome; on a rate limit, returns the cool-down in seconds
+    /// (what the client is told to wait).
+    pub fn record(&self, outcome: &Result<(), Error>) -> Option<u64> {
+        self.record_at(outcome, Instant::now())
+    }
+
+    fn record_at(&self, outcome: &Result<(), Error>, now: Instant) -> Option<u64> {
+        let account = &self.account;
+        account.requests.fetch_add(1, Ordering::Relaxed);
+        let mut health = lock(&account.health);
+        let error = match outcome {
+            Ok(()) => {
+                if health.dead_until.take().is_some() {
+                    eprintln!("kimi: account {} works again", account.fingerprint);
+                }
+                health.refusal = None;
+                health.cooling_until = None;
+                health.backoff = Duration::ZERO;
+                return None;
+            }
+            Err(Error::Disconnected) => return None,
+            Err(error) => error,
+        };
+        *lock(&self.pool.errors).entry(error.name()).or_default() += 1;
+        health.last_error = Some((error.to_string(), unix_now()));
+        match error {
+            Error::Unauthorized(_) => {
+                if health.dead_until.is_none() {
+                    eprintln!(
+                        "kimi: account {} is dead ({error}): skipped until the tokens are reloaded, \
+                         and Kimi is asked again every {} minutes",
+                        account.fingerprint,
+                        DEAD_RECHECK.as_secs() / 60
+                    );
+                }
+                health.dead_until = Some(now + DEAD_RECHECK);
+                health.refusal = Some(error.clone());
+                None
+            }
+            Error::RateLimited(_, said) => {
+                let wait = said.map_or_else(|| next_backoff(&mut health), Duration::from_secs);
+                health.cooling_until = Some(now + wait);
+                eprintln!(
+                    "kimi: account {} cools down for {} s ({error})",
+                    account.fingerprint,
+                    wait.as_secs()
+                );
+                Some(wait.as_secs().max(1))
+            }
+            Error::QuotaUsedUp(_) => {
+                health.research_until = Some(now + RESEARCH_RECHECK);
+                Some(RESEARCH_RECHECK.as_secs())
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.account.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.pool.waiters.load(Ordering::SeqCst) > 0 {
+            let _released = lock(&self.pool.released);
+            self.pool.freed.notify_all();
+        }
+    }
+}
+
+/// The cool-down for a rate limit that did not say how long: 30 s, doubling on each one in a
+/// row, capped.
+fn next_backoff(health: &mut Health) -> Duration {
+    let wait = health.backoff.max(FIRST_BACKOFF);
+    health.backoff = (wait * 2).min(MAX_BACKOFF);
+    wait
+}
+
+/// A kept conversation's id as the client sees it: Kimi's id and the account's fingerprint.
+pub fn marked_conversation(chat_id: &str, fingerprint: &str) -> String {
+    format!("{chat_id}{MARK}{fingerprint}")
+}
+
+/// Kimi's id and the account fingerprint of a marked conversation id.
+pub fn split_conversation(id: &str) -> Option<(&str, &str)> {
+    let (chat_id, fingerprint) = id.rsplit_once(MARK)?;
+    let looks_right = fingerprint.len() == 8 && fingerprint.bytes().all(|b| b.is_ascii_hexdigit());
+    (looks_right && !chat_id.is_empty()).then_some((chat_id, fingerprint))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(limit: usize, tokens: &[&str]) -> (Pool, Vec<Arc<Account>>) {
+        let pool = Pool::new(limit);
+        let tokens: Vec<String> = tokens.iter().map(|t| t.to_string()).collect();
+        pool.set_server(&tokens);
+        let accounts = pool.accounts(Credential::Pool);
+        (pool, accounts)
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_millis(50)
+    }
+
+    #[test]
+    fn round_robin_over_the_accounts() {
+        let (pool, accounts) = pool(2, &["a", "b", "c"]);
+        let picked: Vec<String> = (0..6)
+            .map(|_| pool.acquire(&accounts, false, &[], soon()).unwrap().token().to_string())
+            .collect();
+        assert_eq!(picked, ["a", "b", "c", "a", "b", "c"]);
+    }
+
+    #[test]
+    fn the_stream_limit_holds_and_a_full_pool_is_busy_after_the_wait() {
+        let (pool, accounts) = pool(2, &["a", "b"]);
+        let held: Vec<Lease> = (0..4).map(|_| pool.acquire(&accounts, false, &[], soon()).unwrap()).collect();
+        assert_eq!(held.iter().filter(|l| l.token() == "a").count(), 2);
+        let started = Instant::now();
+        assert_eq!(pool.acquire(&accounts, false, &[], soon()).err(), Some(Refusal::Busy));
+        assert!(started.elapsed() >= Duration::from_millis(40), "it waited");
+        drop(held);
+        assert!(pool.acquire(&accounts, false, &[], soon()).is_ok());
+    }
+
+    #[test]
+    fn a_waiting_request_gets_the_slot_given_back() {
+        let (pool, accounts) = pool(1, &["a"]);
+        let held = pool.acquire(&accounts, false, &[], soon()).unwrap();
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| {
+                pool.acquire(&accounts, false, &[], Instant::now() + Duration::from_secs(5)).is_ok()
+            });
+            std::thread::sleep(Duration::from_millis(20));
+            drop(held);
+            assert!(waiter.join().unwrap());
+        });
+    }
+
+    #[test]
+    fn a_dead_account_is_skipped_then_asked_again_by_one_request() {
+        let (pool, accounts) = pool(2, &["a", "b"]);
+        let lease = pool.acquire(&accounts, false, &[], soon()).unwrap();
+        let now = Instant::now();
+        lease.record_at(&Err(Error::Unauthorized("gone".into())), now - DEAD_RECHECK);
+        drop(lease);
+        // Its ten minutes are over: one request asks Kimi again, the others skip it meanwhile.
+        let mut leases: Vec<Lease> =
+            (0..2).map(|_| pool.acquire(&accounts, false, &[], soon()).unwrap()).collect();
+        leases.sort_by(|x, y| x.token().cmp(y.token()));
+        let recheck = leases.remove(0);
+        assert_eq!(recheck.token(), "a");
+        drop(leases);
+        for _ in 0..3 {
+            assert_eq!(pool.acquire(&accounts, false, &[], soon()).unwrap().token(), "b");
+        }
+        recheck.record_at(&Err(Error::Unauthorized("gone".into())), now);
+        drop(recheck);
+        for _ in 0..3 {
+            assert_eq!(pool.acquire(&accounts, false, &[], soon()).unwrap().token(), "b");
+        }
+        let reports = pool.reports(|_, _| None);
+        assert_eq!(reports[0].state, AccountState::Dead);
+        assert!(reports[0].last_error.as_ref().unwrap().0.contains("gone"));
+        // Only the dead: their refusal, without asking Kimi.
+        let only_a = &accounts[..1];
+        assert!(matches!(pool.refusal_of_the_dead(only_a), Some(Error::Unauthorized(_))));
+        assert_eq!(
+            pool.acquire(only_a, false, &[], soon()).err(),
+            Some(Refusal::Unusable { dead: 1, cooling: 0, research: 0 })
+        );
+        // A reload brings it back.
+        pool.set_server(&["a".to_string(), "b".to_string()]);
+        assert_eq!(pool.reports(|_, _| None)[0].state, AccountState::Healthy);
+    }
+
+    #[test]
+    fn rate_limits_cool_an_account_down_with_a_doubling_backoff() {
+        let (pool, accounts) = pool(2, &["a", "b"]);
+        let lease = pool.acquire(&accounts, false, &[], soon()).unwrap();
+        let limited = Err(Error::RateLimited("slow down".into(), None));
+        let waits: Vec<Option<u64>> = (0..8).map(|_| lease.record_at(&limited, Instant::now())).collect();
+        let expected = [30, 60, 120, 240, 480, 960, 1800, 1800].map(Some);
+        assert_eq!(waits, expected);
+        assert_eq!(lease.record_at(&Err(Error::RateLimited("x".into(), Some(7))), Instant::now()), Some(7));
+        drop(lease);
+        assert_eq!(pool.acquire(&accounts, false, &[], soon()).unwrap().token(), "b");
+        assert_eq!(pool.reports(|_, _| None)[0].state, AccountState::CoolingDown);
+        // A success ends the cool-down and the backoff starts over.
+        let a = pool.acquire(&accounts[..1], false, &[], soon()).unwrap();
+        a.record_at(&Ok(()), Instant::now());
+        assert_eq!(a.record_at(&limited, Instant::now()), Some(30));
+    }
+
+    #[test]
+    fn when_every_account_cools_down_the_first_attempt_takes_the_soonest_back() {
+        let (pool, accounts) = pool(2, &["a", "b"]);
+        for (i, account) in accounts.iter().enumerate() {
+            let lease = pool.reserve(account).unwrap();
+            lease.record_at(&Err(Error::RateLimited("x".into(), Some(100 - i as u64))), Instant::now());
+        }
+        let lease = pool.acquire(&accounts, false, &[], soon()).unwrap();
+        assert_eq!(lease.token(), "b");
+        let tried = [Arc::clone(lease.account())];
+        let refusal = pool.acquire(&accounts, false, &tried, soon()).err();
+        assert_eq!(refusal, Some(Refusal::Unusable { dead: 0, cooling: 1, research: 0 }), "no second one");
+    }
+
+    #[test]
+    fn research_skips_accounts_without_quota() {
+        let (pool, accounts) = pool(2, &["a", "b"]);
+        let lease = pool.acquire(&accounts, true, &[], soon()).unwrap();
+        lease.record_at(&Err(Error::QuotaUsedUp("used up".into())), Instant::now());
+        drop(lease);
+        for _ in 0..3 {
+            assert_eq!(pool.acquire(&accounts, true, &[], soon()).unwrap().token(), "b");
+        }
+        let plain: Vec<String> = (0..2)
+            .map(|_| pool.acquire(&accounts, false, &[], soon()).unwrap().token().to_string())
+            .collect();
+        assert!(plain.contains(&"a".to_string()), "other requests still use it");
+        assert!(!pool.reports(|_, _| None)[0].research);
+    }
+
+    #[test]
+    fn reports_say_busy_and_expiring() {
+        let (pool, accounts) = pool(1, &["a", "b"]);
+        let held = pool.reserve(&accounts[0]).unwrap();
+        let in_two_days = unix_now() + 2 * 86_400;
+        let reports = pool.reports(|token, _| (token == "b").then_some(in_two_days));
+        assert_eq!((reports[0].state, reports[0].streams), (AccountState::Busy, 1));
+        assert_eq!((reports[1].state, reports[1].expires), (AccountState::Expiring, Some(in_two_days)));
+        drop(held);
+        let later = pool.reports(|_, _| Some(unix_now() + 30 * 86_400));
+        assert!(later.iter().all(|r| r.state == AccountState::Healthy));
+    }
+
+    #[test]
+    fn failovers_are_counted_and_tried_accounts_skipped() {
+        let (pool, accounts) = pool(2, &["a", "b"]);
+        let first = pool.acquire(&accounts, false, &[], soon()).unwrap();
+        let tried = [Arc::clone(first.account())];
+        let next = pool.acquire(&accounts, false, &tried, soon()).unwrap();
+        assert_eq!(next.token(), "b");
+        assert_eq!(pool.failovers(), 1);
+        let both = [Arc::clone(first.account()), Arc::clone(next.account())];
+        assert!(matches!(pool.acquire(&accounts, false, &both, soon()), Err(Refusal::Unusable { .. })));
+    }
+
+    #[test]
+    fn pass_through_accounts_are_remembered_by_token() {
+        let pool = Pool::new(2);
+        let first = pool.accounts(Credential::Tokens("x, y, x"));
+        assert_eq!(first.len(), 2);
+        let again = pool.accounts(Credential::Tokens("y"));
+        assert!(Arc::ptr_eq(&first[1], &again[0]));
+        assert!(!pool.is_server_pool() && pool.accounts(Credential::Pool).is_empty());
+        assert_eq!(pool.reports(|_, _| None).len(), 2);
+    }
+
+    #[test]
+    fn conversation_ids_carry_the_fingerprint() {
+        let id = marked_conversation("cm0123", "0a1b2c3d");
+        assert_eq!(id, "cm0123@0a1b2c3d");
+        assert_eq!(split_conversation(&id), Some(("cm0123", "0a1b2c3d")));
+        for plain in ["cm0123", "cm@short", "@0a1b2c3d", "19be5aab-32f2-8b55-8000-000000000001"] {
+            assert_eq!(split_conversation(plain), None, "{plain}");
+        }
+    }
+}

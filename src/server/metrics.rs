@@ -1,0 +1,232 @@
+//! `GET /metrics`: what the server did, in Prometheus' text exposition format (every name
+//! prefixed `kimi_free_api_`, checked by `promtool check metrics` in the tests).
+//!
+//! Counting costs a request one short lock (requests by route, API and status) and a few
+//! atomic additions; the rest is read from the Kimi side when scraped. Labels come from fixed
+//! sets (route and state names, statuses) and account fingerprints: never a token or a path.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tiny_http::Request;
+
+use super::{App, exchange};
+use crate::chat::{self, ErrorKind};
+use crate::dialect::Dialect;
+use crate::kimi::AccountState;
+
+/// Upper bounds of the latency histograms' buckets, in seconds: from a local mock's
+/// milliseconds to a research answer's minutes.
+const BUCKETS: [f64; 16] =
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+
+/// The kinds of upstream error, always listed (zero or not) so that a dashboard has a series.
+const ERROR_KINDS: [&str; 9] = [
+    "unauthorized",
+    "rate_limited",
+    "quota_used_up",
+    "overloaded",
+    "rejected",
+    "not_found",
+    "upstream",
+    "transport",
+    "timeout",
+];
+
+/// The server's own counters; the Kimi side keeps the rest.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, &'static str, u16), u64>>,
+    in_flight: AtomicUsize,
+    first_byte: Histogram,
+    stream: Histogram,
+}
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, value: Duration) {
+        let seconds = value.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(value.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}");
+    }
+}
+
+/// Counts a chat request while it is served.
+pub struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Metrics {
+    pub fn request(&self, route: &'static str, dialect: Option<Dialect>, status: u16) {
+        let key = (route, dialect.map_or("none", Dialect::name), status);
+        *self.requests.lock().unwrap_or_else(PoisonError::into_inner).entry(key).or_default() += 1;
+    }
+
+    /// A chat request's time to its first byte.
+    pub fn first_byte(&self, after: Duration) {
+        self.first_byte.observe(after);
+    }
+
+    /// A streamed answer's whole duration.
+    pub fn stream(&self, lasted: Duration) {
+        self.stream.observe(lasted);
+    }
+
+    pub fn chat_started(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.in_flight)
+    }
+}
+
+/// `GET /metrics`; with API keys set, only for a caller that presents one. Not inlined, for
+/// the reason `healthz::serve` gives.
+#[inline(never)]
+pub fn serve(app: &App, request: Request) -> u16 {
+    if !app.keys.allow(&request) {
+        let error =
+            chat::Error::new(ErrorKind::Authentication, "/metrics needs one of the server's API keys");
+        exchange::respond_error(request, Dialect::OpenAi, &error, &[]);
+        return 401;
+    }
+    let body = render(app).into_bytes();
+    exchange::respond(request, 200, "text/plain; version=0.0.4; charset=utf-8", body, &[]);
+    200
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP kimi_free_api_{name} {help}\n# TYPE kimi_free_api_{name} {kind}");
+}
+
+fn render(app: &App) -> String {
+    let mut out = String::with_capacity(8 * 1024);
+    let (kimi, metrics) = (&app.kimi, &app.metrics);
+    let mode = if kimi.is_server_pool() { "pool" } else { "pass-through" };
+    family(&mut out, "info", "gauge", "The server's version and mode (always 1).");
+    let _ =
+        writeln!(out, "kimi_free_api_info{{version=\"{}\",mode=\"{mode}\"}} 1", env!("CARGO_PKG_VERSION"));
+    family(&mut out, "uptime_seconds", "gauge", "Seconds since the server started.");
+    let _ = writeln!(out, "kimi_free_api_uptime_seconds {}", app.started.elapsed().as_secs());
+    family(&mut out, "requests_total", "counter", "Requests answered, by route, client API and status.");
+    for ((route, dialect, status), n) in
+        metrics.requests.lock().unwrap_or_else(PoisonError::into_inner).iter()
+    {
+        let _ = writeln!(
+            out,
+            "kimi_free_api_requests_total{{route=\"{route}\",dialect=\"{dialect}\",status=\"{status}\"}} {n}"
+        );
+    }
+    family(&mut out, "streams_in_flight", "gauge", "Chat requests being served (each is a Kimi stream).");
+    let _ = writeln!(out, "kimi_free_api_streams_in_flight {}", metrics.in_flight.load(Ordering::Relaxed));
+    render_kimi(&mut out, app);
+    metrics.first_byte.render(
+        &mut out,
+        "kimi_free_api_time_to_first_byte_seconds",
+        "Time from a chat request's arrival to the first byte of its answer.",
+    );
+    metrics.stream.render(
+        &mut out,
+        "kimi_free_api_stream_duration_seconds",
+        "How long streamed answers lasted.",
+    );
+    out
+}
+
+/// What the Kimi side counts: upstream errors, failovers, chats, and each account.
+fn render_kimi(out: &mut String, app: &App) {
+    let kimi = &app.kimi;
+    family(out, "upstream_errors_total", "counter", "Errors Kimi answered, by kind.");
+    let errors = kimi.upstream_errors();
+    for kind in ERROR_KINDS {
+        let n = errors.iter().find(|(k, _)| *k == kind).map_or(0, |(_, n)| *n);
+        let _ = writeln!(out, "kimi_free_api_upstream_errors_total{{kind=\"{kind}\"}} {n}");
+    }
+    family(
+        out,
+        "failovers_total",
+        "counter",
+        "Requests moved to another account before the client saw anything.",
+    );
+    let _ = writeln!(out, "kimi_free_api_failovers_total {}", kimi.failovers());
+    let (_, deleted, failed) = kimi.chat_counts();
+    family(out, "chats_created_total", "counter", "Chats created on Kimi (kept conversations included).");
+    let _ = writeln!(out, "kimi_free_api_chats_created_total {}", kimi.chats_created());
+    family(out, "chats_deleted_total", "counter", "Chats deleted on Kimi after their answer.");
+    let _ = writeln!(out, "kimi_free_api_chats_deleted_total {deleted}");
+    family(out, "chats_delete_failed_total", "counter", "Chats that could not be deleted on Kimi.");
+    let _ = writeln!(out, "kimi_free_api_chats_delete_failed_total {failed}");
+    let accounts = kimi.accounts();
+    family(out, "account_state", "gauge", "1 for the state each account is in, by account fingerprint.");
+    for account in &accounts {
+        for state in AccountState::ALL {
+            let on = u8::from(account.state == state);
+            let (fp, name) = (&account.fingerprint, state.name());
+            let _ = writeln!(out, "kimi_free_api_account_state{{account=\"{fp}\",state=\"{name}\"}} {on}");
+        }
+    }
+    family(out, "account_streams", "gauge", "Requests in flight on each account.");
+    for account in &accounts {
+        let _ = writeln!(
+            out,
+            "kimi_free_api_account_streams{{account=\"{}\"}} {}",
+            account.fingerprint, account.streams
+        );
+    }
+    family(out, "account_requests_total", "counter", "Attempts made on each account.");
+    for account in &accounts {
+        let _ = writeln!(
+            out,
+            "kimi_free_api_account_requests_total{{account=\"{}\"}} {}",
+            account.fingerprint, account.requests
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_end_with_inf() {
+        let histogram = Histogram::default();
+        for ms in [1, 7, 7, 2000, 900_000] {
+            histogram.observe(Duration::from_millis(ms));
+        }
+        let mut out = String::new();
+        histogram.render(&mut out, "x_seconds", "test");
+        assert!(out.contains("x_seconds_bucket{le=\"0.005\"} 1\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{le=\"0.01\"} 3\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{le=\"600\"} 4\n"), "{out}");
+        assert!(
+            out.contains("x_seconds_bucket{le=\"+Inf\"} 5\nx_seconds_sum 902.015\nx_seconds_count 5\n"),
+            "{out}"
+        );
+    }
+}
