@@ -123,7 +123,7 @@ reproducible: musl-toolchain
 image: release
 	@command -v buildah >/dev/null || { apt-get update -qq && apt-get install -y -qq buildah; }
 	rm -rf target/image-root && mkdir -p target/image-root && mkdir -m 0700 target/image-root/data
-	$(BUILDAH) bud --isolation chroot --quiet -f Containerfile -t $(IMAGE) .
+	$(BUILDAH) bud --isolation chroot --format docker --quiet -f Containerfile -t $(IMAGE) .
 	@$(BUILDAH) images --format '{{.Name}}:{{.Tag}} {{.Size}}' $(IMAGE)
 
 ## Runs the image's binary against the mock Kimi: only the binary and /data in it, /ping, and a
@@ -131,13 +131,16 @@ image: release
 image-test: image build
 	tests/image.sh $(IMAGE) target/debug/examples/mock_kimi
 
-## The systemd unit: `systemd-analyze verify` clean and security exposure at most 2.0.
+## The systemd units: `systemd-analyze verify` clean and the service's security exposure at most 2.0.
 unit-check: build
 	@command -v systemd-analyze >/dev/null || { apt-get update -qq && apt-get install -y -qq systemd; }
 	@tmp=$$(mktemp -d); \
-	sed "s|^ExecStart=.*|ExecStart=$(CURDIR)/target/debug/kimi-free-api|" deploy/kimi-free-api.service \
-	  > $$tmp/kimi-free-api.service; \
-	out=$$(systemd-analyze verify $$tmp/kimi-free-api.service 2>&1); rc=$$?; rm -rf $$tmp; \
+	for unit in kimi-free-api.service kimi-free-api-health.service; do \
+	  sed "s|^ExecStart=/usr/local/bin/kimi-free-api|ExecStart=$(CURDIR)/target/debug/kimi-free-api|" \
+	    deploy/$$unit > $$tmp/$$unit; done; \
+	cp deploy/kimi-free-api-health.timer $$tmp/; \
+	out=$$(systemd-analyze verify $$tmp/kimi-free-api.service $$tmp/kimi-free-api-health.service \
+	  $$tmp/kimi-free-api-health.timer 2>&1); rc=$$?; rm -rf $$tmp; \
 	if [ $$rc -ne 0 ] || [ -n "$$out" ]; then echo "systemd-analyze verify: $$out"; exit 1; fi
 	@out=$$(systemd-analyze security --offline=yes --threshold=20 deploy/kimi-free-api.service 2>&1) \
 	  || { echo "$$out"; echo "security exposure above 2.0"; exit 1; }; echo "$$out" | tail -n 1

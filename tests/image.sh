@@ -42,6 +42,8 @@ volumes=$(buildah "${storage[@]}" inspect --type image --format '{{.OCIv1.Config
 [ "$user" = 65534:65534 ] || fail "runs as $user"
 printf '%s\n' "${image_env[@]}" | grep -qx 'STATE_DIR=/data' || fail "no STATE_DIR=/data in ${image_env[*]}"
 [ "$volumes" = 'map[/data:{}]' ] || fail "volumes: $volumes"
+health=$(buildah "${storage[@]}" inspect --type image --format '{{.Docker.Config.Healthcheck.Test}}' "$image")
+[ "$health" = '[CMD /kimi-free-api health]' ] || fail "no HEALTHCHECK running the health probe: $health"
 pass
 
 "$mock_bin" > "$work/mock" &
