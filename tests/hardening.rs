@@ -212,7 +212,11 @@ fn a_client_that_stops_reading_is_dropped_and_its_chat_deleted(kind: Kind) {
         assert!(Instant::now() < deadline, "the chat of a client that stopped reading was not deleted");
         thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(h.server.in_flight(), 0, "its worker is free again");
+    // Its worker is free again (it logs the request after the deletion).
+    while h.server.in_flight() > 0 {
+        assert!(Instant::now() < deadline, "the worker of a client that stopped reading is still busy");
+        thread::sleep(Duration::from_millis(20));
+    }
     drop(client);
 }
 
