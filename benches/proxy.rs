@@ -318,7 +318,13 @@ impl Server {
                 mock,
                 "--kimi-connect-base-url",
                 mock,
+                // Every Kimi host on the mock: a token of no known shape (the legacy bench token)
+                // is first tried at the auth host, which must not be the real one.
                 "--kimi-auth-base-url",
+                mock,
+                "--kimi-global-base-url",
+                mock,
+                "--kimi-global-auth-base-url",
                 mock,
                 "--account-streams",
                 "1024",

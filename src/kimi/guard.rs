@@ -27,6 +27,9 @@ pub struct ChatGuard<'a> {
     delete: Box<DeleteChat<'a>>,
 }
 
+/// The pause before a failed chat deletion is tried again.
+const RETRY_DELETE_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// A backend's call that deletes one chat by id.
 type DeleteChat<'a> = dyn FnMut(&str) -> Result<(), Error> + 'a;
 
@@ -53,7 +56,14 @@ impl Drop for ChatGuard<'_> {
         if self.keep {
             return;
         }
-        match (self.delete)(&self.chat_id) {
+        // Once more after a failure: a chat left behind stays in the user's Kimi history (and a
+        // shutdown may have interrupted the first attempt; the second uses the agent it spares).
+        let first = (self.delete)(&self.chat_id);
+        let result = first.or_else(|_| {
+            std::thread::sleep(RETRY_DELETE_AFTER);
+            (self.delete)(&self.chat_id)
+        });
+        match result {
             Ok(()) => self.counts.deleted.fetch_add(1, Ordering::Relaxed),
             Err(error) => {
                 eprintln!("kimi: could not delete chat {}: {error}", self.chat_id);

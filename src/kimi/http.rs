@@ -2,6 +2,7 @@
 //! configuration, and the translation of transport failures and error bodies into [`Error`].
 
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -22,8 +23,10 @@ pub const USER_AGENT: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWeb
 
 pub struct Upstream {
     agent: Agent,
-    /// Deletes chats: the one agent [`Upstream::interrupt`] leaves working.
+    /// Deletes chats once [`Upstream::interrupt`] stopped `agent` (before, deletions reuse the
+    /// connections `agent` pools, as a chat's own stream just left one).
     cleanup: Agent,
+    interrupted: AtomicBool,
     /// Attachment fetches: public addresses only, and any address (`--allow-private-urls`).
     fetch_public: Agent,
     fetch_any: Agent,
@@ -53,6 +56,7 @@ impl Upstream {
             // A deletion is small: it need not wait long, and it bounds how long a shutdown
             // waits for the chats of interrupted requests.
             cleanup: builder().timeout_global(Some(CLEANUP_TIMEOUT)).build().new_agent(),
+            interrupted: AtomicBool::new(false),
             fetch_public: super::attachment::fetch_agent(false),
             fetch_any: super::attachment::fetch_agent(true),
         }
@@ -62,9 +66,10 @@ impl Upstream {
         &self.agent
     }
 
-    /// The agent that deletes chats (it still works after [`Upstream::interrupt`]).
+    /// The agent that deletes chats: the shared one, or after [`Upstream::interrupt`] the one
+    /// kept for deletions.
     pub fn cleanup(&self) -> &Agent {
-        &self.cleanup
+        if self.interrupted.load(Ordering::Acquire) { &self.cleanup } else { &self.agent }
     }
 
     pub fn fetch_agent(&self, allow_private: bool) -> &Agent {
@@ -74,6 +79,7 @@ impl Upstream {
     /// Ends every upstream call in flight at once (a blocked read fails) and refuses new ones,
     /// except chat deletions: at shutdown, so the chats of interrupted requests are deleted.
     pub fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::Release);
         for agent in [&self.agent, &self.fetch_public, &self.fetch_any] {
             agent.clone().shutdown();
         }
