@@ -5,7 +5,7 @@
 # The snapshot holds the advisories of every crate named in Cargo.lock when it was taken (and
 # the list of those names, CRATES): a crate added since is not covered, so the check fails
 # until `.ci/advisories.sh --snapshot DIR` takes it again from a full advisory-db checkout
-# (such as ../shared/advisory-db). cargo-deny wants a git checkout: one is made in target/
+# (a clone of github.com/rustsec/advisory-db). cargo-deny wants a git checkout: one is made in target/
 # with the snapshot's own date, so cargo-deny's staleness check sees its real age.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +42,7 @@ fi
 missing=$(lock_crates | grep -vxF -f "$SNAPSHOT/CRATES" || true)
 if [ -n "$missing" ]; then
   echo "advisories: the snapshot does not cover" $missing "- take it again:" \
-    ".ci/advisories.sh --snapshot ../shared/advisory-db"
+    ".ci/advisories.sh --snapshot PATH-TO-A-CLONE-OF-rustsec/advisory-db"
   exit 1
 fi
 snapshot=$(cat "$SNAPSHOT/SNAPSHOT")
