@@ -11,6 +11,7 @@
 mod accounts;
 mod attachment;
 mod connect;
+pub mod drift;
 mod error;
 mod guard;
 mod http;
