@@ -15,6 +15,13 @@ pub enum Error {
     RateLimited(String, Option<u64>),
     /// The account's research quota is used up; other requests still work on it.
     QuotaUsedUp(String),
+    /// Kimi serves this model only on a paid plan (free accounts get
+    /// `REASON_SERVER_OVERLOADED_FOR_FREE_USER`, `docs/kimi-protocol.md` §7.5); another account
+    /// may serve it.
+    PlanRequired(String),
+    /// Another chat of the account is still generating (`REASON_CHAT_IN_PROGRESS`); it is worth
+    /// waiting a few seconds.
+    ChatInProgress(String),
     /// Kimi (or every account of the pool) is overloaded or busy; worth retrying, after the
     /// seconds given, when known.
     Overloaded(String, Option<u64>),
@@ -39,7 +46,10 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Unauthorized(_) => ErrorKind::Authentication,
-            Error::RateLimited(..) | Error::QuotaUsedUp(_) => ErrorKind::RateLimited,
+            Error::RateLimited(..)
+            | Error::QuotaUsedUp(_)
+            | Error::PlanRequired(_)
+            | Error::ChatInProgress(_) => ErrorKind::RateLimited,
             Error::Overloaded(..) => ErrorKind::Overloaded,
             Error::Rejected(_) => ErrorKind::InvalidRequest,
             Error::TooLong(_) => ErrorKind::ContextLength,
@@ -58,6 +68,7 @@ impl Error {
     fn retry_after(&self) -> Option<u64> {
         match self {
             Error::RateLimited(_, after) | Error::Overloaded(_, after) => *after,
+            Error::ChatInProgress(_) => Some(5),
             _ => None,
         }
     }
@@ -68,6 +79,8 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::RateLimited(..) => "rate_limited",
             Error::QuotaUsedUp(_) => "quota_used_up",
+            Error::PlanRequired(_) => "plan_required",
+            Error::ChatInProgress(_) => "chat_in_progress",
             Error::Overloaded(..) => "overloaded",
             Error::Rejected(_) => "rejected",
             Error::TooLong(_) => "too_long",
@@ -86,6 +99,10 @@ impl fmt::Display for Error {
             Error::Unauthorized(why) => write!(f, "Kimi refused the credential: {why}"),
             Error::RateLimited(why, _) => write!(f, "Kimi rate limit: {why}"),
             Error::QuotaUsedUp(why) => write!(f, "Kimi rate limit: {why}"),
+            Error::PlanRequired(why) => write!(f, "Kimi needs a paid plan for this model: {why}"),
+            Error::ChatInProgress(why) => {
+                write!(f, "another chat is still answering on this Kimi account: {why}")
+            }
             Error::Overloaded(why, _) => write!(f, "Kimi is overloaded: {why}"),
             Error::Rejected(why) => write!(f, "Kimi rejected the request: {why}"),
             Error::TooLong(why) => write!(f, "the conversation is longer than Kimi takes ({why})"),

@@ -111,6 +111,7 @@ pub struct Kimi {
     legacy_sessions: Sessions,
     web_sessions: Sessions,
     parents: connect::Parents,
+    memory: connect::Memory,
     chats: guard::ChatCounts,
     /// What tokens of unknown kind turned out to be (so the guess is made once).
     resolved: Mutex<HashMap<String, TokenKind>>,
@@ -123,6 +124,8 @@ const MAX_RESOLVED: usize = 4096;
 /// The token of one account, of a known kind.
 struct Resolved<'t> {
     token: &'t str,
+    /// The account's fingerprint (what Connect's per-account memory is keyed by).
+    fingerprint: String,
     kind: TokenKind,
     region: Region,
     /// The kind was found by trying (the token itself did not tell).
@@ -140,6 +143,7 @@ impl Kimi {
             legacy_sessions: Sessions::new(state.clone(), "legacy"),
             web_sessions: Sessions::new(state, "web"),
             parents: connect::Parents::default(),
+            memory: connect::Memory::default(),
             chats: guard::ChatCounts::default(),
             resolved: Mutex::default(),
             pool: Pool::new(settings.account_streams),
@@ -358,12 +362,10 @@ impl Kimi {
         match &account.kind {
             TokenKind::LegacyRefresh => legacy::chat(self.legacy(), token, request, sink)
                 .map_err(|error| refused_both(account, error)),
-            TokenKind::KimiAuth(who) => {
-                connect::chat(self.connect(account.region, true), token, who, request, sink)
-            }
+            TokenKind::KimiAuth(who) => connect::chat(self.connect(account, true), token, who, request, sink),
             TokenKind::WebAccess { identity, expires } => {
                 access_token_alive(*expires)?;
-                connect::chat(self.connect(account.region, false), token, identity, request, sink)
+                connect::chat(self.connect(account, false), token, identity, request, sink)
             }
             TokenKind::WebRefresh | TokenKind::Unknown => self.web_chat(account, request, sink),
         }
@@ -377,7 +379,7 @@ impl Kimi {
         request: &chat::Request,
         sink: &mut Progress,
     ) -> Result<(), Error> {
-        let ctx = self.connect(account.region, false);
+        let ctx = self.connect(account, false);
         let login = || self.web_sessions.get(account.token, |current| connect::login::refresh(ctx, current));
         let (session, fresh) = login()?;
         let who = web_identity(account.token, &session);
@@ -409,7 +411,7 @@ impl Kimi {
             }
             known => known,
         };
-        Ok(Resolved { token, kind, region, guessed })
+        Ok(Resolved { token, fingerprint: fingerprint(token), kind, region, guessed })
     }
 
     fn resolve(&self, token: &str, region: Region) -> Result<TokenKind, Error> {
@@ -417,7 +419,8 @@ impl Kimi {
         if let Some(kind) = remembered {
             return Ok(kind);
         }
-        let ctx = self.connect(region, false);
+        let account = fingerprint(token);
+        let ctx = self.connect_in(region, false, &account);
         let kind = match self.web_sessions.get(token, |current| connect::login::refresh(ctx, current)) {
             Ok(_) => TokenKind::WebRefresh,
             Err(Error::Unauthorized(_)) => TokenKind::LegacyRefresh,
@@ -469,13 +472,13 @@ impl Kimi {
             TokenKind::LegacyRefresh => {
                 legacy::check_token(self.legacy(), token).map_err(|error| refused_both(account, error))
             }
-            TokenKind::KimiAuth(who) => connect::check_token(self.connect(account.region, true), token, who),
+            TokenKind::KimiAuth(who) => connect::check_token(self.connect(account, true), token, who),
             TokenKind::WebAccess { identity, expires } => {
                 access_token_alive(*expires)?;
-                connect::check_token(self.connect(account.region, false), token, identity)
+                connect::check_token(self.connect(account, false), token, identity)
             }
             TokenKind::WebRefresh | TokenKind::Unknown => {
-                let ctx = self.connect(account.region, false);
+                let ctx = self.connect(account, false);
                 let (session, _) =
                     self.web_sessions.get(token, |current| connect::login::refresh(ctx, current))?;
                 connect::check_token(ctx, &session.access_token, &web_identity(token, &session))
@@ -510,7 +513,16 @@ impl Kimi {
         }
     }
 
-    fn connect(&self, region: Region, kimi_auth_cookie: bool) -> connect::Context<'_> {
+    fn connect<'s>(&'s self, account: &'s Resolved<'_>, kimi_auth_cookie: bool) -> connect::Context<'s> {
+        self.connect_in(account.region, kimi_auth_cookie, &account.fingerprint)
+    }
+
+    fn connect_in<'s>(
+        &'s self,
+        region: Region,
+        kimi_auth_cookie: bool,
+        account: &'s str,
+    ) -> connect::Context<'s> {
         let settings = &self.settings;
         let (base, auth_base) = match region {
             Region::Cn => (&settings.connect_base_url, &settings.auth_base_url),
@@ -521,6 +533,8 @@ impl Kimi {
             base,
             auth_base,
             parents: &self.parents,
+            memory: &self.memory,
+            account,
             fetch: self.fetch(),
             kimi_auth_cookie,
             chats: &self.chats,

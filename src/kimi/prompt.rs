@@ -15,6 +15,26 @@ const ATTEND_LATEST_WITH_FILES: &str = "关注用户最新发送文件和消息"
 /// The whole history as one prompt. A lone message is its text and a line break; several are
 /// `role:text` lines with the reminder line before the last one.
 pub fn merge_history(messages: &[Message]) -> String {
+    merge(&messages.iter().collect::<Vec<_>>())
+}
+
+/// The text of the system messages, for Kimi's own system prompt field
+/// (`docs/kimi-protocol.md` §7.3); `None` when there are none, or nothing else to answer.
+pub fn system_prompt(messages: &[Message]) -> Option<String> {
+    if messages.iter().all(|m| m.role == Role::System) {
+        return None;
+    }
+    let texts: Vec<String> =
+        messages.iter().filter(|m| m.role == Role::System).map(Message::joined_text).collect();
+    (!texts.is_empty()).then(|| texts.join("\n\n"))
+}
+
+/// [`merge_history`] of everything but the system messages (which went to the system prompt).
+pub fn merge_conversation(messages: &[Message]) -> String {
+    merge(&messages.iter().filter(|m| m.role != Role::System).collect::<Vec<_>>())
+}
+
+fn merge(messages: &[&Message]) -> String {
     match messages {
         [] => String::new(),
         [only] => format!("{}\n", message_text(only)),
@@ -86,6 +106,24 @@ fn find_url_start(text: &str) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::chat::Part;
+
+    #[test]
+    fn system_messages_go_to_the_system_prompt_and_leave_the_text() {
+        let messages = [
+            Message::text(Role::System, "be brief"),
+            Message::text(Role::User, "a"),
+            Message::text(Role::System, "use metric units"),
+            Message::text(Role::Assistant, "b"),
+            Message::text(Role::User, "c"),
+        ];
+        assert_eq!(system_prompt(&messages).as_deref(), Some("be brief\n\nuse metric units"));
+        assert_eq!(merge_conversation(&messages), "user:a\nassistant:b\nsystem:关注用户最新的消息\nuser:c\n");
+        let plain = [Message::text(Role::User, "hi")];
+        assert_eq!((system_prompt(&plain), merge_conversation(&plain)), (None, "hi\n".to_string()));
+        // Only a system message: it is the text to answer, not a system prompt.
+        let only = [Message::text(Role::System, "say hi")];
+        assert_eq!(system_prompt(&only), None);
+    }
 
     #[test]
     fn lone_message_is_its_text() {

@@ -1,33 +1,39 @@
-//! One chat on the Connect API: the `Chat` request built from the neutral request, its stream
-//! decoded frame by frame, the chat deleted on the way out, and the last answer's id kept for
-//! the next turn of a kept chat (`docs/kimi-protocol.md` §4.3–4.7).
+//! One chat on the Connect API: the `Chat` request (`body.rs`) on the model the account's
+//! catalogue picks, its stream decoded frame by frame, Kimi's refusals told apart
+//! (`refusal.rs`), the chat deleted on the way out, and the last answer's id kept for the next
+//! turn of a kept chat (`docs/kimi-protocol.md` §4.4–4.7, §7).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::io::Read;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{Value, json};
 use ureq::RequestBuilder;
 use ureq::typestate::WithBody;
 
 use super::Context;
-use super::call::{signed, unary_on};
+use super::body::{Target, Turn, chat_body};
+use super::call::{signed, unary, unary_on};
 use super::envelope::{self, Decoder};
-use super::event::{self, CitationMarkers, ConnectEvent};
+use super::event::{self, ConnectEvent};
+use super::markers::CitationMarkers;
+use super::models::{Catalogue, Entry};
+use super::refusal::refusal;
 use super::upload::upload;
 use crate::chat::{self, Conversation, Event, Finish, Sink};
 use crate::kimi::guard::{ChatGuard, Progress};
 use crate::kimi::token::ConnectIdentity;
-use crate::kimi::{Error, attachment, http, prompt};
+use crate::kimi::{Error, attachment, drift, http, prompt};
 
-/// Kimi's web default since 2026-07 (K3).
-const SCENARIO_K3: &str = "SCENARIO_K3";
-/// The older K2 line ("K2.6"), still accepted: for clients that name `kimi-k2…`.
-const SCENARIO_K2D5: &str = "SCENARIO_K2D5";
-/// The effort of a thinking request; the values seen run from `REASONING_EFFORT_LOW` to `_MAX`.
-const REASONING_EFFORT_HIGH: &str = "REASONING_EFFORT_HIGH";
 const READ_CHUNK: usize = 4 * 1024;
 /// Kept conversations whose last answer id is remembered (for `parent_id`).
 const MAX_REMEMBERED: usize = 10_000;
+/// The chat status of a deep research run that waits for the user's answer (§7.5).
+const ASK_USER_STATUS: &str = "STATUS_ASK_USER_QUESTION";
+/// Kimi's own tool by which a research run asks the user (inferred from §7.5's status).
+const ASK_USER_TOOL: &str = "ask_user";
+/// Server-side tool steps remembered per chat (their names and arguments so far).
+const MAX_TOOL_STEPS: usize = 256;
 
 /// The last assistant message of each kept chat: Kimi continues a chat from `parent_id`.
 #[derive(Default)]
@@ -47,49 +53,9 @@ impl Parents {
     }
 }
 
-/// The `Chat` request (`docs/kimi-protocol.md` §4.3) for the neutral request.
-fn chat_body(
-    request: &chat::Request,
-    chat_id: Option<&str>,
-    parent_id: Option<&str>,
-    files: &[String],
-) -> Value {
-    let mode = &request.mode;
-    let content = match chat_id {
-        Some(_) => prompt::new_turn(&request.messages),
-        None => prompt::merge_history(&request.messages),
-    };
-    let mut blocks = vec![json!({"message_id": "", "text": {"content": content}})];
-    blocks.extend(files.iter().map(|id| json!({"message_id": "", "file": {"id": id}})));
-    let scenario = if mode.older_model { SCENARIO_K2D5 } else { SCENARIO_K3 };
-    let mut message = json!({"role": "user", "blocks": blocks, "scenario": scenario});
-    if let Some(parent_id) = parent_id {
-        message["parent_id"] = json!(parent_id);
-    }
-    let mut body = json!({"scenario": scenario, "message": message, "options": options(mode)});
-    if mode.search || mode.research {
-        body["tools"] = json!([{"type": "TOOL_TYPE_SEARCH", "search": {}}]);
-    }
-    if let Some(agent) = &mode.agent {
-        body["kimiplus_id"] = json!(agent);
-    }
-    if let Some(chat_id) = chat_id {
-        body["chat_id"] = json!(chat_id);
-    }
-    body
-}
-
-/// `options` of the `Chat` request. Connect has no separate explore mode: research is web search
-/// with thinking. Thinking names an effort too, as the web app does.
-fn options(mode: &chat::Mode) -> Value {
-    let thinking = mode.thinking || mode.research;
-    let mut options = json!({"thinking": thinking});
-    if thinking {
-        options["reasoning_effort"] = json!(REASONING_EFFORT_HIGH);
-    }
-    options
-}
-
+/// Runs one chat: the account's catalogue picks the model, the request goes out as the
+/// browser's would, and a refusal that names the system prompt field or the model is answered
+/// once more the way Kimi takes (`docs/kimi-protocol.md` §7.3, §7.1).
 pub fn chat(
     ctx: Context<'_>,
     token: &str,
@@ -97,16 +63,83 @@ pub fn chat(
     request: &chat::Request,
     sink: &mut Progress,
 ) -> Result<(), Error> {
-    let files = attachment::of_last_message(request, ctx.fetch)?
-        .iter()
-        .map(|a| upload(ctx, token, who, a))
-        .collect::<Result<Vec<_>, _>>()?;
     let continued = match &request.conversation {
         Conversation::Continue(id) => Some(id.as_str()),
         _ => None,
     };
-    let parent = continued.and_then(|id| ctx.parents.get(id));
-    let body = chat_body(request, continued, parent.as_deref(), &files);
+    if continued.is_some_and(|id| ctx.memory.is_locked(id)) {
+        return Err(Error::TooLong(
+            "Kimi ended this conversation for its length earlier; start a new conversation".into(),
+        ));
+    }
+    let files = attachment::of_last_message(request, ctx.fetch)?
+        .iter()
+        .map(|a| upload(ctx, token, who, a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (mut catalogue, mut fresh) = catalogue(ctx, token, who)?;
+    let mut system_field = !ctx.memory.plain_system(ctx.account);
+    let has_system = prompt::system_prompt(&request.messages).is_some();
+    for _ in 0..3 {
+        let target = Target::of(&catalogue, request);
+        let parent = continued.and_then(|id| ctx.parents.get(id));
+        let turn = Turn { chat_id: continued, parent_id: parent.as_deref(), files: &files, system_field };
+        match chat_once(ctx, token, who, request, &target, &turn, sink) {
+            Err(Error::Rejected(why))
+                if !sink.delivered() && system_field && has_system && names_system(&why) =>
+            {
+                eprintln!(
+                    "kimi: account {}: Kimi refused the system prompt field; it goes into the text",
+                    ctx.account
+                );
+                ctx.memory.set_plain_system(ctx.account);
+                system_field = false;
+            }
+            Err(Error::Rejected(why)) if !sink.delivered() && !fresh && names_model(&why, target.entry) => {
+                ctx.memory.forget_catalogue(ctx.account);
+                (catalogue, fresh) = self::catalogue(ctx, token, who)?;
+            }
+            other => return other,
+        }
+    }
+    Err(Error::Rejected("Kimi refused the request as this server can send it".into()))
+}
+
+/// The account's catalogue (cached an hour), and whether it was read just now.
+pub fn catalogue(
+    ctx: Context<'_>,
+    token: &str,
+    who: &ConnectIdentity,
+) -> Result<(Arc<Catalogue>, bool), Error> {
+    ctx.memory.catalogue(ctx.account, || {
+        let method = "apiv2/kimi.gateway.config.v1.ConfigService/GetAvailableModels";
+        let answer = unary(ctx, token, who, method, &json!({}))?;
+        Catalogue::parse(&answer)
+            .ok_or_else(|| Error::Upstream("Kimi's model catalogue lists no model".into()))
+    })
+}
+
+/// Whether Kimi's refusal is about the system prompt field.
+fn names_system(why: &str) -> bool {
+    let why = why.to_ascii_lowercase();
+    why.contains("systemprompt") || why.contains("system_prompt")
+}
+
+/// Whether Kimi's refusal is about the model (the catalogue may have changed).
+fn names_model(why: &str, entry: &Entry) -> bool {
+    why.contains(&entry.id) || why.to_ascii_lowercase().contains("model")
+}
+
+/// One `Chat` call and its stream.
+fn chat_once(
+    ctx: Context<'_>,
+    token: &str,
+    who: &ConnectIdentity,
+    request: &chat::Request,
+    target: &Target<'_>,
+    turn: &Turn<'_>,
+    sink: &mut Progress,
+) -> Result<(), Error> {
+    let body = chat_body(request, target, turn);
     let builder: RequestBuilder<WithBody> =
         ctx.upstream.agent().post(format!("{}/apiv2/kimi.gateway.chat.v1.ChatService/Chat", ctx.base));
     let response = signed(builder, ctx, token, who)
@@ -116,67 +149,12 @@ pub fn chat(
     if response.status().as_u16() != 200 {
         return Err(http::error_of(response));
     }
-
-    let mut stream = ChatStream {
-        ctx,
-        token,
-        who,
-        keep: request.conversation != Conversation::Ephemeral,
-        continued: continued.is_some(),
-        guard: None,
-        markers: CitationMarkers::default(),
-        last_message: None,
-        produced: false,
-        done: false,
-        seen: Vec::new(),
-    };
-    let mut reader = response.into_body().into_reader();
-    let mut decoder = Decoder::new();
-    let ended = loop {
-        let n = decoder.read_from(&mut reader, READ_CHUNK).map_err(|e| http::from_io(&e))?;
-        if n == 0 {
-            break false;
-        }
-        let mut ended = false;
-        while let Some(frame) = decoder.next_frame().map_err(|e| Error::Upstream(e.to_string()))? {
-            if frame.is_end_stream() {
-                match event::end_stream_error(&frame.payload) {
-                    Ok(None) => ended = true,
-                    Ok(Some(ConnectEvent::Error { code, message })) => {
-                        return Err(http::classify(200, &code, message));
-                    }
-                    Ok(Some(_)) => ended = true,
-                    Err(e) => {
-                        return Err(Error::Upstream(format!("Kimi sent an unreadable end of stream: {e}")));
-                    }
-                }
-                break;
-            }
-            if frame.payload.is_empty() {
-                continue;
-            }
-            let event = event::parse(&frame.payload)
-                .map_err(|e| Error::Upstream(format!("Kimi sent a frame that is not its protocol: {e}")))?;
-            stream.apply(event, sink)?;
-        }
-        sink.flush()?;
-        if ended {
-            break true;
-        }
-    };
-    // Some streams close without the end-of-stream message after `done`: that is complete.
-    if !ended && !stream.done {
-        return Err(Error::Transport("Kimi closed the stream before the answer was complete".into()));
+    let mut stream = ChatStream::new(ctx, token, who, request, target, turn.chat_id.is_some());
+    let result = stream.read(response.into_body().into_reader(), sink);
+    if let (Err(Error::TooLong(_)), true, Some(guard)) = (&result, stream.keep, &stream.guard) {
+        ctx.memory.lock_chat(guard.chat_id());
     }
-    stream.finish_text(sink)?;
-    if !stream.produced {
-        return Err(Error::Upstream("Kimi returned an empty answer".into()));
-    }
-    if let (true, Some(guard), Some(message)) = (stream.keep, &stream.guard, stream.last_message.take()) {
-        ctx.parents.set(guard.chat_id().to_string(), message);
-    }
-    sink.send(Event::Finish(Finish::Stop))?;
-    Ok(())
+    result
 }
 
 /// The state of one `Chat` stream.
@@ -187,32 +165,123 @@ struct ChatStream<'a> {
     keep: bool,
     /// The chat is an earlier one, continued (not created by this request).
     continued: bool,
+    /// Show Kimi's own tool steps as reasoning (agents and research run for minutes).
+    progress: bool,
+    /// The model asked for, for refusals.
+    model: &'a str,
     /// Deletes the chat once its id is known.
     guard: Option<ChatGuard<'a>>,
     markers: CitationMarkers,
     last_message: Option<String>,
     produced: bool,
     done: bool,
+    /// A research run asked the user this and waits: it is the answer.
+    question: Option<String>,
+    /// Server-side tool steps by block id: (name, arguments so far).
+    tools: HashMap<String, (String, String)>,
     /// Citation URLs already sent.
     seen: Vec<String>,
 }
 
 impl<'a> ChatStream<'a> {
+    fn new(
+        ctx: Context<'a>,
+        token: &'a str,
+        who: &'a ConnectIdentity,
+        request: &chat::Request,
+        target: &Target<'a>,
+        continued: bool,
+    ) -> Self {
+        ChatStream {
+            ctx,
+            token,
+            who,
+            keep: request.conversation != Conversation::Ephemeral,
+            continued,
+            progress: target.is_agent(),
+            model: target.name(),
+            guard: None,
+            markers: CitationMarkers::default(),
+            last_message: None,
+            produced: false,
+            done: false,
+            question: None,
+            tools: HashMap::new(),
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads the stream to its end (or to a research question), pushing events to the sink.
+    fn read(&mut self, mut reader: impl Read, sink: &mut Progress) -> Result<(), Error> {
+        let mut decoder = Decoder::new();
+        let ended = loop {
+            let n = decoder.read_from(&mut reader, READ_CHUNK).map_err(|e| http::from_io(&e))?;
+            if n == 0 {
+                break false;
+            }
+            let ended = self.frames(&mut decoder, sink)?;
+            sink.flush()?;
+            if ended || self.question.is_some() {
+                break true;
+            }
+        };
+        // Some streams close without the end-of-stream message after `done`: that is complete.
+        if !ended && !self.done {
+            return Err(Error::Transport("Kimi closed the stream before the answer was complete".into()));
+        }
+        self.finish(sink)
+    }
+
+    /// Handles the frames one read delivered; `true` at the end of the stream.
+    fn frames(&mut self, decoder: &mut Decoder, sink: &mut Progress) -> Result<bool, Error> {
+        while let Some(frame) = decoder.next_frame().map_err(|e| Error::Upstream(e.to_string()))? {
+            if frame.is_end_stream() {
+                return match event::end_stream_error(&frame.payload) {
+                    Ok(Some(ConnectEvent::Error { code, reason, message })) => {
+                        Err(refusal(&code, &reason, message, self.model))
+                    }
+                    Ok(_) => Ok(true),
+                    Err(e) => Err(Error::Upstream(format!("Kimi sent an unreadable end of stream: {e}"))),
+                };
+            }
+            if frame.payload.is_empty() {
+                continue;
+            }
+            let event = event::parse(&frame.payload)
+                .map_err(|e| Error::Upstream(format!("Kimi sent a frame that is not its protocol: {e}")))?;
+            if event == ConnectEvent::Ignored {
+                event::unknown_names(&frame.payload)
+                    .into_iter()
+                    .for_each(|(what, name)| drift::note(what, &name));
+            }
+            self.apply(event, sink)?;
+            if self.question.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The end of a complete answer: held text, the research question, the finish.
+    fn finish(&mut self, sink: &mut Progress) -> Result<(), Error> {
+        let text = self.markers.finish();
+        self.send_text(text, sink)?;
+        if let Some(question) = self.question.take() {
+            self.send_text(question, sink)?;
+        }
+        if !self.produced {
+            return Err(Error::Upstream("Kimi returned an empty answer".into()));
+        }
+        if let (true, Some(guard), Some(message)) = (self.keep, &self.guard, self.last_message.take()) {
+            self.ctx.parents.set(guard.chat_id().to_string(), message);
+        }
+        sink.send(Event::Finish(Finish::Stop))?;
+        Ok(())
+    }
+
     fn apply(&mut self, event: ConnectEvent, sink: &mut dyn Sink) -> Result<(), Error> {
         match event {
-            ConnectEvent::Chat { id } if self.guard.is_none() => {
-                if !self.continued {
-                    self.ctx.chats.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                let (ctx, token, who) = (self.ctx, self.token, self.who);
-                let delete = move |chat_id: &str| {
-                    let body = json!({"chat_id": chat_id});
-                    let method = "apiv2/kimi.chat.v1.ChatService/DeleteChat";
-                    unary_on(ctx.upstream.cleanup(), ctx, token, who, method, &body).map(drop)
-                };
-                self.guard = Some(ChatGuard::new(id.clone(), self.keep, ctx.chats, delete));
-                sink.send(Event::ConversationId(id))?;
-            }
+            ConnectEvent::Chat { id } if self.guard.is_none() => self.start(id, sink)?,
             ConnectEvent::AssistantMessage { id } => self.last_message = Some(id),
             ConnectEvent::Text(text) => {
                 let text = self.markers.strip(text);
@@ -222,26 +291,89 @@ impl<'a> ChatStream<'a> {
                 self.produced = true;
                 sink.send(Event::Thinking(text))?;
             }
-            ConnectEvent::Citations(sources) => {
-                for (title, url) in sources {
-                    if !self.seen.contains(&url) {
-                        self.seen.push(url.clone());
-                        sink.send(Event::Citation { title, url })?;
-                    }
-                }
+            ConnectEvent::Citations(sources) => self.cite(sources, sink)?,
+            ConnectEvent::Tool { block, name, args, append, running } => {
+                self.tool_step(block, name, args, append, running, sink)?;
+            }
+            ConnectEvent::Status(status) if status == ASK_USER_STATUS => {
+                self.question.get_or_insert_with(|| {
+                    "Kimi's research needs more detail before it goes on: reply to continue.".into()
+                });
             }
             ConnectEvent::Done => self.done = true,
             ConnectEvent::Heartbeat => sink.send(Event::Heartbeat)?,
-            ConnectEvent::Error { code, message } => return Err(http::classify(200, &code, message)),
-            ConnectEvent::Chat { .. } | ConnectEvent::Thinking(_) | ConnectEvent::Ignored => {}
+            ConnectEvent::Error { code, reason, message } => {
+                return Err(refusal(&code, &reason, message, self.model));
+            }
+            ConnectEvent::Chat { .. }
+            | ConnectEvent::Thinking(_)
+            | ConnectEvent::Status(_)
+            | ConnectEvent::Ignored => {}
         }
         Ok(())
     }
 
-    /// Sends what the citation matcher still holds: at the end of the stream it is answer text.
-    fn finish_text(&mut self, sink: &mut dyn Sink) -> Result<(), Error> {
-        let text = self.markers.finish();
-        self.send_text(text, sink)
+    /// The chat's id arrived: it is deleted on every way out unless kept.
+    fn start(&mut self, id: String, sink: &mut dyn Sink) -> Result<(), Error> {
+        if !self.continued {
+            self.ctx.chats.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let (ctx, token, who) = (self.ctx, self.token, self.who);
+        let delete = move |chat_id: &str| {
+            let body = json!({"chat_id": chat_id});
+            let method = "apiv2/kimi.chat.v1.ChatService/DeleteChat";
+            unary_on(ctx.upstream.cleanup(), ctx, token, who, method, &body).map(drop)
+        };
+        self.guard = Some(ChatGuard::new(id.clone(), self.keep, ctx.chats, delete));
+        sink.send(Event::ConversationId(id))?;
+        Ok(())
+    }
+
+    fn cite(&mut self, sources: Vec<(String, String)>, sink: &mut dyn Sink) -> Result<(), Error> {
+        for (title, url) in sources {
+            if !self.seen.contains(&url) {
+                self.seen.push(url.clone());
+                sink.send(Event::Citation { title, url })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One step of a tool Kimi runs itself (§7.5): its name comes first, its arguments in
+    /// fragments, then whole when it runs. A research run's question to the user ends the
+    /// answer; other steps of agents show as reasoning.
+    fn tool_step(
+        &mut self,
+        block: String,
+        name: String,
+        args: String,
+        append: bool,
+        running: bool,
+        sink: &mut dyn Sink,
+    ) -> Result<(), Error> {
+        if self.tools.len() >= MAX_TOOL_STEPS && !self.tools.contains_key(&block) {
+            return Ok(());
+        }
+        let step = self.tools.entry(block).or_default();
+        if !name.is_empty() {
+            step.0 = name;
+        }
+        if append {
+            step.1.push_str(&args)
+        } else if !args.is_empty() {
+            step.1 = args
+        }
+        if !running {
+            return Ok(());
+        }
+        let (name, args) = step.clone();
+        if name.contains(ASK_USER_TOOL) {
+            self.question = Some(question_of(&args));
+        } else if self.progress {
+            self.produced = true;
+            sink.send(Event::Thinking(progress_line(&name, &args)))?;
+        }
+        Ok(())
     }
 
     fn send_text(&mut self, text: String, sink: &mut dyn Sink) -> Result<(), Error> {
@@ -253,83 +385,57 @@ impl<'a> ChatStream<'a> {
     }
 }
 
+/// A line of reasoning for a tool step: what was searched, or which tool ran.
+fn progress_line(name: &str, args: &str) -> String {
+    let args: Value = serde_json::from_str(args).unwrap_or_default();
+    let queries: Vec<&str> =
+        args["queries"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    if queries.is_empty() { format!("[{name}]\n") } else { format!("[{name}] {}\n", queries.join("; ")) }
+}
+
+/// The question a research run asks, as text: each question with its options, the
+/// recommended ones marked (`{"questions":[{"question","type","options":[{"option",…}]}]}`).
+fn question_of(args: &str) -> String {
+    let Ok(args) = serde_json::from_str::<Value>(args) else { return args.to_string() };
+    let mut lines = Vec::new();
+    for question in args["questions"].as_array().into_iter().flatten() {
+        lines.push(question["question"].as_str().unwrap_or_default().to_string());
+        for option in question["options"].as_array().into_iter().flatten() {
+            let mark = if option["recommended"] == true { " (recommended)" } else { "" };
+            lines.push(format!("- {}{mark}", option["option"].as_str().unwrap_or_default()));
+        }
+    }
+    let single = args["question"].as_str().map(str::to_string);
+    if lines.is_empty() { single.unwrap_or_else(|| args.to_string()) } else { lines.join("\n") }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::{Message, Mode, Role};
 
-    fn request(model: &str, conversation: Conversation) -> chat::Request {
-        chat::Request {
-            model: model.into(),
-            mode: Mode::from_model_name(model),
-            messages: vec![
-                Message::text(Role::System, "be brief"),
-                Message::text(Role::User, "a"),
-                Message::text(Role::Assistant, "b"),
-                Message::text(Role::User, "c"),
-            ],
-            conversation,
-            stream: true,
-            tools: Vec::new(),
-            tool_choice: chat::ToolChoice::Auto,
-            parallel_tool_calls: true,
-        }
+    #[test]
+    fn a_research_question_reads_as_text() {
+        let args = r#"{"questions":[{"question":"Which region?","type":"single",
+            "options":[{"option":"Europe","recommended":true},{"option":"Asia"}]}]}"#;
+        assert_eq!(question_of(args), "Which region?\n- Europe (recommended)\n- Asia");
+        assert_eq!(question_of(r#"{"question":"Why?"}"#), "Why?");
+        assert_eq!(question_of("plain words"), "plain words");
     }
 
     #[test]
-    fn new_chat_merges_history_and_omits_ids() {
-        let body = chat_body(&request("kimi", Conversation::Ephemeral), None, None, &[]);
-        assert_eq!(body["scenario"], SCENARIO_K3);
-        assert_eq!(body["message"]["scenario"], SCENARIO_K3);
-        assert_eq!(
-            body["message"]["blocks"][0]["text"]["content"],
-            "system:be brief\nuser:a\nassistant:b\nsystem:关注用户最新的消息\nuser:c\n"
-        );
-        assert!(body.get("chat_id").is_none() && body["message"].get("parent_id").is_none());
-        assert!(body.get("tools").is_none());
-        assert_eq!(body["options"], json!({"thinking": false}));
+    fn tool_steps_read_as_progress() {
+        assert_eq!(progress_line("web_search", r#"{"queries": ["a", "b"]}"#), "[web_search] a; b\n");
+        assert_eq!(progress_line("ipython", "{not json"), "[ipython]\n");
     }
 
     #[test]
-    fn modes_map_to_tools_and_options() {
-        let body = chat_body(&request("kimi-search", Conversation::Ephemeral), None, None, &[]);
-        assert_eq!(body["tools"], json!([{"type": "TOOL_TYPE_SEARCH", "search": {}}]));
-        let body = chat_body(&request("kimi-research", Conversation::Ephemeral), None, None, &[]);
-        assert!(body["tools"].is_array());
-        assert_eq!(body["options"], json!({"thinking": true, "reasoning_effort": REASONING_EFFORT_HIGH}));
-    }
-
-    #[test]
-    fn model_names_select_the_scenario_and_thinking_its_effort() {
-        let thinking = json!({"thinking": true, "reasoning_effort": REASONING_EFFORT_HIGH});
-        let plain = json!({"thinking": false});
-        let cases = [
-            ("kimi", SCENARIO_K3, &plain),
-            ("kimi-k3", SCENARIO_K3, &plain),
-            ("kimi-k3-thinking", SCENARIO_K3, &thinking),
-            ("kimi-k1", SCENARIO_K3, &thinking),
-            ("gpt-4o", SCENARIO_K3, &plain),
-            ("kimi-k2", SCENARIO_K2D5, &plain),
-            ("Kimi-K2-Thinking", SCENARIO_K2D5, &thinking),
-            ("kimi-k2-search", SCENARIO_K2D5, &plain),
-        ];
-        for (model, scenario, options) in cases {
-            let body = chat_body(&request(model, Conversation::Ephemeral), None, None, &[]);
-            assert_eq!(
-                (&body["scenario"], &body["message"]["scenario"]),
-                (&json!(scenario), &json!(scenario)),
-                "{model}"
-            );
-            assert_eq!(&body["options"], options, "{model}");
-        }
-    }
-
-    #[test]
-    fn continued_chat_sends_ids_and_the_new_turn() {
-        let body =
-            chat_body(&request("kimi", Conversation::Continue("c1".into())), Some("c1"), Some("m9"), &[]);
-        assert_eq!(body["chat_id"], "c1");
-        assert_eq!(body["message"]["parent_id"], "m9");
-        assert_eq!(body["message"]["blocks"][0]["text"]["content"], "c");
+    fn refusals_name_the_system_field_and_the_model() {
+        let entry = Entry { id: "k3-agent".into(), ..Entry::default() };
+        assert!(names_system("unknown field options.systemPrompt"));
+        assert!(names_system("system_prompt is not allowed"));
+        assert!(!names_system("bad effort"));
+        assert!(names_model("unknown model k3-agent", &entry));
+        assert!(names_model("k3-agent is gone", &entry));
+        assert!(!names_model("bad effort", &entry));
     }
 }

@@ -1,9 +1,11 @@
-//! The events of the Connect `Chat` stream (`docs/kimi-protocol.md` §4.4), parsed from one data
-//! frame's JSON, the end-of-stream message, and the citation markers inside the answer text
-//! (§4.5). Pure: bytes in, [`ConnectEvent`] out; text pieces in, answer text out.
+//! The events of the Connect `Chat` stream (`docs/kimi-protocol.md` §4.4, §7.5), parsed from
+//! one data frame's JSON, and the end-of-stream message. Pure: bytes in, [`ConnectEvent`] out.
+//! What a frame carries that this server does not know is named by [`unknown_names`], so that
+//! Kimi's next change shows in `/metrics` before it breaks anything.
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
+use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConnectEvent {
@@ -17,13 +19,19 @@ pub enum ConnectEvent {
     Thinking(String),
     /// Web search sources: (title, url).
     Citations(Vec<(String, String)>),
+    /// A step of a tool Kimi runs on its side (`block.tool`): its block, and what the frame
+    /// says of it. Arguments come in fragments (`append`) and then whole (`set`).
+    Tool { block: String, name: String, args: String, append: bool, running: bool },
+    /// The chat's status changed (`STATUS_ASK_USER_QUESTION`: deep research waits for the user).
+    Status(String),
     /// The end of the events; an error may still follow.
     Done,
-    /// An error, in a data frame or the end-of-stream message.
-    Error { code: String, message: String },
+    /// An error, in a data frame or the end-of-stream message; `reason` is Kimi's
+    /// `REASON_…` name when it gave one.
+    Error { code: String, reason: String, message: String },
     /// A keep-alive.
     Heartbeat,
-    /// Titles, statuses, echoes, server-side tool rounds (`block.tool`): nothing to do.
+    /// Titles, statuses, echoes: nothing to do.
     Ignored,
 }
 
@@ -31,6 +39,7 @@ pub enum ConnectEvent {
 #[serde(default)]
 struct Raw {
     mask: String,
+    op: String,
     chat: Option<RawChat>,
     message: Option<RawMessage>,
     block: Option<RawBlock>,
@@ -44,6 +53,7 @@ struct Raw {
 #[serde(default)]
 struct RawChat {
     id: String,
+    status: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -76,14 +86,25 @@ struct RawBase {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct RawBlock {
+    id: String,
     text: Option<RawContent>,
     think: Option<RawContent>,
+    tool: Option<RawTool>,
+    exception: Option<RawException>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct RawContent {
     content: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawTool {
+    name: String,
+    args: String,
+    status: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -113,31 +134,41 @@ struct RawLocalized {
     message: String,
 }
 
+/// `block.exception` (§7.5): a reason and a message, no code.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct RawException {
-    error: RawDebugLike,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "camelCase")]
-struct RawDebugLike {
-    reason: String,
-    localized_message: RawLocalized,
+    error: RawDebug,
 }
 
 impl RawError {
-    /// The most human message the error carries.
+    /// The most human message the error carries, and its reason.
     fn into_event(self) -> ConnectEvent {
         let debug =
             self.details.into_iter().map(|d| d.debug).find(|d| !d.localized_message.message.is_empty());
-        let message = match debug {
-            Some(debug) if debug.reason.is_empty() => debug.localized_message.message,
-            Some(debug) => format!("{} ({})", debug.localized_message.message, debug.reason),
-            None if !self.message.is_empty() => self.message,
-            None => format!("Kimi stopped with `{}`", self.code),
+        let (reason, message) = match debug {
+            Some(debug) if debug.reason.is_empty() => (String::new(), debug.localized_message.message),
+            Some(debug) => {
+                let message = format!("{} ({})", debug.localized_message.message, debug.reason);
+                (debug.reason, message)
+            }
+            None if !self.message.is_empty() => (String::new(), self.message),
+            None => (String::new(), format!("Kimi stopped with `{}`", self.code)),
         };
-        ConnectEvent::Error { code: self.code, message }
+        ConnectEvent::Error { code: self.code, reason, message }
+    }
+}
+
+impl RawException {
+    fn into_event(self) -> ConnectEvent {
+        let RawDebug { reason, localized_message } = self.error;
+        let message = match (localized_message.message.is_empty(), reason.is_empty()) {
+            (false, true) => localized_message.message,
+            (false, false) => format!("{} ({reason})", localized_message.message),
+            (true, false) => format!("Kimi stopped the answer: {reason}"),
+            (true, true) => "Kimi stopped the answer without saying why".to_string(),
+        };
+        ConnectEvent::Error { code: String::new(), reason, message }
     }
 }
 
@@ -148,9 +179,7 @@ pub fn parse(payload: &[u8]) -> Result<ConnectEvent, serde_json::Error> {
         return Ok(error.into_event());
     }
     if let Some(exception) = raw.exception {
-        let e = exception.error;
-        let message = format!("{} ({})", e.localized_message.message, e.reason);
-        return Ok(ConnectEvent::Error { code: "unavailable".into(), message });
+        return Ok(exception.into_event());
     }
     if raw.done.is_some() {
         return Ok(ConnectEvent::Done);
@@ -159,33 +188,56 @@ pub fn parse(payload: &[u8]) -> Result<ConnectEvent, serde_json::Error> {
         return Ok(ConnectEvent::Heartbeat);
     }
     if let Some(block) = raw.block {
-        if let Some(text) = block.text.filter(|_| raw.mask.starts_with("block.text")) {
-            return Ok(ConnectEvent::Text(text.content));
-        }
-        if let Some(think) = block.think.filter(|_| raw.mask.starts_with("block.think")) {
-            return Ok(ConnectEvent::Thinking(think.content));
-        }
-        return Ok(ConnectEvent::Ignored);
+        return Ok(block_event(block, &raw.mask, &raw.op));
     }
     if let Some(message) = raw.message {
-        if let Some(refs) = message.refs.filter(|_| raw.mask.contains("refs.searchChunks")) {
-            let sources = refs
-                .search_chunks
-                .into_iter()
-                .filter(|c| !c.base.url.is_empty())
-                .map(|c| (c.base.title, c.base.url))
-                .collect();
-            return Ok(ConnectEvent::Citations(sources));
-        }
-        if message.role == "assistant" && !message.id.is_empty() && raw.mask == "message" {
-            return Ok(ConnectEvent::AssistantMessage { id: message.id });
-        }
-        return Ok(ConnectEvent::Ignored);
+        return Ok(message_event(message, &raw.mask));
     }
-    if let Some(chat) = raw.chat.filter(|c| !c.id.is_empty()) {
-        return Ok(ConnectEvent::Chat { id: chat.id });
+    match raw.chat {
+        Some(chat) if !chat.status.is_empty() && raw.mask.contains("chat.status") => {
+            Ok(ConnectEvent::Status(chat.status))
+        }
+        Some(chat) if !chat.id.is_empty() => Ok(ConnectEvent::Chat { id: chat.id }),
+        _ => Ok(ConnectEvent::Ignored),
     }
-    Ok(ConnectEvent::Ignored)
+}
+
+fn block_event(block: RawBlock, mask: &str, op: &str) -> ConnectEvent {
+    if let Some(text) = block.text.filter(|_| mask.starts_with("block.text")) {
+        return ConnectEvent::Text(text.content);
+    }
+    if let Some(think) = block.think.filter(|_| mask.starts_with("block.think")) {
+        return ConnectEvent::Thinking(think.content);
+    }
+    if let Some(exception) = block.exception {
+        return exception.into_event();
+    }
+    match block.tool {
+        Some(tool) => ConnectEvent::Tool {
+            block: block.id,
+            name: tool.name,
+            args: tool.args,
+            append: op == "append",
+            running: tool.status == "STATUS_RUNNING",
+        },
+        None => ConnectEvent::Ignored,
+    }
+}
+
+fn message_event(message: RawMessage, mask: &str) -> ConnectEvent {
+    if let Some(refs) = message.refs.filter(|_| mask.contains("refs.searchChunks")) {
+        let sources = refs
+            .search_chunks
+            .into_iter()
+            .filter(|c| !c.base.url.is_empty())
+            .map(|c| (c.base.title, c.base.url))
+            .collect();
+        return ConnectEvent::Citations(sources);
+    }
+    if message.role == "assistant" && !message.id.is_empty() && mask == "message" {
+        return ConnectEvent::AssistantMessage { id: message.id };
+    }
+    ConnectEvent::Ignored
 }
 
 /// The error carried by an end-of-stream message, if any (`{}` is success).
@@ -194,128 +246,74 @@ pub fn end_stream_error(payload: &[u8]) -> Result<Option<ConnectEvent>, serde_js
     Ok(raw.error.map(RawError::into_event))
 }
 
-/// Removes Kimi's citation markers (`docs/kimi-protocol.md` §4.5) from answer text as it
-/// streams, and nothing else. Text flows out at once; only a tail that may still be the start
-/// of a marker is held, until it is decided. A marker is at most [`MAX_MARKER`] chars long, so
-/// no more is ever held, and an opening that does not close in time is plain text after all.
-#[derive(Debug, Default)]
-pub struct CitationMarkers {
-    /// The undecided start of a possible marker.
-    held: String,
-}
-
-/// Opens the 2025 form and the 2026 header and quote.
-const OPEN: char = '\u{E3A0}';
-/// Delimits 2026 references, and opens the inline form on its own.
-const TOOL: char = '\u{1F6E0}';
-/// Kimi's markers are far shorter; the bound keeps a stray opening from holding the answer back.
-const MAX_MARKER: usize = 1024;
-
-/// The markers that start with [`OPEN`]: how each begins, and the characters that end it.
-const OPEN_FORMS: [(&str, &[char]); 3] = [
-    // 2025: U+E3A0 cite U+E3A3 web_search:1#2 U+E3A8
-    ("\u{E3A0}cite\u{E3A3}", &['\u{E3A8}']),
-    // 2026 quote: U+E3A0 cite 🛠 web_search:1#5:~:text=<quoted text> 🛠 (or U+E3A8)
-    ("\u{E3A0}cite\u{1F6E0}", &['\u{1F6E0}', '\u{E3A8}']),
-    // 2026 header: U+E3A0 article 🛠 web_search:1#5 🛠 web_search:1#0 🎨
-    ("\u{E3A0}article\u{1F6E0}", &['\u{1F3A8}']),
+/// The top-level keys of a frame this server knows (§4.4, §7.5).
+const KNOWN_KEYS: &[&str] =
+    &["op", "mask", "eventOffset", "chat", "message", "block", "done", "heartbeat", "error", "exception"];
+/// The block kinds it knows: those it reads, and those seen and deliberately passed over
+/// (agent and research blocks, §7.5).
+const KNOWN_BLOCKS: &[&str] = &[
+    "id",
+    "parentId",
+    "messageId",
+    "text",
+    "think",
+    "tool",
+    "exception",
+    "agentMessage",
+    "stage",
+    "multiStage",
+    "artifact",
+    "aippt",
+    "slidesView",
+    "memory",
+    "explorerResearch",
+    "search",
+    "file",
+];
+/// The roots of the masks it knows (a mask is a comma-separated list of field paths).
+const KNOWN_MASKS: &[&str] =
+    &["message", "chat", "block.text", "block.think", "block.tool", "block.exception"];
+/// Connect's error codes.
+pub const KNOWN_CODES: &[&str] = &[
+    "canceled",
+    "unknown",
+    "invalid_argument",
+    "deadline_exceeded",
+    "not_found",
+    "already_exists",
+    "permission_denied",
+    "resource_exhausted",
+    "failed_precondition",
+    "aborted",
+    "out_of_range",
+    "unimplemented",
+    "internal",
+    "unavailable",
+    "data_loss",
+    "unauthenticated",
 ];
 
-/// What the text from an opening character on is.
-enum Verdict {
-    /// A marker this many bytes long.
-    Marker(usize),
-    /// Not a marker: the opening character is plain text.
-    Text,
-    /// May still become a marker: more text decides.
-    Undecided,
-}
-
-impl CitationMarkers {
-    /// The answer text of one piece; a tail that may start a marker waits for the next piece.
-    pub fn strip(&mut self, text: String) -> String {
-        if self.held.is_empty() && !text.contains(OPEN) && !text.contains(TOOL) {
-            return text;
-        }
-        let input = std::mem::take(&mut self.held) + &text;
-        self.scan(&input, false)
+/// What a frame carries that this server does not know: (kind, name) pairs for the drift
+/// counter. Only frames that gave nothing to do are looked at this closely.
+pub fn unknown_names(payload: &[u8]) -> Vec<(&'static str, String)> {
+    let Ok(Value::Object(frame)) = serde_json::from_slice::<Value>(payload) else { return Vec::new() };
+    let mut unknown = Vec::new();
+    for key in frame.keys().filter(|k| !KNOWN_KEYS.contains(&k.as_str())) {
+        unknown.push(("event", key.clone()));
     }
-
-    /// What is still held at the end of the stream: no marker can close any more.
-    pub fn finish(&mut self) -> String {
-        let held = std::mem::take(&mut self.held);
-        self.scan(&held, true)
-    }
-
-    fn scan(&mut self, input: &str, at_end: bool) -> String {
-        let mut out = String::with_capacity(input.len());
-        let mut rest = input;
-        while let Some(start) = rest.find([OPEN, TOOL]) {
-            out.push_str(&rest[..start]);
-            let candidate = &rest[start..];
-            match verdict(candidate) {
-                Verdict::Marker(len) => rest = &candidate[len..],
-                Verdict::Undecided if !at_end => {
-                    self.held = candidate.to_string();
-                    return out;
-                }
-                Verdict::Text | Verdict::Undecided => {
-                    let opening = candidate.chars().next().map_or(0, char::len_utf8);
-                    out.push_str(&candidate[..opening]);
-                    rest = &candidate[opening..];
-                }
-            }
-        }
-        out.push_str(rest);
-        out
-    }
-}
-
-/// Decides the text at an opening character from its first [`MAX_MARKER`] chars.
-fn verdict(candidate: &str) -> Verdict {
-    let window = candidate.char_indices().nth(MAX_MARKER).map_or(candidate, |(end, _)| &candidate[..end]);
-    let verdict = if window.starts_with(OPEN) { open_form(window) } else { inline_reference(window) };
-    match verdict {
-        Verdict::Undecided if window.len() < candidate.len() => Verdict::Text,
-        verdict => verdict,
-    }
-}
-
-/// A marker opened by [`OPEN`]: one of [`OPEN_FORMS`], up to its own closing character.
-fn open_form(text: &str) -> Verdict {
-    for (head, closers) in OPEN_FORMS {
-        if let Some(body) = text.strip_prefix(head) {
-            return match body.char_indices().find(|(_, c)| closers.contains(c)) {
-                Some((end, closer)) => Verdict::Marker(head.len() + end + closer.len_utf8()),
-                None => Verdict::Undecided,
-            };
+    if let Some(Value::Object(block)) = frame.get("block") {
+        for key in block.keys().filter(|k| !KNOWN_BLOCKS.contains(&k.as_str())) {
+            unknown.push(("block", key.clone()));
         }
     }
-    if OPEN_FORMS.iter().any(|(head, _)| head.starts_with(text)) { Verdict::Undecided } else { Verdict::Text }
-}
-
-/// `🛠web_search:1#5🛠`: a lone 🛠, or 🛠 around anything but a reference, is text.
-fn inline_reference(text: &str) -> Verdict {
-    let body = &text[TOOL.len_utf8()..];
-    match body.find(TOOL) {
-        Some(end) if reference(&body[..end]) == Some(true) => Verdict::Marker(end + 2 * TOOL.len_utf8()),
-        Some(_) => Verdict::Text,
-        None if reference(body).is_some() => Verdict::Undecided,
-        None => Verdict::Text,
+    let mask = frame.get("mask").and_then(Value::as_str).unwrap_or_default();
+    for part in mask.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let known = KNOWN_MASKS.iter().any(|root| part == *root || part.starts_with(&format!("{root}.")));
+        if !known {
+            unknown.push(("mask", part.to_string()));
+        }
     }
-}
-
-/// Whether `text` is a reference `name:digits#digits` (`Some(true)`), only the start of one
-/// (`Some(false)`), or neither.
-fn reference(text: &str) -> Option<bool> {
-    let is_name = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    let is_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    let Some((name, rest)) = text.split_once(':') else { return is_name(text).then_some(false) };
-    if name.is_empty() || !is_name(name) {
-        return None;
-    }
-    let Some((call, result)) = rest.split_once('#') else { return is_digits(rest).then_some(false) };
-    (!call.is_empty() && is_digits(call) && is_digits(result)).then_some(!result.is_empty())
+    unknown
 }
 
 #[cfg(test)]
@@ -378,12 +376,19 @@ mod tests {
     fn errors_carry_the_most_human_message() {
         let json = r#"{"error":{"code":"resource_exhausted","details":[{"debug":{"reason":"REASON_SERVER_OVERLOADED_FOR_FREE_USER",
             "localizedMessage":{"locale":"en-US","message":"Too many people are chatting with Kimi right now."}}}]}}"#;
-        let ConnectEvent::Error { code, message } = event(json) else { panic!() };
-        assert_eq!(code, "resource_exhausted");
+        let ConnectEvent::Error { code, reason, message } = event(json) else { panic!() };
+        assert_eq!(
+            (code.as_str(), reason.as_str()),
+            ("resource_exhausted", "REASON_SERVER_OVERLOADED_FOR_FREE_USER")
+        );
         assert!(message.starts_with("Too many people") && message.contains("OVERLOADED"));
         assert_eq!(
             end_stream_error(br#"{"error":{"code":"unauthenticated","message":"token expired"}}"#).unwrap(),
-            Some(ConnectEvent::Error { code: "unauthenticated".into(), message: "token expired".into() })
+            Some(ConnectEvent::Error {
+                code: "unauthenticated".into(),
+                reason: String::new(),
+                message: "token expired".into()
+            })
         );
         assert_eq!(end_stream_error(b"{}").unwrap(), None);
         assert!(parse(b"{not json").is_err());
@@ -428,7 +433,70 @@ mod tests {
     }
 
     #[test]
-    fn server_side_tool_rounds_are_ignored() {
+    fn a_block_exception_is_an_error_with_its_reason() {
+        let json = r#"{"op":"set","mask":"block.exception","block":{"id":"3","exception":{"error":{
+            "reason":"REASON_TOKEN_LENGTH_TOO_LONG","localizedMessage":{"locale":"en-US",
+            "message":"Your conversation with Kimi is getting too long. Try starting a new session."}}}}}"#;
+        let ConnectEvent::Error { code, reason, message } = event(json) else { panic!("{json}") };
+        assert_eq!((code.as_str(), reason.as_str()), ("", "REASON_TOKEN_LENGTH_TOO_LONG"));
+        assert!(message.starts_with("Your conversation with Kimi is getting too long."), "{message}");
+        let bare = r#"{"op":"set","mask":"block.exception","block":{"exception":{"error":{"reason":"REASON_NEW"}}}}"#;
+        let ConnectEvent::Error { message, .. } = event(bare) else { panic!() };
+        assert_eq!(message, "Kimi stopped the answer: REASON_NEW");
+        let top = r#"{"exception":{"error":{"reason":"R","localizedMessage":{"message":"m"}}}}"#;
+        assert_eq!(
+            event(top),
+            ConnectEvent::Error { code: String::new(), reason: "R".into(), message: "m (R)".into() }
+        );
+    }
+
+    #[test]
+    fn the_chat_status_is_read() {
+        let json =
+            r#"{"op":"set","mask":"chat.status","chat":{"id":"c1","status":"STATUS_ASK_USER_QUESTION"}}"#;
+        assert_eq!(event(json), ConnectEvent::Status("STATUS_ASK_USER_QUESTION".into()));
+    }
+
+    #[test]
+    fn unknown_keys_blocks_and_masks_are_named() {
+        let cases: [(&str, &[(&str, &str)]); 5] = [
+            (
+                r#"{"op":"set","mask":"block.hologram","block":{"id":"9","hologram":{"x":1}}}"#,
+                &[("block", "hologram"), ("mask", "block.hologram")],
+            ),
+            (r#"{"op":"set","mask":"weather","weather":{}}"#, &[("event", "weather"), ("mask", "weather")]),
+            (r#"{"op":"set","mask":"block.tool.args,block.tool.status","block":{"id":"1","tool":{}}}"#, &[]),
+            (r#"{"op":"set","mask":"message.status","message":{"id":"a"},"eventOffset":3}"#, &[]),
+            (r#"{"op":"set","block":{"id":"1","stage":{"name":"plan"}}}"#, &[]),
+        ];
+        for (json, expected) in cases {
+            let names = unknown_names(json.as_bytes());
+            let names: Vec<(&str, &str)> = names.iter().map(|(w, n)| (*w, n.as_str())).collect();
+            assert_eq!(names, expected, "{json}");
+        }
+        assert!(unknown_names(b"not json").is_empty());
+    }
+
+    #[test]
+    fn server_side_tool_rounds_are_tool_steps() {
+        let pending = r#"{"op":"set","block":{"id":"4","tool":{"toolCallId":"ask_user:0","name":"ask_user","status":"STATUS_PENDING"}}}"#;
+        let fragment =
+            r#"{"op":"append","mask":"block.tool.args","block":{"id":"4","tool":{"args":"{\"q"}}}"#;
+        let running = r#"{"op":"set","mask":"block.tool.args,block.tool.status","block":{"id":"4","tool":{"args":"{}","status":"STATUS_RUNNING"}}}"#;
+        let tool = |name: &str, args: &str, append, running| ConnectEvent::Tool {
+            block: "4".into(),
+            name: name.into(),
+            args: args.into(),
+            append,
+            running,
+        };
+        assert_eq!(event(pending), tool("ask_user", "", false, false));
+        assert_eq!(event(fragment), tool("", "{\"q", true, false));
+        assert_eq!(event(running), tool("", "{}", false, true));
+    }
+
+    #[test]
+    fn server_side_tool_rounds_carry_no_answer_text() {
         let frames = [
             r#"{"op":"set","eventOffset":9,"block":{"id":"4","parentId":"0","tool":{"toolCallId":"ipython_0","name":"ipython","status":"STATUS_PENDING"}}}"#,
             r#"{"op":"append","mask":"block.tool.args","eventOffset":10,"block":{"id":"4","tool":{"args":"{\"code\": \"17"}}}"#,
@@ -443,162 +511,7 @@ mod tests {
                 "block":{"id":"7","tool":{"contents":[],"status":"STATUS_DONE","isError":true,"errorCode":"TIMEOUT"}}}"#,
         ];
         for json in frames {
-            assert_eq!(event(json), ConnectEvent::Ignored, "{json}");
+            assert!(matches!(event(json), ConnectEvent::Tool { .. }), "{json}");
         }
-    }
-
-    /// Each input and the answer text it must give.
-    const MARKED: &[(&str, &str)] = &[
-        ("Sunny \u{E3A0}cite\u{E3A3}web_search:1#2\u{E3A8}today.", "Sunny today."),
-        ("a\u{E3A0}cite\u{E3A3}web_search:1#2\u{E3A3}web_search:2#10\u{E3A8}b", "ab"),
-        ("\u{E3A0}article🛠web_search:1#5🛠web_search:1#0🎨\n\nIn Paris today:", "\n\nIn Paris today:"),
-        ("clouds \u{E3A0}cite🛠web_search:1#5:~:text=Showers, then sun 🎨 later🛠\n- wind", "clouds \n- wind"),
-        ("24℃ \u{E3A0}cite🛠web_search:1#3:~:text=up to 24℃\u{E3A8} at noon", "24℃  at noon"),
-        ("take an umbrella 🛠web_search:1#5🛠.", "take an umbrella ."),
-        ("x🛠search_2:12#0🛠🛠web_search:1#1🛠y", "xy"),
-        ("🛠🛠web_search:1#2🛠", "🛠"),
-        ("a 🛠 b 🛠web_search:1#2🛠c", "a 🛠 b c"),
-        (
-            "\u{E3A0}article🛠web_search:1#1🛠web_search:1#0🎨Rain \u{E3A0}cite🛠web_search:1#1:~:text=rain🛠\
-             later\u{E3A0}cite\u{E3A3}web_search:1#0\u{E3A8}, 🛠 wind 🛠web_search:1#0🛠.",
-            "Rain later, 🛠 wind .",
-        ),
-    ];
-
-    /// Text that only looks like a marker, unchanged.
-    const PLAIN: &[&str] = &[
-        "the 🛠 emoji",
-        "🛠",
-        "🛠 hammer 🛠",
-        "🛠web_search:1#5 🛠",
-        "🛠web_search:1#🛠",
-        "🛠web_search:#5🛠",
-        "🛠:1#5🛠",
-        "🛠web search:1#5🛠",
-        "🛠web_search:1#5:~:text=a🛠",
-        "🛠web_search:1#5",
-        "\u{E3A0}cita",
-        "\u{E3A0}article.",
-        "\u{E3A0}cite web_search:1#2\u{E3A8}",
-        "\u{E3A0}",
-        "🎨 and \u{E3A8} alone",
-        "end \u{E3A0}article🛠web_search:1#5",
-        "end \u{E3A0}cite🛠web_search:1#5:~:text=never closed",
-    ];
-
-    fn all_inputs() -> Vec<(String, String)> {
-        let marked = MARKED.iter().map(|(input, output)| (input.to_string(), output.to_string()));
-        marked.chain(PLAIN.iter().map(|text| (text.to_string(), text.to_string()))).collect()
-    }
-
-    /// The answer text for `input` cut into pieces at these byte offsets (char boundaries).
-    fn stripped(input: &str, cuts: &[usize]) -> String {
-        let mut markers = CitationMarkers::default();
-        let mut out = String::new();
-        let mut from = 0;
-        for &cut in cuts.iter().chain([input.len()].iter()) {
-            out += &markers.strip(input[from..cut].to_string());
-            from = cut;
-        }
-        out + &markers.finish()
-    }
-
-    fn boundaries(input: &str) -> Vec<usize> {
-        input.char_indices().map(|(i, _)| i).chain([input.len()]).collect()
-    }
-
-    #[test]
-    fn every_form_is_removed_and_nothing_else() {
-        for (input, output) in all_inputs() {
-            assert_eq!(stripped(&input, &[]), output, "{input:?}");
-        }
-    }
-
-    #[test]
-    fn every_split_in_two_and_three_pieces_gives_the_same_text() {
-        for (input, output) in all_inputs() {
-            let points = boundaries(&input);
-            for (n, &a) in points.iter().enumerate() {
-                assert_eq!(stripped(&input, &[a]), output, "{input:?} cut at {a}");
-                for &b in &points[n..] {
-                    assert_eq!(stripped(&input, &[a, b]), output, "{input:?} cut at {a} and {b}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn random_splits_give_the_same_text() {
-        let inputs = all_inputs();
-        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = move |bound: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % bound as u64) as usize
-        };
-        for _ in 0..2000 {
-            let (input, output) = &inputs[next(inputs.len())];
-            let points = boundaries(input);
-            let mut cuts: Vec<usize> = (0..next(8)).map(|_| points[next(points.len())]).collect();
-            cuts.sort_unstable();
-            assert_eq!(&stripped(input, &cuts), output, "{input:?} cut at {cuts:?}");
-        }
-    }
-
-    #[test]
-    fn text_flows_at_once_and_only_a_possible_marker_waits() {
-        let mut markers = CitationMarkers::default();
-        let piece = String::from("no marker here");
-        let at = piece.as_ptr();
-        let out = markers.strip(piece);
-        assert_eq!(
-            (out.as_str(), out.as_ptr()),
-            ("no marker here", at),
-            "the common case hands the piece on"
-        );
-        assert_eq!(markers.strip("Sun \u{E3A0}ci".into()), "Sun ");
-        assert_eq!(markers.strip("te🛠web_search:1#0:~:text=sun".into()), "");
-        assert_eq!(markers.strip("🛠 and 🛠".into()), " and ");
-        assert_eq!(markers.strip("web_search:1#0🛠 wind 🛠".into()), " wind ");
-        assert_eq!(markers.strip(" rain".into()), "🛠 rain");
-        assert_eq!(markers.finish(), "");
-    }
-
-    #[test]
-    fn an_unclosed_marker_is_text_after_a_bounded_wait() {
-        for opening in
-            ["\u{E3A0}cite🛠web_search:1#5:~:text=", "\u{E3A0}cite\u{E3A3}", "\u{E3A0}article🛠", "🛠web_"]
-        {
-            let input = format!("a {opening}{} b", "x".repeat(3 * MAX_MARKER));
-            let mut markers = CitationMarkers::default();
-            let mut out = String::new();
-            for c in input.chars() {
-                out += &markers.strip(c.to_string());
-                assert!(
-                    markers.held.chars().count() <= MAX_MARKER,
-                    "{opening:?}: held {}",
-                    markers.held.len()
-                );
-            }
-            out += &markers.finish();
-            assert_eq!(out, input);
-            for cut in boundaries(&input).into_iter().step_by(97) {
-                assert_eq!(stripped(&input, &[cut]), input, "{opening:?} cut at {cut}");
-            }
-        }
-    }
-
-    #[test]
-    fn a_marker_may_be_exactly_as_long_as_the_bound() {
-        let marker = |len: usize| {
-            let head = "\u{E3A0}cite🛠web_search:1#5:~:text=";
-            format!("{head}{}🛠", "q".repeat(len - head.chars().count() - 1))
-        };
-        assert_eq!(marker(MAX_MARKER).chars().count(), MAX_MARKER);
-        assert_eq!(stripped(&format!("a{}b", marker(MAX_MARKER)), &[]), "ab");
-        let long = format!("a{}b", marker(MAX_MARKER + 1));
-        assert_eq!(stripped(&long, &[]), long);
-        assert_eq!(stripped(&long, &[5]), long);
     }
 }

@@ -2,11 +2,16 @@
 //! `Chat` call whose stream is decoded frame by frame and pushed to the sink at once, then
 //! `DeleteChat`, unless the caller keeps the conversation.
 
+mod body;
 mod call;
 mod chat;
 pub mod envelope;
 mod event;
 pub mod login;
+mod markers;
+mod memory;
+pub(crate) mod models;
+mod refusal;
 mod upload;
 
 use serde_json::json;
@@ -17,7 +22,8 @@ use crate::kimi::guard::ChatCounts;
 use crate::kimi::http::Upstream;
 use crate::kimi::token::ConnectIdentity;
 
-pub use chat::{Parents, chat};
+pub use chat::{Parents, catalogue, chat};
+pub use memory::Memory;
 
 /// What a Connect call of one account needs: the hosts of the account's region, and how its
 /// token is presented.
@@ -29,6 +35,9 @@ pub struct Context<'a> {
     /// The auth host that renews 2026 web logins (auth.kimi.com or auth.kimi.ai).
     pub auth_base: &'a str,
     pub parents: &'a Parents,
+    /// What is remembered of each account (catalogue, refusals), and this account's fingerprint.
+    pub memory: &'a Memory,
+    pub account: &'a str,
     pub fetch: Fetch<'a>,
     /// Send the token as the `kimi-auth` cookie too (the old cookie-era token).
     pub kimi_auth_cookie: bool,
