@@ -170,27 +170,37 @@ pub fn is_agent_id(name: &str) -> bool {
     name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
 }
 
-/// The model names listed by `/v1/models`, with what each selects (the K3 / K2.6 choice is the
-/// Connect API's; legacy tokens get the default assistant or the K1 agent). Any other name works
-/// too: the flags are read from substrings, and unknown names get the default.
+/// The model names listed by `/v1/models`, with what each asks for. On the Connect API the
+/// account's model catalogue decides which model a name runs on (the listing says so when the
+/// caller's account is known); legacy tokens get the default assistant or the K1 agent. Any
+/// other name works too: flags are read from its words, and unknown names get the default.
 pub const MODELS: &[(&str, &str)] = &[
-    ("kimi", "K3 (Kimi's current web default)"),
-    ("kimi-latest", "K3 (Kimi's current web default)"),
-    ("kimi-k3", "K3 (Kimi's current web default)"),
-    ("kimi-k3-thinking", "K3 with long thinking; reasoning streamed as reasoning_content"),
-    ("kimi-k2", "K2.6, the older K2 line"),
-    ("kimi-k2-thinking", "K2.6 with long thinking; reasoning streamed as reasoning_content"),
-    ("kimi-k1", "long thinking (K3 thinking; legacy API: the K1 agent); reasoning as reasoning_content"),
-    ("kimi-search", "K3 with web search, with citations"),
-    ("kimi-search-silent", "K3 with web search, citations hidden"),
-    ("kimi-silent", "K3, citations hidden"),
-    ("kimi-research", "K3 deep research (search with thinking; legacy API: explore mode, quota-limited)"),
-    ("kimi-math", "K3; math mode on the legacy API"),
+    ("kimi", "the account's default model (Instant, K2.6, on every account today)"),
+    ("kimi-latest", "the account's default model"),
+    ("kimi-thinking", "the default model with thinking; reasoning streamed as reasoning_content"),
+    ("kimi-search", "the default model with web search, with citations"),
+    ("kimi-search-silent", "web search, citations hidden"),
+    ("kimi-silent", "citations hidden"),
+    ("kimi-k2", "Instant (K2.6)"),
+    ("kimi-k2-thinking", "Instant (K2.6) with thinking"),
+    ("kimi-k3", "K3, Kimi's agent model (paid plans; free accounts are refused)"),
+    ("kimi-k3-thinking", "K3 with high reasoning effort"),
+    ("kimi-k3-max", "K3 with its top reasoning effort (costs more credits)"),
+    ("kimi-k2.8", "K2.8 (preview), an agent model (paid plans)"),
+    ("kimi-k3-swarm", "K3 Swarm, several agents at once (paid plans)"),
+    ("kimi-research", "deep research: an agent run with web search, minutes long (legacy API: explore mode)"),
+    ("kimi-k1", "thinking (legacy API: the K1 agent); reasoning as reasoning_content"),
+    ("kimi-math", "math mode on the legacy API"),
 ];
 
+/// [`MODELS`] as owned pairs: what `/v1/models` lists when no account's catalogue is known.
+pub fn listed_models() -> Vec<(String, String)> {
+    MODELS.iter().map(|(name, description)| (name.to_string(), description.to_string())).collect()
+}
+
 /// What a listed model name does; empty for a name that is not listed (it still works).
-pub fn model_description(id: &str) -> &'static str {
-    MODELS.iter().find(|(name, _)| *name == id).map_or("", |(_, description)| description)
+pub fn model_description<'l>(list: &'l [(String, String)], id: &str) -> &'l str {
+    list.iter().find(|(name, _)| name == id).map_or("", |(_, description)| description)
 }
 
 /// Whether the upstream chat lives on after the request.

@@ -15,16 +15,22 @@ use crate::server::kimi_settings;
 /// What one step found.
 struct Verdict {
     ok: bool,
+    /// A finding that is neither a pass nor a failure (a paid-only model on a free account).
+    note: bool,
     detail: String,
 }
 
 impl Verdict {
     fn pass(detail: impl Into<String>) -> Self {
-        Verdict { ok: true, detail: detail.into() }
+        Verdict { ok: true, note: false, detail: detail.into() }
     }
 
     fn fail(detail: impl Into<String>) -> Self {
-        Verdict { ok: false, detail: detail.into() }
+        Verdict { ok: false, note: false, detail: detail.into() }
+    }
+
+    fn note(detail: impl Into<String>) -> Self {
+        Verdict { ok: true, note: true, detail: detail.into() }
     }
 }
 
@@ -40,7 +46,11 @@ pub fn run(config: &Config, token: Option<&str>) -> ExitCode {
     }
     let mut failed = Vec::new();
     let mut step = |name: &'static str, verdict: Verdict, took: Duration| {
-        let mark = if verdict.ok { "ok  " } else { "FAIL" };
+        let mark = match (verdict.ok, verdict.note) {
+            (true, false) => "ok  ",
+            (true, true) => "note",
+            (false, _) => "FAIL",
+        };
         println!("{name:<10} {mark} {} ({} ms)", verdict.detail, took.as_millis());
         if !verdict.ok {
             failed.push(name);
@@ -53,12 +63,15 @@ pub fn run(config: &Config, token: Option<&str>) -> ExitCode {
     step("token", describe(token, check.as_ref()), Duration::ZERO);
     step("login", login(check.as_ref()), took);
     if login_ok {
+        let started = Instant::now();
+        step("models", models(&kimi, token), started.elapsed());
         for (name, model, stream) in STEPS {
             let started = Instant::now();
             let verdict = chat_step(&kimi, token, name, model, *stream);
             step(name, verdict, started.elapsed());
         }
         step("deletion", deletion(&kimi), Duration::ZERO);
+        step("unknown", unknown(), Duration::ZERO);
     }
     summary(&failed, login_ok)
 }
@@ -69,7 +82,46 @@ const STEPS: &[(&str, &str, bool)] = &[
     ("stream", "kimi", true),
     ("search", "kimi-search", true),
     ("thinking", "kimi-thinking", true),
+    ("k3", "kimi-k3", true),
 ];
+
+/// The account's model catalogue: which models it lists, which is the default, whether Kimi's
+/// own list was read or the built-in one stood in (`docs/kimi-protocol.md` §7.1).
+fn models(kimi: &Kimi, token: &str) -> Verdict {
+    let Some(catalogue) = kimi.catalogue(Credential::Tokens(token)) else {
+        return Verdict::note("no model catalogue on this token's API (a legacy token)");
+    };
+    let default = catalogue.default_entry().id.clone();
+    let names: Vec<String> = catalogue
+        .entries
+        .iter()
+        .map(|e| {
+            let role = if e.id == default {
+                ", default"
+            } else if e.is_agent() {
+                ", agent: paid plans"
+            } else {
+                ""
+            };
+            format!("{} ({}{role})", e.id, e.scenario)
+        })
+        .collect();
+    if catalogue.builtin {
+        return Verdict::fail(format!("Kimi's catalogue could not be read; built-in: {}", names.join(", ")));
+    }
+    Verdict::pass(names.join(", "))
+}
+
+/// What Kimi sent that this server does not know, by kind and name (`docs/kimi-protocol.md`
+/// §7.12): the first sign of Kimi's next change.
+fn unknown() -> Verdict {
+    let seen = kimi::drift::seen();
+    if seen.is_empty() {
+        return Verdict::pass("Kimi sent nothing this server does not know");
+    }
+    let names: Vec<String> = seen.iter().map(|(what, name, n)| format!("{what} {name} ×{n}")).collect();
+    Verdict::note(format!("Kimi sent what this server does not know: {}", names.join(", ")))
+}
 
 fn describe(token: &str, check: Option<&kimi::TokenCheck>) -> Verdict {
     match check {
@@ -135,8 +187,12 @@ fn chat_step(kimi: &Kimi, token: &str, name: &str, model: &str, stream: bool) ->
         parallel_tool_calls: true,
     };
     let mut seen = Seen { started: Some(Instant::now()), ..Seen::default() };
-    if let (_, Err(error)) = kimi.chat(Credential::Tokens(token), &request, &mut seen) {
-        return Verdict::fail(error.to_string());
+    match kimi.chat(Credential::Tokens(token), &request, &mut seen) {
+        (_, Err(kimi::Error::PlanRequired(_))) if name == "k3" => {
+            return Verdict::note("needs a paid plan: Kimi refuses K3 to free accounts (`kimi` works)");
+        }
+        (_, Err(error)) => return Verdict::fail(error.to_string()),
+        _ => {}
     }
     judge(name, &seen)
 }

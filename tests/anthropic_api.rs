@@ -128,8 +128,18 @@ fn system_blocks_and_system_messages_reach_kimi(kind: Kind) {
         "metadata": {"user_id": "{\"device_id\":\"x\"}"}, "context_management": {"edits": []}, "temperature": 0.5});
     let reply = post_with(&h.url("/v1/messages"), &refs(&headers(&kind.token())), &body);
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let prompt = h.mock.stats().last_prompt.unwrap();
-    assert_eq!(prompt, "system:You are terse.\nuser:say hi\nsystem:关注用户最新的消息\nsystem:late rule\n");
+    let stats = h.mock.stats();
+    let prompt = stats.last_prompt.unwrap();
+    if kind.api() == Api::Legacy {
+        assert_eq!(
+            prompt,
+            "system:You are terse.\nuser:say hi\nsystem:关注用户最新的消息\nsystem:late rule\n"
+        );
+        return;
+    }
+    // Connect: the system prompt goes into Kimi's own field (docs/kimi-protocol.md §7.3).
+    assert_eq!(prompt, "say hi\n");
+    assert_eq!(stats.last_completion.unwrap()["options"]["systemPrompt"], "You are terse.\n\nlate rule");
 }
 
 fn events_are_forwarded_as_they_arrive(kind: Kind) {

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::{Aggregator, Answer, Lenient, StreamRenderer};
 use crate::chat::{
-    self, Conversation, ErrorKind, Event, Finish, MODELS, Message, Mode, Part, Role, ToolCall, ToolChoice,
+    self, Conversation, ErrorKind, Event, Finish, Message, Mode, Part, Role, ToolCall, ToolChoice,
     ToolResult, estimate_tokens,
 };
 
@@ -703,14 +703,14 @@ struct ModelList<'a> {
 
 /// `GET /v1/models` in the Anthropic shape: the list, or the model `one` (which may carry
 /// Gemini's `models/` prefix, as a path under `/v1/models/` can).
-pub fn models(one: Option<&str>) -> Vec<u8> {
+pub fn models(one: Option<&str>, list: &[(String, String)]) -> Vec<u8> {
     let body = match one {
         Some(id) => serde_json::to_vec(&Model::new(id.strip_prefix("models/").unwrap_or(id))),
         None => serde_json::to_vec(&ModelList {
-            data: MODELS.iter().map(|&(id, _)| Model::new(id)).collect(),
+            data: list.iter().map(|(id, _)| Model::new(id)).collect(),
             has_more: false,
-            first_id: MODELS.first().map(|m| m.0),
-            last_id: MODELS.last().map(|m| m.0),
+            first_id: list.first().map(|m| m.0.as_str()),
+            last_id: list.last().map(|m| m.0.as_str()),
         }),
     };
     body.unwrap_or_default()
@@ -862,23 +862,24 @@ mod tests {
 
     #[test]
     fn models_list_and_one() {
-        let list: Value = serde_json::from_slice(&models(None)).unwrap();
+        let list: Value = serde_json::from_slice(&models(None, &chat::listed_models())).unwrap();
         let data = list["data"].as_array().unwrap();
-        assert_eq!(data.len(), MODELS.len());
+        assert_eq!(data.len(), chat::MODELS.len());
         assert_eq!(
             data[0],
             json!({"type": "model", "id": "kimi", "display_name": "kimi",
                    "created_at": "2025-01-01T00:00:00Z"})
         );
         assert_eq!(list["has_more"], false);
-        assert_eq!(list["first_id"], MODELS[0].0);
-        assert_eq!(list["last_id"], MODELS[MODELS.len() - 1].0);
+        assert_eq!(list["first_id"], chat::MODELS[0].0);
+        assert_eq!(list["last_id"], chat::MODELS[chat::MODELS.len() - 1].0);
         let search = data.iter().find(|m| m["id"] == "kimi-search").unwrap();
         for id in ["kimi-search", "models/kimi-search"] {
-            let one: Value = serde_json::from_slice(&models(Some(id))).unwrap();
+            let one: Value = serde_json::from_slice(&models(Some(id), &chat::listed_models())).unwrap();
             assert_eq!(&one, search);
         }
-        let unknown: Value = serde_json::from_slice(&models(Some("my-model"))).unwrap();
+        let unknown: Value =
+            serde_json::from_slice(&models(Some("my-model"), &chat::listed_models())).unwrap();
         assert_eq!(unknown["id"], "my-model");
         assert_eq!(unknown["display_name"], "my-model");
     }

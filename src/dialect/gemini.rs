@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::{Aggregator, Answer, Lenient, StreamRenderer};
 use crate::chat::{
-    self, Conversation, ErrorKind, Event, Finish, MODELS, Message, Mode, Part, Role, ToolCall, ToolChoice,
+    self, Conversation, ErrorKind, Event, Finish, Message, Mode, Part, Role, ToolCall, ToolChoice,
     ToolResult, estimate_tokens,
 };
 
@@ -692,16 +692,16 @@ struct ModelList<'a> {
 
 /// `GET /v1beta/models` in the Gemini shape: the list, or the model `one` (with or without
 /// its `models/` prefix).
-pub fn models(one: Option<&str>) -> Vec<u8> {
+pub fn models(one: Option<&str>, list: &[(String, String)]) -> Vec<u8> {
     let body = match one {
         Some(id) => {
             let id = id.strip_prefix("models/").unwrap_or(id);
-            let description = chat::model_description(id);
+            let description = chat::model_description(list, id);
             serde_json::to_vec(&Model::new(id, description))
         }
-        None => serde_json::to_vec(&ModelList {
-            models: MODELS.iter().map(|&(id, d)| Model::new(id, d)).collect(),
-        }),
+        None => {
+            serde_json::to_vec(&ModelList { models: list.iter().map(|(id, d)| Model::new(id, d)).collect() })
+        }
     };
     body.unwrap_or_default()
 }
@@ -833,21 +833,22 @@ mod tests {
 
     #[test]
     fn models_list_and_one() {
-        let list: Value = serde_json::from_slice(&models(None)).unwrap();
+        let list: Value = serde_json::from_slice(&models(None, &chat::listed_models())).unwrap();
         let list = list["models"].as_array().unwrap();
-        assert_eq!(list.len(), MODELS.len());
+        assert_eq!(list.len(), chat::MODELS.len());
         assert_eq!(
             list[0],
             json!({"name": "models/kimi", "baseModelId": "kimi", "version": "1", "displayName": "kimi",
-                   "description": MODELS[0].1, "inputTokenLimit": 131072, "outputTokenLimit": 32768,
+                   "description": chat::MODELS[0].1, "inputTokenLimit": 131072, "outputTokenLimit": 32768,
                    "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"]})
         );
         let search = list.iter().find(|m| m["baseModelId"] == "kimi-search").unwrap();
         for id in ["kimi-search", "models/kimi-search"] {
-            let one: Value = serde_json::from_slice(&models(Some(id))).unwrap();
+            let one: Value = serde_json::from_slice(&models(Some(id), &chat::listed_models())).unwrap();
             assert_eq!(&one, search);
         }
-        let unknown: Value = serde_json::from_slice(&models(Some("gemini-2.5-pro"))).unwrap();
+        let unknown: Value =
+            serde_json::from_slice(&models(Some("gemini-2.5-pro"), &chat::listed_models())).unwrap();
         assert_eq!(unknown["name"], "models/gemini-2.5-pro");
         assert_eq!(unknown["description"], "");
     }

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::{Aggregator, Answer, StreamRenderer, unix_now};
 use crate::chat::{
-    self, Conversation, ErrorKind, Event, Finish, MODELS, Message, Mode, Part, Role, ToolCall, ToolChoice,
+    self, Conversation, ErrorKind, Event, Finish, Message, Mode, Part, Role, ToolCall, ToolChoice,
     ToolResult, estimate_tokens,
 };
 
@@ -574,15 +574,15 @@ struct ModelList<'a> {
 
 /// `GET /v1/models` in the OpenAI shape: the list, or the model `one` (which may carry
 /// Gemini's `models/` prefix, as a path under `/v1/models/` can).
-pub fn models(one: Option<&str>) -> Vec<u8> {
+pub fn models(one: Option<&str>, list: &[(String, String)]) -> Vec<u8> {
     let body = match one {
         Some(id) => {
             let id = id.strip_prefix("models/").unwrap_or(id);
-            let description = chat::model_description(id);
+            let description = chat::model_description(list, id);
             serde_json::to_vec(&Model::new(id, description))
         }
         None => {
-            let data = MODELS.iter().map(|&(id, description)| Model::new(id, description)).collect();
+            let data = list.iter().map(|(id, description)| Model::new(id, description)).collect();
             serde_json::to_vec(&ModelList { object: "list", data })
         }
     };
@@ -732,21 +732,21 @@ mod tests {
 
     #[test]
     fn models_list_and_one() {
-        let list: Value = serde_json::from_slice(&models(None)).unwrap();
+        let list: Value = serde_json::from_slice(&models(None, &chat::listed_models())).unwrap();
         assert_eq!(list["object"], "list");
         let data = list["data"].as_array().unwrap();
-        assert_eq!(data.len(), MODELS.len());
+        assert_eq!(data.len(), chat::MODELS.len());
         assert_eq!(
             data[0],
             serde_json::json!({"id": "kimi", "object": "model", "created": 1_700_000_000,
-                               "owned_by": "kimi-free-api", "description": MODELS[0].1})
+                               "owned_by": "kimi-free-api", "description": chat::MODELS[0].1})
         );
         let search = data.iter().find(|m| m["id"] == "kimi-search").unwrap();
         for id in ["kimi-search", "models/kimi-search"] {
-            let one: Value = serde_json::from_slice(&models(Some(id))).unwrap();
+            let one: Value = serde_json::from_slice(&models(Some(id), &chat::listed_models())).unwrap();
             assert_eq!(&one, search);
         }
-        let unknown: Value = serde_json::from_slice(&models(Some("gpt-4o"))).unwrap();
+        let unknown: Value = serde_json::from_slice(&models(Some("gpt-4o"), &chat::listed_models())).unwrap();
         assert_eq!(unknown["id"], "gpt-4o");
         assert_eq!(unknown["description"], "");
     }

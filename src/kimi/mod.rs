@@ -83,6 +83,10 @@ pub enum RegionChoice {
 const RETRIES: u32 = 2;
 /// The first retry's pause; each later one doubles it.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// The pauses before a chat is sent again on an account where another is still answering:
+/// three tries in about ten seconds (working bridges retry after 3–5 s, `docs/kimi-protocol.md`
+/// §7.5).
+const BUSY_PAUSES: [Duration; 2] = [Duration::from_secs(3), Duration::from_secs(7)];
 
 /// Which Kimi API served a request (for the log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,11 +231,21 @@ impl Kimi {
                 }
             };
             sink.mark_conversation(mark.then(|| lease.fingerprint()));
-            let (backend, result) = self.attempt(&lease, request, &mut sink);
+            let others = accounts.len() > 1;
+            if others && lease.refused_model(&request.model) {
+                // Kimi refused this model on this account a short while ago: try the others first.
+                tried.push(lease.account().clone());
+                last = Some((Backend::Connect, Err(Error::PlanRequired(plan_refused(&request.model)))));
+                continue;
+            }
+            let (backend, result) = self.attempt_while_busy(&lease, request, &mut sink, accounts, &tried);
             let wait = lease.record(&result);
+            if let Err(Error::PlanRequired(_)) = &result {
+                lease.refuse_model(&request.model);
+            }
             let result = result.map_err(|error| with_wait(error, wait));
             match result {
-                Err(error) if fails_over(&error) && !sink.delivered() && accounts.len() > 1 => {
+                Err(error) if fails_over(&error) && !sink.delivered() && others => {
                     tried.push(lease.account().clone());
                     last = Some((backend, Err(error)));
                 }
@@ -241,6 +255,29 @@ impl Kimi {
                     retries += 1;
                 }
                 other => return (backend, other),
+            }
+        }
+    }
+
+    /// One attempt on the leased account, tried again after a pause while Kimi says another
+    /// chat of the account is still answering (`docs/kimi-protocol.md` §7.5) — unless another
+    /// account of the pool is idle, which the caller then moves to.
+    fn attempt_while_busy(
+        &self,
+        lease: &Lease<'_>,
+        request: &chat::Request,
+        sink: &mut Progress,
+        accounts: &[Arc<pool::Account>],
+        tried: &[Arc<pool::Account>],
+    ) -> (Backend, Result<(), Error>) {
+        let mut pauses = BUSY_PAUSES.iter();
+        loop {
+            let (backend, result) = self.attempt(lease, request, sink);
+            let busy = matches!(result, Err(Error::ChatInProgress(_))) && !sink.delivered();
+            let idle_elsewhere = || self.pool.has_idle(accounts, tried, lease.account());
+            match pauses.next() {
+                Some(pause) if busy && !idle_elsewhere() => thread::sleep(*pause),
+                _ => return (backend, result),
             }
         }
     }
@@ -467,23 +504,57 @@ impl Kimi {
     }
 
     fn probe(&self, account: &Resolved<'_>) -> Result<(), Error> {
+        match account.kind {
+            TokenKind::LegacyRefresh => legacy::check_token(self.legacy(), account.token)
+                .map_err(|error| refused_both(account, error)),
+            _ => self.on_connect(account, connect::check_token).map(drop),
+        }
+    }
+
+    /// Runs a unary call on the Connect API with the account's current login (the same login
+    /// cache as chats: a rotation it causes is kept, not burnt); `None` for a legacy token.
+    fn on_connect<T>(
+        &self,
+        account: &Resolved<'_>,
+        call: impl Fn(connect::Context<'_>, &str, &ConnectIdentity) -> Result<T, Error>,
+    ) -> Result<Option<T>, Error> {
         let token = account.token;
         match &account.kind {
-            TokenKind::LegacyRefresh => {
-                legacy::check_token(self.legacy(), token).map_err(|error| refused_both(account, error))
-            }
-            TokenKind::KimiAuth(who) => connect::check_token(self.connect(account, true), token, who),
+            TokenKind::LegacyRefresh => Ok(None),
+            TokenKind::KimiAuth(who) => call(self.connect(account, true), token, who).map(Some),
             TokenKind::WebAccess { identity, expires } => {
                 access_token_alive(*expires)?;
-                connect::check_token(self.connect(account, false), token, identity)
+                call(self.connect(account, false), token, identity).map(Some)
             }
             TokenKind::WebRefresh | TokenKind::Unknown => {
                 let ctx = self.connect(account, false);
                 let (session, _) =
                     self.web_sessions.get(token, |current| connect::login::refresh(ctx, current))?;
-                connect::check_token(ctx, &session.access_token, &web_identity(token, &session))
+                call(ctx, &session.access_token, &web_identity(token, &session)).map(Some)
             }
         }
+    }
+
+    /// The model catalogue of a credential's first account (`docs/kimi-protocol.md` §7.1);
+    /// `None` for legacy tokens, or when it cannot be read.
+    pub(crate) fn catalogue(&self, credential: Credential<'_>) -> Option<Arc<connect::models::Catalogue>> {
+        let first = self.pool.accounts(credential).into_iter().next()?;
+        let account = self.account(first.token()).ok()?;
+        let catalogue = self.on_connect(&account, |ctx, token, who| connect::catalogue(ctx, token, who));
+        catalogue.ok().flatten().map(|(catalogue, _)| catalogue)
+    }
+
+    /// What `/v1/models` lists: each name and what it asks for, and, when the credential's
+    /// account is known, which of its models the name runs on, then the catalogue's own ids.
+    pub fn model_list(&self, credential: Option<Credential<'_>>) -> Vec<(String, String)> {
+        let mut list = chat::listed_models();
+        let Some(catalogue) = credential.and_then(|c| self.catalogue(c)) else { return list };
+        for (name, description) in &mut list {
+            let entry = if name.contains("research") { catalogue.research() } else { catalogue.pick(name) };
+            *description = format!("{description} → {}", entry.describe());
+        }
+        list.extend(catalogue.entries.iter().map(|entry| (entry.id.clone(), entry.describe())));
+        list
     }
 
     /// Ends every upstream call in flight (at shutdown, after the drain deadline): each request
@@ -581,9 +652,20 @@ fn fails_over(error: &Error) -> bool {
         Error::Unauthorized(_)
             | Error::RateLimited(..)
             | Error::QuotaUsedUp(_)
+            | Error::PlanRequired(_)
+            | Error::ChatInProgress(_)
             | Error::Overloaded(..)
             | Error::Upstream(_)
             | Error::Transport(_)
+    )
+}
+
+/// What the caller is told when every account of a pool that was asked refused the model to
+/// free plans.
+fn plan_refused(model: &str) -> String {
+    format!(
+        "Kimi refused `{model}` on this account a short while ago (it serves agent models only to paid \
+         plans); use the model `kimi` (Instant), which works on a free account"
     )
 }
 

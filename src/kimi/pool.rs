@@ -34,6 +34,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30 * 60);
 const DEAD_RECHECK: Duration = Duration::from_secs(10 * 60);
 /// How long an account whose research quota is used up is skipped for research.
 const RESEARCH_RECHECK: Duration = Duration::from_secs(60 * 60);
+/// How long an account that Kimi refused a model (free plan) is not asked for it again while
+/// other accounts may serve it.
+const MODEL_RECHECK: Duration = Duration::from_secs(30 * 60);
+/// Models remembered as refused per account at most.
+const MAX_REFUSED_MODELS: usize = 16;
 /// Pass-through accounts remembered at most.
 const MAX_KNOWN: usize = 4096;
 /// Separates a kept conversation's Kimi id from its account's fingerprint.
@@ -71,6 +76,8 @@ struct Health {
     /// The refusal a dead account answers with, without asking Kimi.
     refusal: Option<Error>,
     research_until: Option<Instant>,
+    /// Model names Kimi refused on this account (free plan), and until when that is trusted.
+    refused_models: Vec<(String, Instant)>,
     last_error: Option<(String, u64)>,
 }
 
@@ -351,6 +358,25 @@ impl Pool {
         Some(Lease { pool: self, account: Arc::clone(account) })
     }
 
+    /// Whether an account among `candidates`, other than `current` and those `tried`, has no
+    /// request in flight and can serve (not dead, not cooling down).
+    pub fn has_idle(
+        &self,
+        candidates: &[Arc<Account>],
+        tried: &[Arc<Account>],
+        current: &Arc<Account>,
+    ) -> bool {
+        let now = Instant::now();
+        candidates.iter().any(|account| {
+            let other = !Arc::ptr_eq(account, current) && !tried.iter().any(|t| Arc::ptr_eq(t, account));
+            let health = lock(&account.health);
+            other
+                && account.in_flight.load(Ordering::SeqCst) == 0
+                && !health.dead(now)
+                && !health.cooling(now)
+        })
+    }
+
     /// The refusal a dead account answers with, if every candidate is dead.
     pub fn refusal_of_the_dead(&self, candidates: &[Arc<Account>]) -> Option<Error> {
         let now = Instant::now();
@@ -436,6 +462,10 @@ impl Account {
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
     }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
 }
 
 impl Lease<'_> {
@@ -454,6 +484,25 @@ impl Lease<'_> {
     /// What the token turned out to be.
     pub fn note_kind(&self, kind: &'static str) {
         lock(&self.account.health).kind = kind;
+    }
+
+    /// Whether Kimi refused this model name on the account a short while ago.
+    pub fn refused_model(&self, model: &str) -> bool {
+        let now = Instant::now();
+        let model = model.trim().to_ascii_lowercase();
+        lock(&self.account.health).refused_models.iter().any(|(name, until)| *name == model && *until > now)
+    }
+
+    /// Remembers that Kimi refused this model name on the account (its plan does not include it).
+    pub fn refuse_model(&self, model: &str) {
+        let now = Instant::now();
+        let model = model.trim().to_ascii_lowercase();
+        let mut health = lock(&self.account.health);
+        health.refused_models.retain(|(name, until)| *until > now && *name != model);
+        if health.refused_models.len() >= MAX_REFUSED_MODELS {
+            health.refused_models.remove(0);
+        }
+        health.refused_models.push((model, now + MODEL_RECHECK));
     }
 
     /// Learns from one attempt's outcome; on a rate limit, returns the cool-down in seconds
@@ -711,6 +760,29 @@ mod tests {
         assert_eq!(pool.failovers(), 1);
         let both = [Arc::clone(first.account()), Arc::clone(next.account())];
         assert!(matches!(pool.acquire(&accounts, false, &both, soon()), Err(Refusal::Unusable { .. })));
+    }
+
+    #[test]
+    fn a_model_refused_on_an_account_is_remembered_by_name() {
+        let (pool, accounts) = pool(1, &["a"]);
+        let lease = pool.acquire(&accounts, false, &[], soon()).unwrap();
+        assert!(!lease.refused_model("kimi-k3"));
+        lease.refuse_model("Kimi-K3 ");
+        assert!(lease.refused_model("kimi-k3") && !lease.refused_model("kimi"));
+    }
+
+    #[test]
+    fn an_idle_account_is_one_with_nothing_in_flight_that_can_serve() {
+        let (pool, accounts) = pool(2, &["a", "b", "c"]);
+        let a = pool.acquire(&accounts, false, &[], soon()).unwrap();
+        let current = a.account().clone();
+        assert!(pool.has_idle(&accounts, &[], &current));
+        let others: Vec<_> = accounts.iter().filter(|x| !Arc::ptr_eq(x, &current)).cloned().collect();
+        assert!(!pool.has_idle(&accounts, &others, &current), "the others were tried");
+        let _b = pool.acquire(&others[..1], false, &[], soon()).unwrap();
+        assert!(pool.has_idle(&accounts, &[], &current), "one of the others is still idle");
+        let _c = pool.acquire(&others[1..], false, &[], soon()).unwrap();
+        assert!(!pool.has_idle(&accounts, &[], &current), "every other one has a request in flight");
     }
 
     #[test]

@@ -173,7 +173,7 @@ fn route(app: &App, request: Request, method: &Method, path: &str) -> Outcome {
             exchange::respond(request, 200, "text/plain", b"pong".to_vec(), &[]);
             Outcome::plain(200)
         }
-        Route::Models(one) => models(request, path, one),
+        Route::Models(one) => models(app, request, path, one),
         Route::OpenAiChat => chat(app, request, Dialect::OpenAi, |body| {
             let parsed = openai::parse(body)?;
             let (stream, complete) = (openai::Stream::new(&parsed), openai::Complete::new(&parsed));
@@ -238,19 +238,26 @@ fn header<'a>(request: &'a Request, name: &'static str) -> Option<&'a str> {
 
 /// `GET /v1/models[/{id}]` is shared by the three dialects: the headers say which shape the
 /// client expects (`docs/clients.md` §1.2); `/v1beta` is Gemini's.
-fn models(request: Request, path: &str, one: Option<&str>) -> Outcome {
+fn models(app: &App, request: Request, path: &str, one: Option<&str>) -> Outcome {
     let gemini = path.starts_with("/v1beta/")
         || header(&request, "x-goog-api-key").is_some()
         || header(&request, "x-goog-api-client").is_some()
         || exchange::query_param(request.url(), "key").is_some();
     let anthropic = !gemini
         && (header(&request, "anthropic-version").is_some() || header(&request, "x-api-key").is_some());
+    let presented = exchange::credential(&request);
+    let credential = match presented.as_deref() {
+        Some(key) if app.kimi.is_server_pool() => app.keys.admits(key).then_some(Credential::Pool),
+        Some(token) => Some(Credential::Tokens(token)),
+        None => None,
+    };
+    let list = app.kimi.model_list(credential);
     let (dialect, body) = if gemini {
-        (Dialect::Gemini, gemini::models(one))
+        (Dialect::Gemini, gemini::models(one, &list))
     } else if anthropic {
-        (Dialect::Anthropic, anthropic::models(one))
+        (Dialect::Anthropic, anthropic::models(one, &list))
     } else {
-        (Dialect::OpenAi, openai::models(one))
+        (Dialect::OpenAi, openai::models(one, &list))
     };
     exchange::respond_json(request, 200, body);
     Outcome { status: 200, dialect: Some(dialect), backend: Backend::None, chat_id: None, first_byte: None }
