@@ -2,6 +2,12 @@
 //! the legacy REST + SSE API (§3) and the Connect RPC API (§4), scripted per test, with fault
 //! injection and recorded statistics.
 //!
+//! Since September 2026 (§8) its Connect side also serves the model catalogue and credits, and
+//! checks each chat request against the account's catalogue as Kimi does: a request without
+//! `options.model`, with a scenario or effort its model does not offer, or an agent scenario
+//! without `kimiplus_id`, ends in `invalid_argument` before any chat frame. A token's `mock`
+//! claim says what the account is: `plan: "free"`, `catalogue`, `credits_used`, a `fault`.
+//!
 //! Tests script it directly ([`MockKimi::script`]) or over HTTP (`POST /_mock/script` with a
 //! JSON [`Script`], `GET /_mock/stats`), which is how the Python SDK tests drive it.
 
