@@ -2,6 +2,12 @@
 //! the legacy REST + SSE API (§3) and the Connect RPC API (§4), scripted per test, with fault
 //! injection and recorded statistics.
 //!
+//! Since September 2026 (§8) its Connect side also serves the model catalogue and credits, and
+//! checks each chat request against the account's catalogue as Kimi does: a request without
+//! `options.model`, with a scenario or effort its model does not offer, or an agent scenario
+//! without `kimiplus_id`, ends in `invalid_argument` before any chat frame. A token's `mock`
+//! claim says what the account is: `plan: "free"`, `catalogue`, `credits_used`, a `fault`.
+//!
 //! Tests script it directly ([`MockKimi::script`]) or over HTTP (`POST /_mock/script` with a
 //! JSON [`Script`], `GET /_mock/stats`), which is how the Python SDK tests drive it.
 
@@ -55,6 +61,27 @@ pub struct Script {
     /// Connect: after this many answer pieces, a server-side `block.tool` round, then the rest of
     /// the pieces in a new text block (Kimi's 2026 stream).
     pub tool_round_after: Option<usize>,
+    /// The model catalogue (`docs/kimi-protocol.md` §8.1): `standard`, `variant` (other ids, keys
+    /// and Instant efforts) or `fail` (GetAvailableModels answers 500; chats are checked against
+    /// `standard`, the server's built-in fallback). A token's `mock.catalogue` claim overrides it.
+    pub catalogue: String,
+    /// A chat of a user who already has an answer streaming is refused as `REASON_CHAT_IN_PROGRESS`
+    /// (`docs/kimi-protocol.md` §8.5).
+    pub one_chat_per_user: bool,
+    /// A prompt (first text block) longer than this (in characters) ends as `REASON_TOKEN_LENGTH_TOO_LONG`,
+    /// and its chat keeps answering so (`docs/kimi-protocol.md` §8.5).
+    pub max_prompt_chars: Option<usize>,
+    /// The share of credits used that GetSubscriptionStats reports (`docs/kimi-protocol.md` §8.7),
+    /// unless the token's `mock.credits_used` claim says otherwise.
+    pub credits_used: f64,
+    /// GetSubscriptionStats answers 404, as N5 saw (`docs/kimi-protocol.md` §8.7).
+    pub stats_missing: bool,
+    /// What GetFileParseProgress answers from the second poll on (default `PROCESS_STATUS_SUCCESS`;
+    /// `docs/kimi-protocol.md` §8.10).
+    pub upload_status: Option<String>,
+    /// Deep research asks the user this question after one search, then parks the chat
+    /// (`docs/kimi-protocol.md` §8.5).
+    pub research_question: Option<String>,
 }
 
 /// A stamped answer piece: the send time, a space, and padding.
@@ -81,6 +108,13 @@ impl Default for Script {
             access_lifetime_secs: 900,
             turns: Vec::new(),
             tool_round_after: None,
+            catalogue: "standard".into(),
+            one_chat_per_user: false,
+            max_prompt_chars: None,
+            credits_used: 0.25,
+            stats_missing: false,
+            upload_status: None,
+            research_question: None,
         }
     }
 }
@@ -113,6 +147,16 @@ pub enum Fault {
     /// HTTP 429 (Connect `resource_exhausted`, legacy `chat.user_stream_pushing`), with a
     /// `Retry-After` header when given.
     RateLimited { retry_after: Option<u64> },
+    /// Connect: `resource_exhausted`, `REASON_CHAT_IN_PROGRESS`, before any chat frame
+    /// (`docs/kimi-protocol.md` §8.5).
+    ChatInProgress,
+    /// Connect: the chat, then a `block.exception` with `REASON_TOKEN_LENGTH_TOO_LONG`, `done` and
+    /// no text (`docs/kimi-protocol.md` §8.5). The chat stays locked.
+    TooLong,
+    /// Connect: [`Fault::TooLong`]'s shape with any reason and message (the chat is not locked).
+    Exception { reason: String, message: String },
+    /// Connect: a block of an unknown kind and an unknown top-level event before the answer.
+    UnknownFrames,
 }
 
 /// What the mock saw.
@@ -149,6 +193,18 @@ pub struct Stats {
     pub completions_by_user: BTreeMap<String, u32>,
     /// The most answers each user had streaming at once.
     pub peak_streams_by_user: BTreeMap<String, u32>,
+    /// Calls of `ConfigService/GetAvailableModels`, refused ones included.
+    pub catalogue_calls: u32,
+    /// Calls of `MembershipService/GetSubscriptionStats`, refused ones included.
+    pub stats_calls: u32,
+    /// The headers of the last Connect chat that say which client sent it (`docs/kimi-protocol.md`
+    /// §8.9): `x-msh-version`, `user-agent`, `sec-ch-ua`, `sec-ch-ua-mobile`, `sec-ch-ua-platform`,
+    /// lowercase, those present.
+    pub last_headers: BTreeMap<String, String>,
+    /// Deep research streams parked waiting for the user's answer.
+    pub research_parked: u32,
+    /// Parked streams whose client hung up before the mock gave up on them.
+    pub research_hangups: u32,
 }
 
 /// One stored attachment.
@@ -178,6 +234,8 @@ struct State {
     account_faults: HashMap<String, u32>,
     /// Legacy users whose research quota is used up (their refresh token says `no-research`).
     no_research: BTreeSet<String>,
+    /// Connect chats that grew too long: Kimi locks them for good (`docs/kimi-protocol.md` §8.5).
+    locked: BTreeSet<String>,
 }
 
 /// The 2026 auth host's view of web logins: each session (`ssid`) has one current refresh
@@ -410,6 +468,12 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
             completion(state, request, &id, body)
         }
         ("POST", "/apiv2/kimi.gateway.chat.v1.ChatService/Chat") => connect_chat(state, request),
+        ("POST", "/apiv2/kimi.gateway.config.v1.ConfigService/GetAvailableModels") => {
+            available_models(state, request)
+        }
+        ("POST", "/apiv2/kimi.gateway.membership.v2.MembershipService/GetSubscriptionStats") => {
+            subscription_stats(state, request)
+        }
         ("POST", "/api/pre-sign-url") => {
             if !state.lock().unwrap().access.contains_key(&bearer(&request)) {
                 return legacy_error(request, 401, "auth.token.invalid");
@@ -489,11 +553,12 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
             json_response(request, 200, json!({"file": {"id": id, "parseResult": {}}}))
         }
         ("POST", "/apiv2-files/kimi.gateway.file.v1.FileService/GetFileParseProgress") => {
-            // The first poll of a file finds it still parsing.
+            // The first poll of a file finds it still processing.
             let id = body["file_ids"][0].as_str().unwrap_or_default().to_string();
             let mut st = state.lock().unwrap();
             let first = st.chats.insert(format!("poll-{id}"), 0).is_none();
             let silent = st.script.fault == Some(Fault::ParseSaysNothing);
+            let later = st.script.upload_status.clone().unwrap_or_else(|| "PROCESS_STATUS_SUCCESS".into());
             drop(st);
             if silent {
                 let mut request = request;
@@ -505,8 +570,9 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
                 let _ = request.stream.write_all(format!("{head}{page}").as_bytes());
                 return Flow::KeepAlive;
             }
-            let status = if first { "PROCESS_STATUS_PARSING" } else { "PROCESS_STATUS_SUCCESS" };
-            json_response(request, 200, json!({"progresses": [{"status": status}]}))
+            // Processing first, then done or the script's status (`docs/kimi-protocol.md` §8.10).
+            let status = if first { "PROCESS_STATUS_PROCESSING" } else { later.as_str() };
+            json_response(request, 200, json!({"progresses": [{"fileId": id, "status": status}]}))
         }
         ("GET", p) if p.starts_with("/_files/") => {
             let (mime, bytes): (&str, &[u8]) = if p.ends_with(".png") {
@@ -533,7 +599,15 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
         }
         ("POST", "/apiv2/kimi.gateway.order.v1.SubscriptionService/GetSubscription") => {
             match connect_identity(state, &request) {
-                Ok(sub) => json_response(request, 200, json!({"subscription": {"userId": sub}})),
+                Ok(sub) => {
+                    // The credits also ride here, in `balances` (`docs/kimi-protocol.md` §8.7).
+                    let balance = credit_balance(credits_used(state, &request));
+                    json_response(
+                        request,
+                        200,
+                        json!({"subscription": {"userId": sub}, "balances": [balance]}),
+                    )
+                }
                 Err(_) => connect_error(request, 401, "unauthenticated"),
             }
         }
@@ -902,11 +976,91 @@ fn envelope(flags: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// A Connect stream that already answered `200`: its end-of-stream error.
-fn end_with_error(mut out: Chunked, code: &str, message: &str) -> Flow {
+fn end_with_error(out: Chunked, code: &str, message: &str) -> Flow {
+    end_with_reason(out, code, "REASON_MOCK", message)
+}
+
+/// [`end_with_error`] with the debug reason Kimi names (`docs/kimi-protocol.md` §8.5).
+fn end_with_reason(mut out: Chunked, code: &str, reason: &str, message: &str) -> Flow {
     let trailer = json!({"error": {"code": code, "message": message,
-        "details": [{"debug": {"reason": "REASON_MOCK", "localizedMessage": {"message": message}}}]}});
+        "details": [{"debug": {"reason": reason, "localizedMessage": {"message": message}}}]}});
     let _ = out.chunk(&envelope(2, trailer.to_string().as_bytes()));
     out.end()
+}
+
+/// Answers `200` and ends the stream at once with this error, before any chat frame.
+fn refuse(request: Request, code: &str, reason: &str, message: &str) -> Flow {
+    let Ok(out) = Chunked::open(request) else { return Flow::Close };
+    end_with_reason(out, code, reason, message)
+}
+
+/// What Kimi says when another chat of the account is still generating (`docs/kimi-protocol.md` §8.5).
+const CHAT_IN_PROGRESS: &str = "Chat session in progress. Please try again later.";
+/// What a free account asking for an agent model reads after `done` (`docs/kimi-protocol.md` §8.2).
+const OVERLOADED: &str =
+    "Too many people are chatting with Kimi right now. Subscribe to enter a priority queue!";
+/// The exception of a chat grown too long (`docs/kimi-protocol.md` §8.5).
+const TOO_LONG: (&str, &str) = (
+    "REASON_TOKEN_LENGTH_TOO_LONG",
+    "Your conversation with Kimi is getting too long. Try starting a new session.",
+);
+/// The headers of a Connect chat the stats keep (`docs/kimi-protocol.md` §8.9).
+const CHAT_HEADERS: [&str; 5] =
+    ["x-msh-version", "user-agent", "sec-ch-ua", "sec-ch-ua-mobile", "sec-ch-ua-platform"];
+
+/// The JSON of a framed Connect request, if it is one.
+fn connect_body(request: &Request) -> Option<Value> {
+    let framed = request_header(request, "Content-Type").as_deref() == Some("application/connect+json");
+    (framed && request.body.len() >= 5).then(|| serde_json::from_slice(&request.body[5..]).ok()).flatten()
+}
+
+/// Records a chat request in the stats: its headers, body and prompt.
+fn note_chat(st: &mut State, request: &Request, body: Option<&Value>) {
+    st.stats.completions += 1;
+    st.stats.last_traffic_id = request_header(request, "X-Traffic-Id");
+    st.stats.last_cookie = request_header(request, "Cookie");
+    st.stats.last_headers =
+        CHAT_HEADERS.iter().filter_map(|n| request_header(request, n).map(|v| (n.to_string(), v))).collect();
+    if let Some(body) = body {
+        st.stats.last_completion = Some(body.clone());
+        st.stats.last_prompt = body["message"]["blocks"][0]["text"]["content"].as_str().map(str::to_string);
+        st.stats.last_parent_id = body["message"]["parent_id"].as_str().map(str::to_string);
+    }
+}
+
+/// One chat turn being answered.
+struct Turn {
+    chat_id: String,
+    message_id: String,
+    prompt: String,
+    body: Value,
+    /// The catalogue entry whose rules the request met.
+    entry: Value,
+    /// Deep research (`kimiplus_id: deep-researcher`).
+    research: bool,
+    /// The account is on the free plan.
+    free: bool,
+    /// The chat is too long (or was once): it answers only the exception.
+    too_long: bool,
+    /// Completion number (1 for the first).
+    number: usize,
+}
+
+impl Turn {
+    /// Agent models and deep research are refused to free accounts (`docs/kimi-protocol.md` §8.2).
+    fn refused_for_free(&self) -> bool {
+        self.free && (self.research || self.entry["scenario"].as_str().is_some_and(is_agent_scenario))
+    }
+}
+
+/// How an answer stream ends after its frames.
+enum Ending {
+    /// `{}` (or the error of an `ErrorAfterDone` fault).
+    Close,
+    /// The free-plan refusal after `done` (`docs/kimi-protocol.md` §8.2).
+    Overloaded,
+    /// Research waiting for the user's answer (`docs/kimi-protocol.md` §8.5): parks.
+    Park,
 }
 
 fn connect_chat(state: &Mutex<State>, request: Request) -> Flow {
@@ -914,85 +1068,152 @@ fn connect_chat(state: &Mutex<State>, request: Request) -> Flow {
         Ok(sub) => sub,
         Err(()) => return connect_error(request, 401, "unauthenticated"),
     };
-    let framed = request_header(&request, "Content-Type").as_deref() == Some("application/connect+json");
-    let body: Option<Value> = (framed && request.body.len() >= 5)
-        .then(|| serde_json::from_slice(&request.body[5..]).ok())
-        .flatten();
+    let body = connect_body(&request);
     let mut st = state.lock().unwrap();
-    st.stats.completions += 1;
-    st.stats.last_traffic_id = request_header(&request, "X-Traffic-Id");
-    st.stats.last_cookie = request_header(&request, "Cookie");
+    note_chat(&mut st, &request, body.as_ref());
     let Some(body) = body else {
         drop(st);
-        let Ok(out) = Chunked::open(request) else { return Flow::Close };
-        return end_with_error(out, "invalid_argument", "the request is not a Connect envelope");
+        return refuse(request, "invalid_argument", "REASON_MOCK", "the request is not a Connect envelope");
     };
-    st.stats.last_completion = Some(body.clone());
-    st.stats.last_prompt = body["message"]["blocks"][0]["text"]["content"].as_str().map(str::to_string);
-    st.stats.last_parent_id = body["message"]["parent_id"].as_str().map(str::to_string);
     if st.stats.last_traffic_id.as_deref() != Some(sub.as_str()) {
         drop(st);
         return connect_error(request, 400, "invalid_argument");
     }
     *st.stats.completions_by_user.entry(sub.clone()).or_default() += 1;
-    let script = st.script.clone();
-    let turn = st.stats.completions as usize;
+    let claim = mock_claim(&request);
+    let entry = match validate_chat(&catalogue(&catalogue_name(&st, &claim)), &body) {
+        Ok(entry) => entry,
+        Err(problem) => {
+            drop(st);
+            return refuse(request, "invalid_argument", "REASON_MOCK", &problem);
+        }
+    };
     let fault = account_fault(&mut st, &sub, &bearer(&request)).or_else(|| fault_applies(&mut st));
-    match &fault {
-        Some(Fault::AccessExpired) => {
-            drop(st);
-            return connect_error(request, 401, "unauthenticated");
-        }
-        Some(Fault::CompletionStatus { status, error_type }) => {
-            drop(st);
-            return connect_error(request, *status, error_type);
-        }
-        Some(Fault::RateLimited { retry_after }) => {
-            drop(st);
-            let body = json!({"code": "resource_exhausted", "message": "mock rate limit"});
-            return json_response_with(request, 429, body, &retry_after_header(*retry_after));
-        }
-        _ => {}
+    let busy = st.script.one_chat_per_user && st.streaming.get(&sub).is_some_and(|n| *n > 0);
+    if busy || fault == Some(Fault::ChatInProgress) {
+        drop(st);
+        return refuse(request, "resource_exhausted", "REASON_CHAT_IN_PROGRESS", CHAT_IN_PROGRESS);
     }
-    let chat_id = match body["chat_id"].as_str() {
-        Some(id) if st.chats.contains_key(id) => id.to_string(),
-        Some(_) => {
-            drop(st);
-            let Ok(out) = Chunked::open(request) else { return Flow::Close };
-            return end_with_error(out, "not_found", "no such chat");
+    if let Some(flow) = early_fault(&fault) {
+        drop(st);
+        return flow(request);
+    }
+    let Some(chat_id) = open_chat(&mut st, &body) else {
+        drop(st);
+        return refuse(request, "not_found", "REASON_MOCK", "no such chat");
+    };
+    let prompt = body["message"]["blocks"][0]["text"]["content"].as_str().unwrap_or_default().to_string();
+    let too_long = st.locked.contains(&chat_id)
+        || fault == Some(Fault::TooLong)
+        || st.script.max_prompt_chars.is_some_and(|max| prompt.chars().count() > max);
+    if too_long {
+        // Kimi locks a chat that grew too long for good (`docs/kimi-protocol.md` §8.5).
+        st.locked.insert(chat_id.clone());
+    }
+    st.next_id += 1;
+    let message_id = format!("msg-{}", st.next_id);
+    let script = st.script.clone();
+    let (number, research) = (st.stats.completions as usize, kimiplus_id(&body) == Some("deep-researcher"));
+    let free = claim["plan"] == "free";
+    let _streaming = Streaming::begin(state, &mut st, &sub);
+    drop(st);
+    let turn = Turn { chat_id, message_id, prompt, body, entry, research, free, too_long, number };
+    let (events, ending) = chat_events(&script, &turn, &fault);
+    let Ok(out) = Chunked::open(request) else { return Flow::Close };
+    send_chat(state, out, &script, &fault, events, ending)
+}
+
+/// The answer of a fault that strikes before the stream opens, if it is one.
+fn early_fault(fault: &Option<Fault>) -> Option<Box<dyn FnOnce(Request) -> Flow>> {
+    match fault.clone()? {
+        Fault::AccessExpired => Some(Box::new(|request| connect_error(request, 401, "unauthenticated"))),
+        Fault::CompletionStatus { status, error_type } => {
+            Some(Box::new(move |request| connect_error(request, status, &error_type)))
         }
+        Fault::RateLimited { retry_after } => Some(Box::new(move |request| {
+            let body = json!({"code": "resource_exhausted", "message": "mock rate limit"});
+            json_response_with(request, 429, body, &retry_after_header(retry_after))
+        })),
+        _ => None,
+    }
+}
+
+/// The chat a turn continues (`chat_id`, or `chatId`), or a new one; `None` for an unknown id.
+fn open_chat(st: &mut State, body: &Value) -> Option<String> {
+    match body["chat_id"].as_str().or_else(|| body["chatId"].as_str()) {
+        Some(id) if st.chats.contains_key(id) => Some(id.to_string()),
+        Some(_) => None,
         None => {
             st.next_id += 1;
             let id = format!("19be5aab-32f2-8b55-8000-{:012}", st.next_id);
             st.chats.insert(id.clone(), 0);
             st.stats.chats_created += 1;
             st.stats.live_chats.insert(id.clone());
-            id
+            Some(id)
         }
-    };
-    st.next_id += 1;
-    let message_id = format!("msg-{}", st.next_id);
-    drop(st);
-    let _streaming = Streaming::start(state, &sub);
+    }
+}
 
-    let thinking = body["options"]["thinking"] == true;
-    let searching =
-        body["tools"].as_array().is_some_and(|t| t.iter().any(|t| t["type"] == "TOOL_TYPE_SEARCH"));
-    let prompt = body["message"]["blocks"][0]["text"]["content"].as_str().unwrap_or_default().to_string();
-    let mut events = vec![
+/// The frames of a turn and how its stream ends.
+fn chat_events(script: &Script, turn: &Turn, fault: &Option<Fault>) -> (Vec<(bool, Value)>, Ending) {
+    let done = (false, json!({"done": {}}));
+    let mut events = head_frames(turn);
+    if turn.refused_for_free() {
+        events.push(done);
+        return (events, Ending::Overloaded);
+    }
+    let exception = match fault {
+        Some(Fault::Exception { reason, message }) => Some((reason.as_str(), message.as_str())),
+        _ => turn.too_long.then_some(TOO_LONG),
+    };
+    if let Some((reason, message)) = exception {
+        events.push((false, exception_frame(reason, message)));
+        events.push(done);
+        return (events, Ending::Close);
+    }
+    if fault == &Some(Fault::UnknownFrames) {
+        events.extend(unknown_frames());
+    }
+    if turn.research {
+        events.extend(search_round("5", 1, "mock research 1").into_iter().map(|frame| (false, frame)));
+        if let Some(question) = &script.research_question {
+            events.extend(ask_user_frames(&turn.chat_id, question).into_iter().map(|frame| (false, frame)));
+            return (events, Ending::Park);
+        }
+        events.extend(search_round("6", 2, "mock research 2").into_iter().map(|frame| (false, frame)));
+    }
+    events.extend(answer_frames(script, turn));
+    events.push(done);
+    (events, Ending::Close)
+}
+
+/// The chat, a heartbeat, the user's message and the assistant's (`docs/kimi-protocol.md` §4.3).
+fn head_frames(turn: &Turn) -> Vec<(bool, Value)> {
+    let (chat_id, message_id) = (&turn.chat_id, &turn.message_id);
+    vec![
         (false, json!({"op": "set", "chat": {"id": chat_id, "name": "未命名会话"}})),
         (false, json!({"heartbeat": {}})),
         (
             false,
             json!({"op": "set", "mask": "message", "message": {"id": format!("{message_id}-u"), "role": "user",
-            "status": "MESSAGE_STATUS_COMPLETED", "blocks": [{"id": "text_0_0", "text": {"content": prompt}}]}}),
+            "status": "MESSAGE_STATUS_COMPLETED", "blocks": [{"id": "text_0_0", "text": {"content": turn.prompt}}]}}),
         ),
         (
             false,
             json!({"op": "set", "mask": "message", "message": {"id": message_id, "role": "assistant",
-            "parentId": format!("{message_id}-u"), "status": "MESSAGE_STATUS_GENERATING", "scenario": body["scenario"]}}),
+            "parentId": format!("{message_id}-u"), "status": "MESSAGE_STATUS_GENERATING",
+            "scenario": turn.body["scenario"]}}),
         ),
-    ];
+    ]
+}
+
+/// Thinking, search results and the answer text, then the message's completion.
+fn answer_frames(script: &Script, turn: &Turn) -> Vec<(bool, Value)> {
+    let body = &turn.body;
+    let thinking = body["options"]["thinking"] == true;
+    let searching =
+        body["tools"].as_array().is_some_and(|t| t.iter().any(|t| t["type"] == "TOOL_TYPE_SEARCH"));
+    let mut events = Vec::new();
     if thinking {
         for (i, piece) in script.thinking.iter().enumerate() {
             let (op, mask) = if i == 0 { ("set", "block.think") } else { ("append", "block.think.content") };
@@ -1014,22 +1235,101 @@ fn connect_chat(state: &Mutex<State>, request: Request) -> Flow {
             .collect();
         events.push((true, json!({"op": "append", "mask": "message.refs.searchChunks", "message": {"refs": {"searchChunks": chunks}}})));
     }
-    let text = answer_pieces(&script, &prompt, turn);
+    let text = answer_pieces(script, &turn.prompt, turn.number);
     // With search results, the first piece carries a citation marker the server must strip,
     // unless the script brings markers of its own (which an extra one could cut in two).
     let own_markers = text.iter().any(|piece| piece.contains(['\u{E3A0}', '\u{1F6E0}']));
     let marker = searching && !script.search.is_empty() && !own_markers;
-    events.extend(answer_blocks(&script, &text, marker));
-    events.push((false, json!({"op": "set", "mask": "message.status", "message": {"id": message_id, "status": "MESSAGE_STATUS_COMPLETED"}})));
-    events.push((false, json!({"done": {}})));
+    events.extend(answer_blocks(script, &text, marker));
+    events.push((false, json!({"op": "set", "mask": "message.status", "message": {"id": turn.message_id, "status": "MESSAGE_STATUS_COMPLETED"}})));
+    events
+}
 
-    let Ok(mut out) = Chunked::open(request) else { return Flow::Close };
+/// The exception block Kimi sends instead of text (`docs/kimi-protocol.md` §8.5).
+fn exception_frame(reason: &str, message: &str) -> Value {
+    json!({"op": "set", "mask": "block.exception", "block": {"id": "9", "exception": {"error": {"reason": reason,
+        "localizedMessage": {"locale": "en-US", "message": message}}}}})
+}
+
+/// A block kind and a top-level event no source has shown (`docs/kimi-protocol.md` §8.5: the
+/// stream keeps growing new kinds).
+fn unknown_frames() -> Vec<(bool, Value)> {
+    vec![
+        (false, json!({"op": "set", "mask": "block.hologram", "block": {"id": "8", "hologram": {"x": 1}}})),
+        (false, json!({"op": "set", "mask": "weather", "weather": {}})),
+    ]
+}
+
+/// Deep research asking the user a question, then the chat parked in `STATUS_ASK_USER_QUESTION`
+/// (`docs/kimi-protocol.md` §8.5): pending, the arguments in two fragments, running with all of them.
+fn ask_user_frames(chat_id: &str, question: &str) -> Vec<Value> {
+    let id = "7";
+    let args = json!({"questions": [{"question": question, "type": "single",
+        "options": [{"option": "Europe", "recommended": true}, {"option": "Asia"}]}]})
+    .to_string();
+    let cut = args.floor_char_boundary(args.len() / 2);
+    vec![
+        json!({"op": "set", "block": {"id": id,
+            "tool": {"toolCallId": "ask_user:0", "name": "ask_user", "status": "STATUS_PENDING"}}}),
+        json!({"op": "append", "mask": "block.tool.args", "block": {"id": id, "tool": {"args": &args[..cut]}}}),
+        json!({"op": "append", "mask": "block.tool.args", "block": {"id": id, "tool": {"args": &args[cut..]}}}),
+        json!({"op": "set", "mask": "block.tool.args,block.tool.status",
+            "block": {"id": id, "tool": {"toolCallId": "ask_user:0", "args": args, "status": "STATUS_RUNNING"}}}),
+        json!({"op": "set", "mask": "chat.status", "chat": {"id": chat_id, "status": "STATUS_ASK_USER_QUESTION"}}),
+    ]
+}
+
+/// Where writing a turn's frames stopped.
+enum Sent {
+    All,
+    /// A fault's end-of-stream error: code, message.
+    Error(String, String),
+    /// The connection is gone (or cut on purpose).
+    Gone,
+}
+
+/// Writes a turn's frames and its ending.
+fn send_chat(
+    state: &Mutex<State>,
+    mut out: Chunked,
+    script: &Script,
+    fault: &Option<Fault>,
+    events: Vec<(bool, Value)>,
+    ending: Ending,
+) -> Flow {
+    match write_frames(&mut out, script, fault, events) {
+        Sent::All => {}
+        Sent::Error(code, message) => return end_with_error(out, &code, &message),
+        Sent::Gone => return Flow::Close,
+    }
+    match ending {
+        Ending::Overloaded => {
+            end_with_reason(out, "resource_exhausted", "REASON_SERVER_OVERLOADED_FOR_FREE_USER", OVERLOADED)
+        }
+        Ending::Park => park(state, out),
+        Ending::Close => {
+            if let Some(Fault::ErrorAfterDone { code }) = fault {
+                return end_with_error(out, code, "failed after done");
+            }
+            let _ = out.chunk(&envelope(2, b"{}"));
+            out.end()
+        }
+    }
+}
+
+/// Writes the frames, numbered, with the script's pacing and the fault's strikes.
+fn write_frames(
+    out: &mut Chunked,
+    script: &Script,
+    fault: &Option<Fault>,
+    events: Vec<(bool, Value)>,
+) -> Sent {
     let mut answered = 0;
     for (offset, (is_answer, mut event)) in events.into_iter().enumerate() {
         if is_answer {
-            match strike(&fault, answered) {
-                Strike::Error(code, message) => return end_with_error(out, &code, &message),
-                Strike::Cut => return Flow::Close,
+            match strike(fault, answered) {
+                Strike::Error(code, message) => return Sent::Error(code, message),
+                Strike::Cut => return Sent::Gone,
                 Strike::Malformed => {
                     let _ = out.chunk(&envelope(0, b"{this is not json"));
                 }
@@ -1057,11 +1357,26 @@ fn connect_chat(state: &Mutex<State>, request: Request) -> Flow {
             out.chunk(&frame)
         };
         if written.is_err() {
-            return Flow::Close;
+            return Sent::Gone;
         }
     }
-    if let Some(Fault::ErrorAfterDone { code }) = &fault {
-        return end_with_error(out, code, "failed after done");
+    Sent::All
+}
+
+/// How long a parked research stream stays open at most.
+const PARK_LIMIT: Duration = Duration::from_secs(10);
+
+/// A research chat waiting for the user's answer: the stream stays open without `done`, a
+/// heartbeat every 500 ms, until the client hangs up or [`PARK_LIMIT`] passes (then `{}`).
+fn park(state: &Mutex<State>, mut out: Chunked) -> Flow {
+    state.lock().unwrap().stats.research_parked += 1;
+    let deadline = Instant::now() + PARK_LIMIT;
+    while Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(500));
+        if out.chunk(&envelope(0, br#"{"heartbeat":{}}"#)).is_err() {
+            state.lock().unwrap().stats.research_hangups += 1;
+            return Flow::Close;
+        }
     }
     let _ = out.chunk(&envelope(2, b"{}"));
     out.end()
@@ -1095,17 +1410,22 @@ fn text_block(id: &str, pieces: &[String], marker: bool) -> Vec<(bool, Value)> {
 /// A web search Kimi runs on its side (`docs/kimi-protocol.md` §4.4): pending, the arguments in
 /// fragments, running with the whole arguments and the normalised id, done with its results.
 fn tool_round() -> Vec<Value> {
-    let (id, parent) = ("2", "0");
-    let args = r#"{"queries": ["mock weather"]}"#;
+    search_round("2", 1, "mock weather")
+}
+
+/// [`tool_round`] as block `id`, the `n`th search of the answer, for `query`.
+fn search_round(id: &str, n: usize, query: &str) -> Vec<Value> {
+    let parent = "0";
+    let args = format!(r#"{{"queries": [{}]}}"#, json!(query));
     let result = json!({"searchResult": {"base": {"title": "Tool result", "url": "https://tool.example/r",
-        "snippet": "TOOL CONTENT"}, "refIndex": "web_search:1#0"}});
+        "snippet": "TOOL CONTENT"}, "refIndex": format!("web_search:{n}#0")}});
     vec![
         json!({"op": "set", "block": {"id": id, "parentId": parent,
-            "tool": {"toolCallId": "web_search_0", "name": "web_search", "status": "STATUS_PENDING"}}}),
+            "tool": {"toolCallId": format!("web_search_{}", n - 1), "name": "web_search", "status": "STATUS_PENDING"}}}),
         json!({"op": "append", "mask": "block.tool.args", "block": {"id": id, "tool": {"args": &args[..14]}}}),
         json!({"op": "append", "mask": "block.tool.args", "block": {"id": id, "tool": {"args": &args[14..]}}}),
         json!({"op": "set", "mask": "block.tool.args,block.tool.status,block.tool.toolCallId",
-            "block": {"id": id, "tool": {"toolCallId": "web_search:1", "args": args, "status": "STATUS_RUNNING"}}}),
+            "block": {"id": id, "tool": {"toolCallId": format!("web_search:{n}"), "args": args, "status": "STATUS_RUNNING"}}}),
         json!({"op": "set", "mask": "block.tool.contents,block.tool.status",
             "block": {"id": id, "tool": {"contents": [result], "status": "STATUS_DONE", "isError": false}}}),
     ]
@@ -1138,6 +1458,11 @@ struct Streaming<'a> {
 impl<'a> Streaming<'a> {
     fn start(state: &'a Mutex<State>, user: &str) -> Streaming<'a> {
         let mut st = state.lock().unwrap();
+        Self::begin(state, &mut st, user)
+    }
+
+    /// [`Streaming::start`] under a lock the caller holds (to check and count in one step).
+    fn begin(state: &'a Mutex<State>, st: &mut State, user: &str) -> Streaming<'a> {
         let now = {
             let n = st.streaming.entry(user.to_string()).or_default();
             *n += 1;
@@ -1155,4 +1480,169 @@ impl Drop for Streaming<'_> {
             *n -= 1;
         }
     }
+}
+
+// ---- Autumn 2026: the model catalogue, strict chat requests, plans and credits ----
+
+/// The `mock` claim of the bearer token: per-account faults, `plan`, `catalogue`, `credits_used`.
+fn mock_claim(request: &Request) -> Value {
+    jwt_claims(&bearer(request)).map(|claims| claims["mock"].clone()).unwrap_or(Value::Null)
+}
+
+/// The catalogue an account sees: its token's `mock.catalogue`, else the script's.
+fn catalogue_name(st: &State, claim: &Value) -> String {
+    claim["catalogue"].as_str().map_or_else(|| st.script.catalogue.clone(), str::to_string)
+}
+
+/// Whether a scenario is one of the agent's (K3, K2.8, Swarm: `docs/kimi-protocol.md` §8.1).
+fn is_agent_scenario(scenario: &str) -> bool {
+    scenario.starts_with("SCENARIO_OK_COMPUTER")
+}
+
+/// `kimiplus_id` (or `kimiplusId`: Kimi takes both spellings, `docs/kimi-protocol.md` §8.2).
+fn kimiplus_id(body: &Value) -> Option<&str> {
+    body["kimiplus_id"].as_str().or_else(|| body["kimiplusId"].as_str()).filter(|id| !id.is_empty())
+}
+
+/// An effort ladder: (effort, display name) pairs.
+fn ladder(efforts: &[(&str, &str)]) -> Value {
+    efforts.iter().map(|(effort, name)| json!({"effort": effort, "displayName": name})).collect()
+}
+
+/// The Instant entry (`docs/kimi-protocol.md` §8.1).
+fn instant_entry(id: &str, key: &str, efforts: &[(&str, &str)]) -> Value {
+    json!({"id": id, "key": key, "scenario": "SCENARIO_CHAT", "displayName": "Instant",
+        "reasoningEffortOptions": ladder(efforts), "defaultReasoningEffort": "REASONING_EFFORT_LOW"})
+}
+
+/// An agent entry (K2.8, K3, Swarm): ladder LOW/HIGH/MAX, context L or XL (`docs/kimi-protocol.md` §8.1).
+fn agent_entry(id: &str, key: &str, name: &str, swarm: bool) -> Value {
+    let efforts = [
+        ("REASONING_EFFORT_LOW", "Standard"),
+        ("REASONING_EFFORT_HIGH", "High"),
+        ("REASONING_EFFORT_MAX", "Max"),
+    ];
+    let mut entry = json!({"id": id, "key": key, "displayName": name, "kimiPlusId": "ok-computer",
+        "scenario": if swarm { "SCENARIO_OK_COMPUTER_SWARM" } else { "SCENARIO_OK_COMPUTER" },
+        "agentMode": if swarm { "TYPE_ULTRA" } else { "TYPE_NORMAL" },
+        "reasoningEffortOptions": ladder(&efforts), "defaultReasoningEffort": "REASONING_EFFORT_HIGH",
+        "contextLengthOptions": [{"contextLength": "CONTEXT_LENGTH_L"},
+            {"contextLength": "CONTEXT_LENGTH_XL", "available": false, "minMembershipLevel": "LEVEL_ADVANCED"}],
+        "defaultContextLength": "CONTEXT_LENGTH_L"});
+    if swarm {
+        entry["minMembershipLevel"] = json!("LEVEL_BASIC");
+    }
+    entry
+}
+
+/// The `GetAvailableModels` answer (`docs/kimi-protocol.md` §8.1): `standard` is what a free
+/// www.kimi.ai account got; `variant` has other ids, keys and an Instant ladder of LOW only (as
+/// on www.kimi.com), so tests prove the server reads the catalogue. Anything else is `standard`.
+fn catalogue(name: &str) -> Value {
+    let entries = if name == "variant" {
+        [
+            instant_entry("k2d7-chat", "k2d7", &[("REASONING_EFFORT_LOW", "Thinking")]),
+            agent_entry("k28-agent", "k28", "K2.8", false),
+            agent_entry("k3-agent-v2", "k3", "K3", false),
+            agent_entry("k3-agent-swarm-v2", "k3-agent-ultra", "K3 Swarm", true),
+        ]
+    } else {
+        let instant = [("REASONING_EFFORT_NONE", "Standard"), ("REASONING_EFFORT_LOW", "High")];
+        [
+            instant_entry("k2d6-chat", "k2d6", &instant),
+            agent_entry("k28-agent-preview", "k28-preview", "K2.8 (Preview)", false),
+            agent_entry("k3-agent", "k3", "K3", false),
+            agent_entry("k3-agent-swarm", "k3-agent-ultra", "K3 Swarm", true),
+        ]
+    };
+    let default = entries[0]["id"].clone();
+    json!({"availableModels": entries, "defaultScenario": {"scenario": "SCENARIO_CHAT", "model": default}})
+}
+
+/// `ConfigService/GetAvailableModels`: the account's catalogue, or a 500 when it is `fail`.
+fn available_models(state: &Mutex<State>, request: Request) -> Flow {
+    state.lock().unwrap().stats.catalogue_calls += 1;
+    if connect_identity(state, &request).is_err() {
+        return connect_error(request, 401, "unauthenticated");
+    }
+    let name = catalogue_name(&state.lock().unwrap(), &mock_claim(&request));
+    if name == "fail" {
+        return json_response(request, 500, json!({"code": "internal", "message": "mock catalogue down"}));
+    }
+    json_response(request, 200, catalogue(&name))
+}
+
+/// Checks a chat request against the catalogue as Kimi does since September 2026
+/// (`docs/kimi-protocol.md` §8.1, §8.2): the entry whose rules it met, or what is wrong.
+/// Deep research follows the K3 entry's rules.
+fn validate_chat(catalogue: &Value, body: &Value) -> Result<Value, String> {
+    let entries = catalogue["availableModels"].as_array().cloned().unwrap_or_default();
+    let model = body["options"]["model"].as_str().ok_or("options.model is missing")?;
+    let mut entry = entries.iter().find(|e| e["id"] == model).ok_or(format!("unknown model {model}"))?;
+    let kimiplus = kimiplus_id(body);
+    if kimiplus == Some("deep-researcher") {
+        entry = entries.iter().find(|e| e["key"] == "k3").ok_or("no K3 model for deep research")?;
+        if entry["id"] != model {
+            return Err(format!("deep research runs on {}, not {model}", entry["id"].as_str().unwrap_or("")));
+        }
+    }
+    let scenario = entry["scenario"].as_str().unwrap_or_default();
+    for (field, sent) in [("scenario", &body["scenario"]), ("message.scenario", &body["message"]["scenario"])]
+    {
+        if sent != scenario {
+            let sent = sent.as_str().unwrap_or("(none)");
+            return Err(format!("{field} {sent} does not match model {model} ({scenario})"));
+        }
+    }
+    if is_agent_scenario(scenario) {
+        match kimiplus {
+            None => return Err(format!("kimiplus_id is required by {scenario}")),
+            Some(id) if id != "deep-researcher" && entry["kimiPlusId"] != id => {
+                return Err(format!("kimiplus_id {id} is not offered by {model}"));
+            }
+            Some(_) => {}
+        }
+    }
+    let options = &body["options"];
+    if let Some(effort) = options.get("reasoning_effort").or_else(|| options.get("reasoningEffort")) {
+        let offered = entry["reasoningEffortOptions"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|o| &o["effort"] == effort));
+        if !offered {
+            let effort = effort.as_str().map_or_else(|| effort.to_string(), str::to_string);
+            return Err(format!(
+                "reasoning effort {effort} is not offered by {}",
+                entry["id"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    Ok(entry.clone())
+}
+
+/// A credit balance (`docs/kimi-protocol.md` §8.7) with this share used.
+fn credit_balance(used: f64) -> Value {
+    json!({"id": "sb-1", "feature": "FEATURE_OMNI", "type": "SUBSCRIPTION", "unit": "UNIT_CREDIT",
+        "amountUsedRatio": used, "expireTime": "2026-12-31T00:00:00Z", "domain": "DOMAIN_NEXUS"})
+}
+
+/// The share of credits used: the token's `mock.credits_used`, else the script's.
+fn credits_used(state: &Mutex<State>, request: &Request) -> f64 {
+    mock_claim(request)["credits_used"].as_f64().unwrap_or_else(|| state.lock().unwrap().script.credits_used)
+}
+
+/// `MembershipService/GetSubscriptionStats` (`docs/kimi-protocol.md` §8.7); 404 with `stats_missing`.
+fn subscription_stats(state: &Mutex<State>, request: Request) -> Flow {
+    let missing = {
+        let mut st = state.lock().unwrap();
+        st.stats.stats_calls += 1;
+        st.script.stats_missing
+    };
+    if connect_identity(state, &request).is_err() {
+        return connect_error(request, 401, "unauthenticated");
+    }
+    if missing {
+        return json_response(request, 404, json!({"code": "not_found"}));
+    }
+    let used = credits_used(state, &request);
+    json_response(request, 200, json!({"subscriptionBalance": credit_balance(used)}))
 }

@@ -87,6 +87,23 @@ pub fn connect_token(sub: &str) -> String {
         "region": "cn"}))
 }
 
+/// [`connect_token`] carrying a `mock` claim: what the mock makes of the account, e.g.
+/// `{"plan": "free"}`, `{"catalogue": "variant"}`, `{"credits_used": 0.9}` or a fault.
+pub fn connect_token_with(sub: &str, mock: Value) -> String {
+    mock::mint_jwt(&serde_json::json!({"iss": "user-center", "exp": 4_102_444_800u64, "typ": "access",
+        "app_id": "kimi", "sub": sub, "ssid": "1731086499958639802", "device_id": "7651804114103329291",
+        "region": "cn", "mock": mock}))
+}
+
+/// [`web_refresh_token`] carrying a `mock` claim (see [`connect_token_with`]); the mock copies it
+/// into the access tokens it mints.
+pub fn web_refresh_token_with(sub: &str, mock: Value) -> String {
+    let iat = 1_795_000_000u64;
+    mock::mint_jwt(&serde_json::json!({"iss": "account-nt", "typ": "refresh", "app_id": "kimi", "sub": sub,
+        "ssid": format!("ss-{sub}"), "device_id": format!("7{:018}", sub.len() * 7919), "region": "overseas",
+        "iat": iat, "exp": iat + 90 * 86_400, "mock": mock}))
+}
+
 /// A 2026 web refresh token (lives 90 days, carries the web client's identity) for `sub`.
 pub fn web_refresh_token(sub: &str) -> String {
     web_refresh_token_in(sub, "cn")
