@@ -145,6 +145,8 @@ pub struct Stats {
     pub sessions_revoked: u32,
     /// The `Cookie` header of the last Connect chat, if any.
     pub last_cookie: Option<String>,
+    /// The browser headers of the last Connect chat (name in lower case, value), those sent.
+    pub last_browser: Vec<(String, String)>,
     /// Chat turns by user id (the Connect `sub`, or the legacy user), faulted ones included.
     pub completions_by_user: BTreeMap<String, u32>,
     /// The most answers each user had streaming at once.
@@ -922,6 +924,11 @@ fn connect_chat(state: &Mutex<State>, request: Request) -> Flow {
     st.stats.completions += 1;
     st.stats.last_traffic_id = request_header(&request, "X-Traffic-Id");
     st.stats.last_cookie = request_header(&request, "Cookie");
+    st.stats.last_browser =
+        ["user-agent", "x-msh-version", "sec-ch-ua", "sec-ch-ua-mobile", "sec-ch-ua-platform"]
+            .iter()
+            .filter_map(|name| Some((name.to_string(), request_header(&request, name)?)))
+            .collect();
     let Some(body) = body else {
         drop(st);
         let Ok(out) = Chunked::open(request) else { return Flow::Close };
