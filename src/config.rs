@@ -65,8 +65,8 @@ pub struct Config {
     pub tokens: Secrets,
     /// The keys callers present in server-pool mode (and that guard `/metrics`).
     pub api_keys: Secrets,
-    /// Requests in flight allowed on one Kimi account (Kimi refuses a second answer streaming
-    /// on one account).
+    /// Requests in flight allowed on one Kimi account (Kimi refuses a second generating chat on
+    /// one account, `docs/kimi-protocol.md` §8.5).
     pub account_streams: usize,
     /// How long a request waits for an account when every one is busy, before `503`.
     pub account_wait: Duration,
@@ -111,7 +111,7 @@ impl Default for Config {
             tokens_file: None,
             tokens: Secrets::default(),
             api_keys: Secrets::default(),
-            account_streams: 2,
+            account_streams: 1,
             account_wait: Duration::from_secs(10),
         }
     }
@@ -300,7 +300,7 @@ const KNOBS: &[Knob] = &[
     Knob {
         flag: "--account-streams",
         env: "ACCOUNT_STREAMS",
-        help: "requests in flight allowed on one Kimi account",
+        help: "requests in flight allowed on one Kimi account (Kimi refuses a second generating chat)",
         default: |c| c.account_streams.to_string(),
     },
     Knob {
@@ -697,6 +697,13 @@ mod tests {
         let env = |name: &str| (name == "USER_AGENT").then(|| "Chrome/146\r\nCookie: x".to_string());
         let err = parse(args(&[]), env).unwrap_err();
         assert!(err.to_string().starts_with("USER_AGENT") && err.to_string().contains("control"), "{err}");
+    }
+
+    #[test]
+    fn one_stream_per_account_by_default() {
+        assert_eq!(Config::default().account_streams, 1);
+        let line = help_text().lines().find(|l| l.contains("--account-streams")).unwrap().to_string();
+        assert!(line.ends_with("[1]"), "{line}");
     }
 
     #[test]
