@@ -110,6 +110,8 @@ pub enum Fault {
     /// A document's parse progress says nothing: the legacy progress stream ends without a
     /// status, and Connect's progress call answers 200 with a body that is not JSON.
     ParseSaysNothing,
+    /// Connect's parse progress answers `PROCESS_STATUS_FAIL` (the name of `docs/kimi-protocol.md` §8.10).
+    ParseFails,
     /// HTTP 429 (Connect `resource_exhausted`, legacy `chat.user_stream_pushing`), with a
     /// `Retry-After` header when given.
     RateLimited { retry_after: Option<u64> },
@@ -496,6 +498,7 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
             let mut st = state.lock().unwrap();
             let first = st.chats.insert(format!("poll-{id}"), 0).is_none();
             let silent = st.script.fault == Some(Fault::ParseSaysNothing);
+            let fails = st.script.fault == Some(Fault::ParseFails);
             drop(st);
             if silent {
                 let mut request = request;
@@ -507,7 +510,11 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
                 let _ = request.stream.write_all(format!("{head}{page}").as_bytes());
                 return Flow::KeepAlive;
             }
-            let status = if first { "PROCESS_STATUS_PARSING" } else { "PROCESS_STATUS_SUCCESS" };
+            let status = match (first, fails) {
+                (true, _) => "PROCESS_STATUS_PROCESSING",
+                (false, true) => "PROCESS_STATUS_FAIL",
+                (false, false) => "PROCESS_STATUS_SUCCESS",
+            };
             json_response(request, 200, json!({"progresses": [{"status": status}]}))
         }
         ("GET", p) if p.starts_with("/_files/") => {
