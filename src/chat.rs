@@ -137,6 +137,8 @@ pub struct Mode {
     /// The client named the older K2 line (`kimi-k2…`) rather than Kimi's current model: it was
     /// written against that model's behaviour, so a backend that can choose keeps to it.
     pub older_model: bool,
+    /// The model's top reasoning effort (`-max`, or the dialect's top effort value).
+    pub max_effort: bool,
 }
 
 impl Mode {
@@ -158,6 +160,7 @@ impl Mode {
             silent: name.contains("silent"),
             agent: None,
             older_model: name.starts_with("kimi-k2"),
+            max_effort: false,
         }
     }
 }
