@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::kimi::RegionChoice;
+use crate::kimi::browser;
 
 /// The server's configuration, fully resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +26,10 @@ pub struct Config {
     pub kimi_global_auth_base_url: String,
     /// Which region's hosts serve the accounts.
     pub kimi_region: RegionChoice,
+    /// The web client version sent as `X-Msh-Version` (`docs/kimi-protocol.md` §8.9).
+    pub kimi_web_version: String,
+    /// The browser User-Agent sent to Kimi; a Chrome one brings its matching client hints.
+    pub user_agent: String,
     /// Where rotated logins survive restarts.
     pub state_dir: PathBuf,
     /// A tool prompt template replacing the shipped one.
@@ -60,8 +65,8 @@ pub struct Config {
     pub tokens: Secrets,
     /// The keys callers present in server-pool mode (and that guard `/metrics`).
     pub api_keys: Secrets,
-    /// Requests in flight allowed on one Kimi account (Kimi refuses a second answer streaming
-    /// on one account).
+    /// Requests in flight allowed on one Kimi account (Kimi refuses a second generating chat on
+    /// one account, `docs/kimi-protocol.md` §8.5).
     pub account_streams: usize,
     /// How long a request waits for an account when every one is busy, before `503`.
     pub account_wait: Duration,
@@ -89,6 +94,8 @@ impl Default for Config {
             kimi_global_base_url: "https://www.kimi.ai".into(),
             kimi_global_auth_base_url: "https://auth.kimi.ai".into(),
             kimi_region: RegionChoice::Auto,
+            kimi_web_version: browser::DEFAULT_WEB_VERSION.into(),
+            user_agent: browser::DEFAULT_USER_AGENT.into(),
             state_dir: PathBuf::from("./kimi-state"),
             tool_prompt: None,
             max_inline_prompt: 120_000,
@@ -104,7 +111,7 @@ impl Default for Config {
             tokens_file: None,
             tokens: Secrets::default(),
             api_keys: Secrets::default(),
-            account_streams: 2,
+            account_streams: 1,
             account_wait: Duration::from_secs(10),
         }
     }
@@ -187,6 +194,18 @@ const KNOBS: &[Knob] = &[
         env: "KIMI_REGION",
         help: "cn | global | auto (auto: each token's region claim)",
         default: |c| region_name(c.kimi_region).into(),
+    },
+    Knob {
+        flag: "--kimi-web-version",
+        env: "KIMI_WEB_VERSION",
+        help: "web client version sent to Kimi as X-Msh-Version",
+        default: |c| c.kimi_web_version.clone(),
+    },
+    Knob {
+        flag: "--user-agent",
+        env: "USER_AGENT",
+        help: "browser User-Agent sent to Kimi (a Chrome one brings its sec-ch-ua hints)",
+        default: |c| c.user_agent.clone(),
     },
     Knob {
         flag: "--state-dir",
@@ -281,7 +300,7 @@ const KNOBS: &[Knob] = &[
     Knob {
         flag: "--account-streams",
         env: "ACCOUNT_STREAMS",
-        help: "requests in flight allowed on one Kimi account",
+        help: "requests in flight allowed on one Kimi account (Kimi refuses a second generating chat)",
         default: |c| c.account_streams.to_string(),
     },
     Knob {
@@ -350,6 +369,10 @@ impl Config {
                     _ => return Err(bad("expected cn, global or auto")),
                 }
             }
+            "--kimi-web-version" => {
+                self.kimi_web_version = header_value(value).ok_or_else(|| bad(NOT_A_HEADER))?
+            }
+            "--user-agent" => self.user_agent = header_value(value).ok_or_else(|| bad(NOT_A_HEADER))?,
             "--state-dir" => self.state_dir = PathBuf::from(value),
             "--tool-prompt" => self.tool_prompt = Some(PathBuf::from(value)),
             "--max-inline-prompt" => {
@@ -409,6 +432,14 @@ fn region_name(region: RegionChoice) -> &'static str {
         RegionChoice::Cn => "cn",
         RegionChoice::Global => "global",
     }
+}
+
+/// What a refused header value is told (a CR or LF would smuggle a header of its own).
+const NOT_A_HEADER: &str = "expected a non-empty header value without control characters";
+
+/// A value sent as a header as it is: not empty, no control characters.
+fn header_value(value: &str) -> Option<String> {
+    (!value.trim().is_empty() && !value.chars().any(char::is_control)).then(|| value.to_string())
 }
 
 /// Seconds above 0 and at most a day.
@@ -629,6 +660,50 @@ mod tests {
         let text = help_text();
         let drain = text.lines().find(|l| l.contains("--drain-timeout")).unwrap();
         assert!(drain.contains("DRAIN_TIMEOUT") && drain.ends_with("[30]"), "{drain}");
+    }
+
+    #[test]
+    fn browser_identity_from_flags_and_environment() {
+        let defaults = Config::default();
+        assert_eq!(defaults.kimi_web_version, "2.3.0");
+        assert!(defaults.user_agent.contains("Chrome/146."), "{}", defaults.user_agent);
+        let env = |name: &str| (name == "USER_AGENT").then(|| "Mozilla/5.0 Chrome/150.0.0.0".to_string());
+        let Ok(Command::Serve(config)) = parse(args(&["--kimi-web-version", "2.4.1"]), env) else { panic!() };
+        assert_eq!(
+            (config.kimi_web_version.as_str(), config.user_agent.as_str()),
+            ("2.4.1", "Mozilla/5.0 Chrome/150.0.0.0")
+        );
+        let env = |name: &str| (name == "KIMI_WEB_VERSION").then(|| "2.5.0".to_string());
+        let Ok(Command::Serve(config)) = parse(args(&["--user-agent=Firefox/140"]), env) else { panic!() };
+        assert_eq!((config.kimi_web_version.as_str(), config.user_agent.as_str()), ("2.5.0", "Firefox/140"));
+        let text = help_text();
+        let line = text.lines().find(|l| l.contains("--kimi-web-version")).unwrap();
+        assert!(line.contains("KIMI_WEB_VERSION") && line.ends_with("[2.3.0]"), "{line}");
+        let line = text.lines().find(|l| l.contains("--user-agent")).unwrap();
+        assert!(
+            line.contains("USER_AGENT") && line.ends_with(&format!("[{}]", defaults.user_agent)),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn header_values_with_line_breaks_or_nothing_are_refused() {
+        for flag in ["--kimi-web-version", "--user-agent"] {
+            for bad in ["", "  ", "2.3.0\r\nX-Evil: 1", "Mozilla\n", "a\tb", "x\u{7f}"] {
+                let err = parse(args(&[flag, bad]), no_env).unwrap_err();
+                assert!(err.to_string().starts_with(flag), "{err}");
+            }
+        }
+        let env = |name: &str| (name == "USER_AGENT").then(|| "Chrome/146\r\nCookie: x".to_string());
+        let err = parse(args(&[]), env).unwrap_err();
+        assert!(err.to_string().starts_with("USER_AGENT") && err.to_string().contains("control"), "{err}");
+    }
+
+    #[test]
+    fn one_stream_per_account_by_default() {
+        assert_eq!(Config::default().account_streams, 1);
+        let line = help_text().lines().find(|l| l.contains("--account-streams")).unwrap().to_string();
+        assert!(line.ends_with("[1]"), "{line}");
     }
 
     #[test]

@@ -120,3 +120,17 @@ fn a_bad_attachment_is_400_before_any_chat(kind: Kind) {
     }
     assert_eq!(h.mock.stats().chats_created, 0);
 }
+
+#[test]
+fn a_document_kimi_cannot_read_is_a_400_naming_it() {
+    let h = Harness::start();
+    h.mock.script(support::Script { fault: Some(support::Fault::ParseFails), ..support::Script::default() });
+    let document = format!("data:application/pdf;name=report.pdf;base64,{}", base64_of("a report"));
+    let body = json!({"model": "kimi", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "summarise"}, {"type": "file", "file": {"file_data": document}}]}]});
+    let reply = post_json(&h.url("/v1/chat/completions"), Some(&Kind::Connect.token()), &body);
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let message = reply.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("Kimi could not read the attachment \"report.pdf\""), "{message}");
+    assert!(h.mock.settled().live_chats.is_empty());
+}

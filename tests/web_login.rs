@@ -208,6 +208,51 @@ fn the_old_kimi_auth_cookie_is_still_sent_as_a_cookie() {
     assert_eq!(h.mock.stats().web_refreshes, 0, "a kimi-auth token is not refreshed");
 }
 
+/// The headers of the browser a Connect chat presents, as the mock saw them.
+fn browser_headers_of_a_chat(h: &Harness) -> Vec<(String, String)> {
+    let status = post_json(&h.url("/v1/chat/completions"), Some(&Kind::Connect.token()), &ask(false)).status;
+    assert_eq!(status, 200);
+    let headers = h.mock.stats().last_headers;
+    ["user-agent", "x-msh-version", "sec-ch-ua", "sec-ch-ua-mobile", "sec-ch-ua-platform"]
+        .iter()
+        .filter_map(|name| Some((name.to_string(), headers.get(*name)?.clone())))
+        .collect()
+}
+
+#[test]
+fn connect_calls_present_chrome_146_and_web_version_2_3_0_unless_overridden() {
+    let shown =
+        |pairs: Vec<(String, String)>| pairs.iter().map(|(n, v)| format!("{n}: {v}")).collect::<Vec<_>>();
+    let h = Harness::start();
+    let seen = shown(browser_headers_of_a_chat(&h));
+    assert!(
+        seen[0].starts_with("user-agent: Mozilla/5.0 (Windows NT 10.0")
+            && seen[0].contains("Chrome/146.0.0.0")
+    );
+    assert_eq!(
+        seen[1..],
+        [
+            "x-msh-version: 2.3.0",
+            r#"sec-ch-ua: "Chromium";v="146", "Not-A.Brand";v="24", "Google Chrome";v="146""#,
+            "sec-ch-ua-mobile: ?0",
+            r#"sec-ch-ua-platform: "Windows""#,
+        ]
+    );
+    let h = Harness::start_with(|config| {
+        config.kimi_web_version = "2.4.0".into();
+        config.user_agent = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0".into();
+    });
+    let seen = shown(browser_headers_of_a_chat(&h));
+    assert_eq!(
+        seen,
+        [
+            "user-agent: Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0",
+            "x-msh-version: 2.4.0"
+        ],
+        "no client hints without a Chrome version"
+    );
+}
+
 #[test]
 fn an_opaque_legacy_token_is_tried_as_a_web_token_once_then_goes_to_the_legacy_api() {
     let h = Harness::start();

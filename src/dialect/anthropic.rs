@@ -34,6 +34,14 @@ struct Body {
     stream: Lenient<bool>,
     tools: Lenient<Vec<Lenient<RawTool>>>,
     tool_choice: Lenient<RawToolChoice>,
+    output_config: Lenient<OutputConfig>,
+}
+
+/// `output_config`: only its `effort` matters here (Claude Code sends `"high"`).
+#[derive(Deserialize)]
+struct OutputConfig {
+    #[serde(default)]
+    effort: Lenient<String>,
 }
 
 /// A client tool. Anthropic's own server tools carry a `type` (`web_search_…`, `bash_…`)
@@ -188,6 +196,11 @@ pub fn parse(body: &[u8]) -> Result<ParsedRequest, chat::Error> {
     }
     let mut mode = Mode::from_model_name(&model);
     mode.thinking |= body.thinking.ok().is_some();
+    // `max` is the top effort; `high` (Claude Code's) and lower leave the effort to the model.
+    if body.output_config.ok().and_then(|c| c.effort.ok()).is_some_and(|e| e == "max") {
+        mode.thinking = true;
+        mode.max_effort = true;
+    }
     let stream = body.stream.ok().unwrap_or(false);
     let choice = body.tool_choice.ok();
     let parallel_tool_calls =
@@ -778,6 +791,23 @@ mod tests {
         assert_eq!(messages[4].parts[1], result("toolu_2", "Loaded tool: WebFetch"));
         assert_eq!(messages[4].parts[2], Part::Image("data:image/png;base64,AA==".into()));
         assert!(request.chat.mode.thinking && request.chat.stream);
+        assert!(!request.chat.mode.max_effort, "Claude Code's effort high is not the top effort");
+    }
+
+    #[test]
+    fn output_config_effort_max_asks_for_the_top_effort_and_thinking() {
+        let body = |config: Value| {
+            json!({"model": "claude-opus-5-5", "max_tokens": 8, "output_config": config,
+                   "messages": [{"role": "user", "content": "hi"}]})
+        };
+        let mode = parsed(body(json!({"effort": "max"}))).chat.mode;
+        assert!(mode.max_effort && mode.thinking, "{mode:?}");
+        for config in
+            [json!({"effort": "high"}), json!({"effort": "low"}), json!({}), json!("max"), json!(null)]
+        {
+            let mode = parsed(body(config.clone())).chat.mode;
+            assert!(!mode.max_effort && !mode.thinking, "{config}: {mode:?}");
+        }
     }
 
     #[test]

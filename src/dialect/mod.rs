@@ -39,6 +39,17 @@ impl<T> Lenient<T> {
     }
 }
 
+/// OpenAI's `reasoning_effort` (chat completions) and `reasoning.effort` (Responses): `none` and
+/// `minimal` leave thinking as the model name says, any other effort turns it on, and the top
+/// one, `xhigh`, asks for the model's top effort too.
+fn openai_effort(mode: &mut chat::Mode, effort: Option<&str>) {
+    let Some(effort) = effort else { return };
+    mode.thinking |= effort != "none" && effort != "minimal";
+    if effort == "xhigh" {
+        mode.max_effort = true;
+    }
+}
+
 /// The client APIs the server speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {

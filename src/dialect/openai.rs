@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Aggregator, Answer, StreamRenderer, unix_now};
+use super::{Aggregator, Answer, Lenient, StreamRenderer, unix_now};
 use crate::chat::{
     self, Conversation, ErrorKind, Event, Finish, Message, Mode, Part, Role, ToolCall, ToolChoice,
     ToolResult, estimate_tokens,
@@ -30,6 +30,9 @@ struct Body {
     tool_choice: Option<Value>,
     #[serde(default)]
     parallel_tool_calls: Option<bool>,
+    /// `none` … `xhigh`: thinking, and with `xhigh` the model's top effort.
+    #[serde(default)]
+    reasoning_effort: Lenient<String>,
 }
 
 /// `{"type": "function", "function": {...}}`; other tool types are not functions and are skipped.
@@ -109,6 +112,7 @@ pub fn parse(body: &[u8]) -> Result<ParsedRequest, chat::Error> {
         raw_messages.into_iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<_, _>>()?;
     let mut mode = Mode::from_model_name(&model);
     mode.search |= body.use_search.unwrap_or(false);
+    super::openai_effort(&mut mode, body.reasoning_effort.ok().as_deref());
     let conversation = match body.conversation_id.as_deref().map(str::trim) {
         None | Some("") => Conversation::Ephemeral,
         Some(id) if id.eq_ignore_ascii_case("none") => Conversation::Keep,
@@ -634,6 +638,25 @@ mod tests {
         let call = ToolCall { id: "c".into(), name: "f".into(), arguments: serde_json::Map::new() };
         assert_eq!(messages[2].parts, vec![Part::ToolCall(call)]);
         assert_eq!(request.chat.conversation, Conversation::Ephemeral);
+    }
+
+    #[test]
+    fn reasoning_effort_turns_thinking_on_and_xhigh_asks_for_the_top_effort() {
+        let mode = |model: &str, effort: &str| {
+            let body = format!(
+                r#"{{"model":"{model}","reasoning_effort":{effort},"messages":[{{"role":"user","content":"hi"}}]}}"#
+            );
+            let mode = parsed(&body).chat.mode;
+            (mode.thinking, mode.max_effort)
+        };
+        assert_eq!(mode("kimi", r#""xhigh""#), (true, true));
+        for effort in [r#""low""#, r#""medium""#, r#""high""#] {
+            assert_eq!(mode("kimi", effort), (true, false), "{effort}");
+        }
+        for effort in [r#""none""#, r#""minimal""#, "null", "3"] {
+            assert_eq!(mode("kimi", effort), (false, false), "{effort}");
+            assert_eq!(mode("kimi-thinking", effort), (true, false), "{effort}: the model name still counts");
+        }
     }
 
     #[test]

@@ -127,7 +127,7 @@ pub fn parse(body: &[u8]) -> Result<ParsedRequest, chat::Error> {
     }
     let effort = body.reasoning.ok().and_then(|r| r.effort);
     let mut mode = Mode::from_model_name(&model);
-    mode.thinking |= effort.is_some_and(|e| e != "none" && e != "minimal");
+    super::openai_effort(&mut mode, effort.as_deref());
     let tools: Vec<chat::Tool> = body.tools.iter().filter_map(tool).collect();
     Ok(ParsedRequest {
         freeform: tools.iter().filter(|t| t.freeform).map(|t| t.name.clone()).collect(),
@@ -803,6 +803,18 @@ mod tests {
         let request = parsed(r#"{"model":"kimi","input":"hi","reasoning":{"effort":"minimal"}}"#);
         assert_eq!(request.chat.messages, vec![Message::text(Role::User, "hi")]);
         assert!(!request.chat.mode.thinking && !request.chat.stream);
+    }
+
+    #[test]
+    fn reasoning_effort_xhigh_asks_for_the_top_effort() {
+        let mode = |effort: &str| {
+            let body = format!(r#"{{"model":"kimi","input":"hi","reasoning":{{"effort":"{effort}"}}}}"#);
+            let mode = parsed(&body).chat.mode;
+            (mode.thinking, mode.max_effort)
+        };
+        assert_eq!(mode("xhigh"), (true, true));
+        assert_eq!(mode("high"), (true, false));
+        assert_eq!(mode("none"), (false, false));
     }
 
     #[test]

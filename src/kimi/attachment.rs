@@ -25,7 +25,7 @@ use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use super::Error;
-use super::http::{self, Upstream};
+use super::http::Upstream;
 use crate::chat::Part;
 
 /// Standard base64, with or without padding (clients differ).
@@ -78,21 +78,22 @@ impl<R: Resolver> Resolver for Guarded<R> {
 }
 
 /// The agent attachment fetches use: public addresses only unless `allow_private`, at most
-/// [`MAX_REDIRECTS`] redirects, [`FETCH_TIMEOUT`] in all, no proxy.
-pub fn fetch_agent(allow_private: bool) -> Agent {
+/// [`MAX_REDIRECTS`] redirects, [`FETCH_TIMEOUT`] in all, no proxy, the same User-Agent as
+/// the calls to Kimi.
+pub fn fetch_agent(allow_private: bool, user_agent: &str) -> Agent {
     let allowed = if allow_private { |_| true } else { is_public };
-    guarded_agent(Guarded { inner: DefaultResolver::default(), allowed }, FETCH_TIMEOUT)
+    guarded_agent(Guarded { inner: DefaultResolver::default(), allowed }, FETCH_TIMEOUT, user_agent)
 }
 
 /// [`fetch_agent`] with the resolver and time bound given (tests put a double under the guard).
-fn guarded_agent<R: Resolver>(resolver: Guarded<R>, timeout: Duration) -> Agent {
+fn guarded_agent<R: Resolver>(resolver: Guarded<R>, timeout: Duration, user_agent: &str) -> Agent {
     let config = Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(MAX_REDIRECTS)
         .timeout_global(Some(timeout))
         .timeout_connect(Some(Duration::from_secs(10)))
         .proxy(None)
-        .user_agent(http::USER_AGENT)
+        .user_agent(user_agent)
         .build();
     Agent::with_parts(config, DefaultConnector::default(), resolver)
 }
@@ -460,7 +461,8 @@ mod tests {
     }
 
     fn agent_with(table: &Arc<Table>, timeout: Duration) -> Agent {
-        guarded_agent(Guarded { inner: Double(table.clone()), allowed: only_127_0_0_1 }, timeout)
+        let user_agent = super::super::browser::DEFAULT_USER_AGENT;
+        guarded_agent(Guarded { inner: Double(table.clone()), allowed: only_127_0_0_1 }, timeout, user_agent)
     }
 
     fn refused(result: Result<Attachment, Error>) -> String {

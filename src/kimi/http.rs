@@ -10,16 +10,13 @@ use ureq::Agent;
 use ureq::http::Response;
 
 use super::Error;
+use super::browser::Browser;
 
 /// Longest a chat deletion may take.
 pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest non-streamed upstream body read (token refresh, user, chat creation...).
 const MAX_JSON_BODY: u64 = 1024 * 1024;
-
-/// A browser's user agent: Kimi's web API is made for browsers.
-pub const USER_AGENT: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) \
-                              Chrome/143.0.0.0 Safari/537.36";
 
 pub struct Upstream {
     agent: Agent,
@@ -30,19 +27,22 @@ pub struct Upstream {
     /// Attachment fetches: public addresses only, and any address (`--allow-private-urls`).
     fetch_public: Agent,
     fetch_any: Agent,
+    /// Who the calls say they come from: Kimi's web API is made for browsers.
+    browser: Browser,
 }
 
 impl Upstream {
     /// `timeout` bounds both the wait for response headers and every silence while a body
     /// streams; the total length of a stream is not bounded (research answers run minutes).
-    pub fn new(timeout: Duration) -> Self {
+    /// Every agent sends `browser`'s User-Agent.
+    pub fn new(timeout: Duration, browser: &Browser) -> Self {
         let builder = || {
             Agent::config_builder()
                 .http_status_as_error(false)
                 .timeout_connect(Some(Duration::from_secs(10)))
                 .timeout_recv_response(Some(timeout))
                 .timeout_per_read(Some(timeout))
-                .user_agent(USER_AGENT)
+                .user_agent(browser.user_agent.as_str())
                 // Buffers sized for hundreds of concurrent streams rather than for bulk downloads
                 // (ureq's default is 128 KiB each way per connection). The output buffer must hold
                 // a request head (a kimi-auth JWT appears twice), the input one a response head.
@@ -57,8 +57,9 @@ impl Upstream {
             // waits for the chats of interrupted requests.
             cleanup: builder().timeout_global(Some(CLEANUP_TIMEOUT)).build().new_agent(),
             interrupted: AtomicBool::new(false),
-            fetch_public: super::attachment::fetch_agent(false),
-            fetch_any: super::attachment::fetch_agent(true),
+            fetch_public: super::attachment::fetch_agent(false, &browser.user_agent),
+            fetch_any: super::attachment::fetch_agent(true, &browser.user_agent),
+            browser: browser.clone(),
         }
     }
 
@@ -70,6 +71,11 @@ impl Upstream {
     /// kept for deletions.
     pub fn cleanup(&self) -> &Agent {
         if self.interrupted.load(Ordering::Acquire) { &self.cleanup } else { &self.agent }
+    }
+
+    /// The browser identity whose headers each call adds (the agents send its User-Agent).
+    pub fn browser(&self) -> &Browser {
+        &self.browser
     }
 
     pub fn fetch_agent(&self, allow_private: bool) -> &Agent {

@@ -10,6 +10,7 @@
 
 mod accounts;
 mod attachment;
+pub mod browser;
 mod connect;
 pub mod drift;
 mod error;
@@ -67,6 +68,8 @@ pub struct Settings {
     pub account_streams: usize,
     /// How long a request waits for an account when every one is busy.
     pub account_wait: Duration,
+    /// The web client version and User-Agent every call to Kimi presents.
+    pub browser: browser::Browser,
 }
 
 /// `--kimi-region`: which of Kimi's two regions an account is served by.
@@ -143,7 +146,7 @@ impl Kimi {
         let (state, problem) = state::StateDir::open(settings.state_dir.as_deref());
         let state = Arc::new(state);
         let kimi = Kimi {
-            upstream: http::Upstream::new(settings.upstream_timeout),
+            upstream: http::Upstream::new(settings.upstream_timeout, &settings.browser),
             legacy_sessions: Sessions::new(state.clone(), "legacy"),
             web_sessions: Sessions::new(state, "web"),
             parents: connect::Parents::default(),

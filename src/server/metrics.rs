@@ -1,9 +1,11 @@
 //! `GET /metrics`: what the server did, in Prometheus' text exposition format (every name
-//! prefixed `kimi_free_api_`, checked by `promtool check metrics` in the tests).
+//! prefixed `kimi_free_api_` but `kimi_unknown_total`, whose name issue #19 fixed; checked by
+//! `promtool check metrics` in the tests).
 //!
 //! Counting costs a request one short lock (requests by route, API and status) and a few
 //! atomic additions; the rest is read from the Kimi side when scraped. Labels come from fixed
-//! sets (route and state names, statuses) and account fingerprints: never a token or a path.
+//! sets (route and state names, statuses), account fingerprints and the names Kimi sent that
+//! this server does not know (cleaned by `kimi::drift`, escaped here): never a token or a path.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -16,7 +18,7 @@ use tiny_http::Request;
 use super::{App, exchange};
 use crate::chat::{self, ErrorKind};
 use crate::dialect::Dialect;
-use crate::kimi::AccountState;
+use crate::kimi::{AccountState, drift};
 
 /// Upper bounds of the latency histograms' buckets, in seconds: from a local mock's
 /// milliseconds to a research answer's minutes.
@@ -146,6 +148,7 @@ fn render(app: &App) -> String {
     family(&mut out, "streams_in_flight", "gauge", "Chat requests being served (each is a Kimi stream).");
     let _ = writeln!(out, "kimi_free_api_streams_in_flight {}", metrics.in_flight.load(Ordering::Relaxed));
     render_kimi(&mut out, app);
+    render_unknown(&mut out, &drift::seen());
     metrics.first_byte.render(
         &mut out,
         "kimi_free_api_time_to_first_byte_seconds",
@@ -209,6 +212,23 @@ fn render_kimi(out: &mut String, app: &App) {
     }
 }
 
+/// `kimi_unknown_total{what,name}`: one sample per name Kimi sent that the decoders do not know.
+fn render_unknown(out: &mut String, seen: &[(&'static str, String, u64)]) {
+    let _ = writeln!(
+        out,
+        "# HELP kimi_unknown_total Stream events, block kinds, masks, error codes and reasons Kimi sent that \
+         this server does not know, by name.\n# TYPE kimi_unknown_total counter"
+    );
+    for (what, name, n) in seen {
+        let _ = writeln!(out, "kimi_unknown_total{{what=\"{}\",name=\"{}\"}} {n}", label(what), label(name));
+    }
+}
+
+/// A label value escaped as the exposition format asks: backslash, double quote, line feed.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +247,24 @@ mod tests {
         assert!(
             out.contains("x_seconds_bucket{le=\"+Inf\"} 5\nx_seconds_sum 902.015\nx_seconds_count 5\n"),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn unknown_names_are_one_escaped_sample_each() {
+        let seen = [("reason", "REASON_X".to_string(), 3), ("mask", "a\\b\"c\nd".to_string(), 1)];
+        let mut out = String::new();
+        render_unknown(&mut out, &seen);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "# HELP kimi_unknown_total Stream events, block kinds, masks, error codes and reasons Kimi sent \
+                 that this server does not know, by name.",
+                "# TYPE kimi_unknown_total counter",
+                "kimi_unknown_total{what=\"reason\",name=\"REASON_X\"} 3",
+                r#"kimi_unknown_total{what="mask",name="a\\b\"c\nd"} 1"#,
+            ]
         );
     }
 }

@@ -247,6 +247,10 @@ pub fn kimi_settings(config: &Config) -> kimi::Settings {
         allow_private_urls: config.allow_private_urls,
         account_streams: config.account_streams,
         account_wait: config.account_wait,
+        browser: kimi::browser::Browser {
+            web_version: config.kimi_web_version.clone(),
+            user_agent: config.user_agent.clone(),
+        },
     }
 }
 

@@ -144,6 +144,8 @@ pub enum Fault {
     /// A document's parse progress says nothing: the legacy progress stream ends without a
     /// status, and Connect's progress call answers 200 with a body that is not JSON.
     ParseSaysNothing,
+    /// Connect's parse progress answers `PROCESS_STATUS_FAIL` (the name of `docs/kimi-protocol.md` §8.10).
+    ParseFails,
     /// HTTP 429 (Connect `resource_exhausted`, legacy `chat.user_stream_pushing`), with a
     /// `Retry-After` header when given.
     RateLimited { retry_after: Option<u64> },
@@ -558,6 +560,7 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
             let mut st = state.lock().unwrap();
             let first = st.chats.insert(format!("poll-{id}"), 0).is_none();
             let silent = st.script.fault == Some(Fault::ParseSaysNothing);
+            let fails = st.script.fault == Some(Fault::ParseFails);
             let later = st.script.upload_status.clone().unwrap_or_else(|| "PROCESS_STATUS_SUCCESS".into());
             drop(st);
             if silent {
@@ -571,7 +574,11 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
                 return Flow::KeepAlive;
             }
             // Processing first, then done or the script's status (`docs/kimi-protocol.md` §8.10).
-            let status = if first { "PROCESS_STATUS_PROCESSING" } else { later.as_str() };
+            let status = match (first, fails) {
+                (true, _) => "PROCESS_STATUS_PROCESSING",
+                (false, true) => "PROCESS_STATUS_FAIL",
+                (false, false) => later.as_str(),
+            };
             json_response(request, 200, json!({"progresses": [{"fileId": id, "status": status}]}))
         }
         ("GET", p) if p.starts_with("/_files/") => {

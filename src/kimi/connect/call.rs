@@ -9,12 +9,10 @@ use super::Context;
 use crate::kimi::token::ConnectIdentity;
 use crate::kimi::{Error, http};
 
-/// The web client version sent as `X-Msh-Version` (sources send 1.0.0 to 2.1.0).
-pub(super) const WEB_VERSION: &str = "2.0.0";
-
 /// The headers of Kimi's web client on an authenticated call; the identity comes from the
 /// token's claims (for a 2026 login, from the refresh token's: the access token has no
-/// `device_id`, `docs/kimi-protocol.md` §4.1).
+/// `device_id`, `docs/kimi-protocol.md` §4.1), the version and client hints from the
+/// configured browser (`docs/kimi-protocol.md` §8.9).
 pub(super) fn signed<B>(
     builder: RequestBuilder<B>,
     ctx: Context<'_>,
@@ -25,9 +23,9 @@ pub(super) fn signed<B>(
     // Only the old cookie-era token was ever a cookie.
     let builder =
         if ctx.kimi_auth_cookie { builder.header("Cookie", format!("kimi-auth={token}")) } else { builder };
+    let builder = browser_headers(builder, ctx);
     builder
         .header("Connect-Protocol-Version", "1")
-        .header("X-Msh-Version", WEB_VERSION)
         .header("X-Msh-Platform", "web")
         .header("X-Msh-Device-Id", who.device_id.as_str())
         .header("X-Msh-Session-Id", who.session_id.as_str())
@@ -36,6 +34,15 @@ pub(super) fn signed<B>(
         .header("R-Timezone", "Asia/Shanghai")
         .header("Origin", ctx.base)
         .header("Referer", format!("{}/", ctx.base))
+}
+
+/// `X-Msh-Version` and the client hints of the configured browser (`docs/kimi-protocol.md` §8.9).
+pub(super) fn browser_headers<B>(builder: RequestBuilder<B>, ctx: Context<'_>) -> RequestBuilder<B> {
+    ctx.upstream
+        .browser()
+        .headers()
+        .into_iter()
+        .fold(builder, |builder, (name, value)| builder.header(name, value))
 }
 
 pub(super) fn unary(

@@ -27,14 +27,10 @@ struct Tokens {
 /// Exchanges `refresh_token` for a new session.
 pub fn refresh(ctx: Context<'_>, refresh_token: &str) -> Result<Session, Error> {
     let url = format!("{}/api/account.gateway.v1.AuthService/RefreshToken", ctx.auth_base);
-    let response = ctx
-        .upstream
-        .agent()
-        .post(url)
+    let response = super::call::browser_headers(ctx.upstream.agent().post(url), ctx)
         .header("Content-Type", "application/json")
         .header("Connect-Protocol-Version", "1")
         .header("X-Msh-Platform", "web")
-        .header("X-Msh-Version", super::call::WEB_VERSION)
         .header("Origin", ctx.base)
         .header("Referer", format!("{}/", ctx.base))
         .send(json!({ "refresh_token": refresh_token }).to_string().as_bytes())

@@ -1,4 +1,4 @@
-//! Attachments on the Connect API (`docs/kimi-protocol.md` §4.8).
+//! Attachments on the Connect API (`docs/kimi-protocol.md` §4.8, §8.10).
 
 use serde_json::{Value, json};
 use ureq::RequestBuilder;
@@ -8,7 +8,7 @@ use super::Context;
 use super::call::{signed, unary};
 use crate::kimi::attachment::Attachment;
 use crate::kimi::token::ConnectIdentity;
-use crate::kimi::{Error, accounts, http};
+use crate::kimi::{Error, accounts, drift, http};
 
 /// How long a document may take to be parsed, in polls of [`PARSE_POLL`].
 const PARSE_POLLS: u32 = 120;
@@ -45,16 +45,69 @@ pub(super) fn upload(
     let Some(id) = answer["file"]["id"].as_str().filter(|id| !id.is_empty()).map(str::to_string) else {
         return Err(Error::Upstream("Kimi stored the attachment without an id".into()));
     };
+    wait_for_parse(ctx, token, who, id, &name)
+}
+
+/// Polls `GetFileParseProgress` until Kimi has parsed the file `id` (`docs/kimi-protocol.md` §8.10).
+fn wait_for_parse(
+    ctx: Context<'_>,
+    token: &str,
+    who: &ConnectIdentity,
+    id: String,
+    name: &str,
+) -> Result<String, Error> {
     let method = "apiv2-files/kimi.gateway.file.v1.FileService/GetFileParseProgress";
     for _ in 0..PARSE_POLLS {
         let progress = unary(ctx, token, who, method, &json!({"file_ids": [id]}))?;
-        match progress["progresses"][0]["status"].as_str() {
-            Some("PROCESS_STATUS_SUCCESS") => return Ok(id),
-            Some("PROCESS_STATUS_FAILED") => {
-                return Err(Error::Rejected("Kimi could not read the attachment".into()));
+        let status = progress["progresses"][0]["status"].as_str();
+        match parse_state(status) {
+            Parse::Done => return Ok(id),
+            Parse::Failed => {
+                return Err(Error::Rejected(format!("Kimi could not read the attachment \"{name}\"")));
             }
-            _ => std::thread::sleep(PARSE_POLL),
+            Parse::Unknown => drift::note("status", status.unwrap_or_default()),
+            Parse::Wait => {}
         }
+        std::thread::sleep(PARSE_POLL);
     }
     Err(Error::Timeout)
+}
+
+/// What a file's parse status says (`docs/kimi-protocol.md` §8.10).
+#[derive(Debug, PartialEq)]
+enum Parse {
+    Wait,
+    Done,
+    Failed,
+    /// A status this server does not know: counted, and waited on.
+    Unknown,
+}
+
+/// `PROCESS_STATUS_PROCESSING` (the browser's, 2026-09) and `PROCESS_STATUS_PARSING` (older)
+/// mean wait; the failure is named `PROCESS_STATUS_FAIL` by one source and `_FAILED` by another
+/// (`docs/kimi-protocol.md` §8.10), so both fail. No status yet: wait.
+fn parse_state(status: Option<&str>) -> Parse {
+    match status {
+        None | Some("PROCESS_STATUS_PROCESSING" | "PROCESS_STATUS_PARSING") => Parse::Wait,
+        Some("PROCESS_STATUS_SUCCESS") => Parse::Done,
+        Some("PROCESS_STATUS_FAIL" | "PROCESS_STATUS_FAILED") => Parse::Failed,
+        Some(_) => Parse::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_statuses_old_and_new_and_unknown() {
+        assert_eq!(parse_state(Some("PROCESS_STATUS_PROCESSING")), Parse::Wait);
+        assert_eq!(parse_state(Some("PROCESS_STATUS_PARSING")), Parse::Wait);
+        assert_eq!(parse_state(None), Parse::Wait);
+        assert_eq!(parse_state(Some("PROCESS_STATUS_SUCCESS")), Parse::Done);
+        assert_eq!(parse_state(Some("PROCESS_STATUS_FAIL")), Parse::Failed);
+        assert_eq!(parse_state(Some("PROCESS_STATUS_FAILED")), Parse::Failed);
+        assert_eq!(parse_state(Some("PROCESS_STATUS_QUEUED")), Parse::Unknown);
+        assert_eq!(parse_state(Some("")), Parse::Unknown);
+    }
 }
