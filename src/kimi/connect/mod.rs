@@ -4,6 +4,7 @@
 
 mod call;
 mod chat;
+pub mod credits;
 pub mod envelope;
 mod event;
 pub mod login;
