@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use crate::chat::{self, Conversation, Sink};
 
 pub use accounts::{fingerprint, tokens_file};
+pub use connect::credits::{Credits, rfc3339};
 pub use connect::envelope;
 pub use error::Error;
 use guard::Progress;
@@ -225,6 +226,7 @@ impl Kimi {
             sink.mark_conversation(mark.then(|| lease.fingerprint()));
             let (backend, result) = self.attempt(&lease, request, &mut sink);
             let wait = lease.record(&result);
+            self.refresh_credits(&lease, &result);
             let result = result.map_err(|error| with_wait(error, wait));
             match result {
                 Err(error) if fails_over(&error) && !sink.delivered() && accounts.len() > 1 => {
@@ -291,6 +293,7 @@ impl Kimi {
                     Error::Unauthorized("Kimi refused this token earlier; it is asked again later".into())
                 })
             }
+            Refusal::Unusable { credits, .. } if credits > 0 => self.credits_refusal(accounts, credits),
             Refusal::Unusable { research, .. } if research > 0 => Error::QuotaUsedUp(format!(
                 "the research quota is used up on {research} Kimi account(s) and no other can serve"
             )),
@@ -302,6 +305,18 @@ impl Kimi {
                 Some(60),
             ),
         }
+    }
+
+    /// What the caller is told when the accounts that could serve have used up their monthly
+    /// credits: until when, and a `Retry-After` until then.
+    fn credits_refusal(&self, accounts: &[Arc<pool::Account>], spent: usize) -> Error {
+        let back = self.pool.credits_back(accounts);
+        let until = back.map_or_else(|| "they reset".to_string(), token::utc);
+        let wait = back.map(|at| at.saturating_sub(session::now_ms() / 1000).max(1));
+        Error::RateLimited(
+            format!("the monthly credits are used up on {spent} Kimi account(s) until {until}"),
+            wait,
+        )
     }
 
     /// One attempt on the leased account: its token's kind, then the chat.
@@ -446,7 +461,8 @@ impl Kimi {
             Ok(Resolved { kind: TokenKind::WebAccess { expires, .. }, .. }) => Some(*expires),
             _ => None,
         };
-        let result = account.and_then(|account| self.probe(&account));
+        let result = account.as_ref().map_err(Error::clone).and_then(|account| self.probe(account));
+        let credits = account.ok().filter(|_| result.is_ok()).and_then(|a| self.checked_credits(&a));
         let note = expires.map(|at| {
             format!(
                 "a web access_token works until {} (about 15 minutes); give its refresh_token for a lasting login",
@@ -460,7 +476,61 @@ impl Kimi {
             expires,
             note,
             problem: result.err().map(|e| e.to_string()),
+            credits_problem: credits.as_ref().and_then(|c| c.as_ref().err()).map(ToString::to_string),
+            credits: credits.and_then(Result::ok),
         }
+    }
+
+    /// The credits of an account whose token check passed, which the pool learns too (an
+    /// account skipped for spent credits is back once they are not).
+    fn checked_credits(&self, account: &Resolved<'_>) -> Option<Result<Credits, Error>> {
+        let outcome = self.read_credits(account)?;
+        self.pool.learn_credits(account.token, &outcome);
+        Some(outcome)
+    }
+
+    /// The monthly credits of the account of `token` (`docs/kimi-protocol.md` §8.7), read
+    /// through the same login cache as chats: `None` for a legacy token (that API has none).
+    pub fn credits(&self, token: &str) -> Option<Result<Credits, Error>> {
+        match self.account(token) {
+            Ok(account) => self.read_credits(&account),
+            Err(error) => Some(Err(error)),
+        }
+    }
+
+    /// After a successful attempt, reads the account's credits when they are unknown or ten
+    /// minutes old (best effort: a failure is only remembered as a try).
+    fn refresh_credits(&self, lease: &Lease<'_>, result: &Result<(), Error>) {
+        if result.is_err() || !lease.account().credits_due() {
+            return;
+        }
+        let outcome = self.account(lease.token()).ok().and_then(|account| self.read_credits(&account));
+        if let Some(outcome) = outcome {
+            lease.account().note_credits(&outcome);
+        }
+    }
+
+    /// One read of the credits on the Connect API, with the login a chat would use: a cached
+    /// 2026 web login is reused, and renewed only when due, as for a chat (a rotation is never
+    /// burnt). `None` for legacy tokens.
+    fn read_credits(&self, account: &Resolved<'_>) -> Option<Result<Credits, Error>> {
+        let token = account.token;
+        Some(match &account.kind {
+            TokenKind::LegacyRefresh => return None,
+            TokenKind::KimiAuth(who) => {
+                connect::credits::fetch(self.connect(account.region, true), token, who)
+            }
+            TokenKind::WebAccess { identity, expires } => access_token_alive(*expires)
+                .and_then(|()| connect::credits::fetch(self.connect(account.region, false), token, identity)),
+            TokenKind::WebRefresh | TokenKind::Unknown => {
+                let ctx = self.connect(account.region, false);
+                self.web_sessions.get(token, |current| connect::login::refresh(ctx, current)).and_then(
+                    |(session, _)| {
+                        connect::credits::fetch(ctx, &session.access_token, &web_identity(token, &session))
+                    },
+                )
+            }
+        })
     }
 
     fn probe(&self, account: &Resolved<'_>) -> Result<(), Error> {
@@ -544,6 +614,11 @@ pub struct TokenCheck {
     pub note: Option<String>,
     /// Why the token does not work.
     pub problem: Option<String>,
+    /// The account's monthly credits, when the token reaches the Connect API and they could
+    /// be read (`docs/kimi-protocol.md` §8.7).
+    pub credits: Option<Credits>,
+    /// Why they could not be read (the token may still be live).
+    pub credits_problem: Option<String>,
 }
 
 /// The identity headers of a 2026 web login: from the newest refresh token's claims (the
