@@ -537,6 +537,18 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
                 Err(_) => connect_error(request, 401, "unauthenticated"),
             }
         }
+        // Minimal (credits19): the account's monthly credits, `docs/kimi-protocol.md` §8.7; the
+        // used share is the token's `mock.credits_used` claim, 0.25 by default.
+        ("POST", "/apiv2/kimi.gateway.membership.v2.MembershipService/GetSubscriptionStats") => {
+            if connect_identity(state, &request).is_err() {
+                return connect_error(request, 401, "unauthenticated");
+            }
+            let claims = jwt_claims(&bearer(&request)).unwrap_or_default();
+            let used = claims["mock"]["credits_used"].as_f64().unwrap_or(0.25);
+            let balance = json!({"feature": "FEATURE_OMNI", "type": "SUBSCRIPTION", "unit": "UNIT_CREDIT",
+                "amountUsedRatio": used, "expireTime": "2026-12-31T00:00:00Z", "domain": "DOMAIN_NEXUS"});
+            json_response(request, 200, json!({ "subscriptionBalance": balance }))
+        }
         _ => legacy_error(request, 404, "mock.no_route"),
     }
 }
