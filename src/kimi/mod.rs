@@ -11,6 +11,7 @@
 mod accounts;
 mod attachment;
 mod connect;
+mod credits;
 pub mod drift;
 mod error;
 mod guard;
@@ -307,18 +308,6 @@ impl Kimi {
         }
     }
 
-    /// What the caller is told when the accounts that could serve have used up their monthly
-    /// credits: until when, and a `Retry-After` until then.
-    fn credits_refusal(&self, accounts: &[Arc<pool::Account>], spent: usize) -> Error {
-        let back = self.pool.credits_back(accounts);
-        let until = back.map_or_else(|| "they reset".to_string(), token::utc);
-        let wait = back.map(|at| at.saturating_sub(session::now_ms() / 1000).max(1));
-        Error::RateLimited(
-            format!("the monthly credits are used up on {spent} Kimi account(s) until {until}"),
-            wait,
-        )
-    }
-
     /// One attempt on the leased account: its token's kind, then the chat.
     fn attempt(
         &self,
@@ -479,58 +468,6 @@ impl Kimi {
             credits_problem: credits.as_ref().and_then(|c| c.as_ref().err()).map(ToString::to_string),
             credits: credits.and_then(Result::ok),
         }
-    }
-
-    /// The credits of an account whose token check passed, which the pool learns too (an
-    /// account skipped for spent credits is back once they are not).
-    fn checked_credits(&self, account: &Resolved<'_>) -> Option<Result<Credits, Error>> {
-        let outcome = self.read_credits(account)?;
-        self.pool.learn_credits(account.token, &outcome);
-        Some(outcome)
-    }
-
-    /// The monthly credits of the account of `token` (`docs/kimi-protocol.md` §8.7), read
-    /// through the same login cache as chats: `None` for a legacy token (that API has none).
-    pub fn credits(&self, token: &str) -> Option<Result<Credits, Error>> {
-        match self.account(token) {
-            Ok(account) => self.read_credits(&account),
-            Err(error) => Some(Err(error)),
-        }
-    }
-
-    /// After a successful attempt, reads the account's credits when they are unknown or ten
-    /// minutes old (best effort: a failure is only remembered as a try).
-    fn refresh_credits(&self, lease: &Lease<'_>, result: &Result<(), Error>) {
-        if result.is_err() || !lease.account().credits_due() {
-            return;
-        }
-        let outcome = self.account(lease.token()).ok().and_then(|account| self.read_credits(&account));
-        if let Some(outcome) = outcome {
-            lease.account().note_credits(&outcome);
-        }
-    }
-
-    /// One read of the credits on the Connect API, with the login a chat would use: a cached
-    /// 2026 web login is reused, and renewed only when due, as for a chat (a rotation is never
-    /// burnt). `None` for legacy tokens.
-    fn read_credits(&self, account: &Resolved<'_>) -> Option<Result<Credits, Error>> {
-        let token = account.token;
-        Some(match &account.kind {
-            TokenKind::LegacyRefresh => return None,
-            TokenKind::KimiAuth(who) => {
-                connect::credits::fetch(self.connect(account.region, true), token, who)
-            }
-            TokenKind::WebAccess { identity, expires } => access_token_alive(*expires)
-                .and_then(|()| connect::credits::fetch(self.connect(account.region, false), token, identity)),
-            TokenKind::WebRefresh | TokenKind::Unknown => {
-                let ctx = self.connect(account.region, false);
-                self.web_sessions.get(token, |current| connect::login::refresh(ctx, current)).and_then(
-                    |(session, _)| {
-                        connect::credits::fetch(ctx, &session.access_token, &web_identity(token, &session))
-                    },
-                )
-            }
-        })
     }
 
     fn probe(&self, account: &Resolved<'_>) -> Result<(), Error> {
