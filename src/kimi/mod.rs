@@ -12,6 +12,7 @@ mod accounts;
 mod attachment;
 pub mod browser;
 mod connect;
+mod credits;
 pub mod drift;
 mod error;
 mod guard;
@@ -34,6 +35,7 @@ use std::time::{Duration, Instant};
 use crate::chat::{self, Conversation, Sink};
 
 pub use accounts::{fingerprint, tokens_file};
+pub use connect::credits::{Credits, rfc3339};
 pub use connect::envelope;
 pub use error::Error;
 use guard::Progress;
@@ -246,6 +248,7 @@ impl Kimi {
             if let Err(Error::PlanRequired(_)) = &result {
                 lease.refuse_model(&request.model);
             }
+            self.refresh_credits(&lease, &result);
             let result = result.map_err(|error| with_wait(error, wait));
             match result {
                 Err(error) if fails_over(&error) && !sink.delivered() && others => {
@@ -335,6 +338,7 @@ impl Kimi {
                     Error::Unauthorized("Kimi refused this token earlier; it is asked again later".into())
                 })
             }
+            Refusal::Unusable { credits, .. } if credits > 0 => self.credits_refusal(accounts, credits),
             Refusal::Unusable { research, .. } if research > 0 => Error::QuotaUsedUp(format!(
                 "the research quota is used up on {research} Kimi account(s) and no other can serve"
             )),
@@ -489,7 +493,8 @@ impl Kimi {
             Ok(Resolved { kind: TokenKind::WebAccess { expires, .. }, .. }) => Some(*expires),
             _ => None,
         };
-        let result = account.and_then(|account| self.probe(&account));
+        let result = account.as_ref().map_err(Error::clone).and_then(|account| self.probe(account));
+        let credits = account.ok().filter(|_| result.is_ok()).and_then(|a| self.checked_credits(&a));
         let note = expires.map(|at| {
             format!(
                 "a web access_token works until {} (about 15 minutes); give its refresh_token for a lasting login",
@@ -503,6 +508,8 @@ impl Kimi {
             expires,
             note,
             problem: result.err().map(|e| e.to_string()),
+            credits_problem: credits.as_ref().and_then(|c| c.as_ref().err()).map(ToString::to_string),
+            credits: credits.and_then(Result::ok),
         }
     }
 
@@ -632,6 +639,11 @@ pub struct TokenCheck {
     pub note: Option<String>,
     /// Why the token does not work.
     pub problem: Option<String>,
+    /// The account's monthly credits, when the token reaches the Connect API and they could
+    /// be read (`docs/kimi-protocol.md` §8.7).
+    pub credits: Option<Credits>,
+    /// Why they could not be read (the token may still be live).
+    pub credits_problem: Option<String>,
 }
 
 /// The identity headers of a 2026 web login: from the newest refresh token's claims (the

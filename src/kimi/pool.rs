@@ -10,8 +10,9 @@
 //! requests in flight on each (Kimi refuses a second answer streaming on one account with
 //! `chat.user_stream_pushing`). An account is skipped while it cools down after a rate limit,
 //! while it is dead (Kimi refused its login; asked again every ten minutes, or after a reload)
-//! and, for research requests, while its research quota is used up. When every account that
-//! could serve is busy, a request waits a bounded time for one.
+//! and, for research requests, while its research quota is used up; and while its monthly
+//! credits are used up (until they reset). When every account that could serve is busy, a
+//! request waits a bounded time for one.
 //!
 //! A kept conversation lives on the account that created it. Its id, as the client sees it,
 //! carries that account's fingerprint (`{chat id}@{fingerprint}`): unlike a map kept by the
@@ -23,6 +24,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::connect::credits::Credits;
 use super::{Error, accounts};
 
 /// The first cool-down after a rate limit that says nothing of when to come back.
@@ -39,6 +41,11 @@ const RESEARCH_RECHECK: Duration = Duration::from_secs(60 * 60);
 const MODEL_RECHECK: Duration = Duration::from_secs(30 * 60);
 /// Models remembered as refused per account at most.
 const MAX_REFUSED_MODELS: usize = 16;
+/// How old an account's credits may be before a successful chat reads them again.
+const CREDITS_STALE: Duration = Duration::from_secs(10 * 60);
+/// How long an account whose credits are used up is skipped when Kimi does not say when they
+/// reset.
+const CREDITS_RECHECK: Duration = Duration::from_secs(60 * 60);
 /// Pass-through accounts remembered at most.
 const MAX_KNOWN: usize = 4096;
 /// Separates a kept conversation's Kimi id from its account's fingerprint.
@@ -79,6 +86,13 @@ struct Health {
     /// Model names Kimi refused on this account (free plan), and until when that is trusted.
     refused_models: Vec<(String, Instant)>,
     last_error: Option<(String, u64)>,
+    /// The monthly credits last read (`docs/kimi-protocol.md` §8.7) and when (Unix seconds).
+    credits: Option<(Credits, u64)>,
+    /// When a read of the credits was last started, whatever came of it.
+    credits_tried: Option<Instant>,
+    /// Set while the credits are used up: until when the account is skipped, also in Unix
+    /// seconds (what the caller is told).
+    spent_until: Option<(Instant, u64)>,
 }
 
 impl Health {
@@ -88,6 +102,11 @@ impl Health {
 
     fn cooling(&self, now: Instant) -> bool {
         self.cooling_until.is_some_and(|until| until > now)
+    }
+
+    /// Until when (Unix seconds) the account's credits are used up, if they are now.
+    fn spent(&self, now: Instant) -> Option<u64> {
+        self.spent_until.filter(|(until, _)| *until > now).map(|(_, unix)| unix)
     }
 }
 
@@ -137,6 +156,9 @@ pub struct AccountReport {
     pub research: bool,
     /// The last error and when (Unix seconds).
     pub last_error: Option<(String, u64)>,
+    /// The monthly credits, when they were read, and when (Unix seconds).
+    pub credits: Option<Credits>,
+    pub credits_read_at: Option<u64>,
 }
 
 /// Why no account could take a request.
@@ -144,8 +166,9 @@ pub struct AccountReport {
 pub enum Refusal {
     /// Every account that could serve had its streams full for the whole wait.
     Busy,
-    /// Every account was dead, cooling down or out of research quota (or already tried).
-    Unusable { dead: usize, cooling: usize, research: usize },
+    /// Every account was dead, cooling down, out of research quota or of monthly credits (or
+    /// already tried).
+    Unusable { dead: usize, cooling: usize, research: usize, credits: usize },
 }
 
 /// The accounts of the process and the selection among them.
@@ -205,6 +228,9 @@ impl Pool {
                     let mut health = lock(&account.health);
                     health.dead_until = None;
                     health.refusal = None;
+                    // The operator may have bought credits: the next chat reads them again.
+                    health.spent_until = None;
+                    health.credits_tried = None;
                     drop(health);
                     Arc::clone(account)
                 }
@@ -309,7 +335,7 @@ impl Pool {
     ) -> Result<Lease<'_>, Refusal> {
         let n = candidates.len();
         let start = if n > 1 { self.cursor.fetch_add(1, Ordering::Relaxed) % n } else { 0 };
-        let (mut busy, mut dead, mut cooling, mut quota) = (0, 0, 0, 0);
+        let (mut busy, mut dead, mut cooling, mut quota, mut spent) = (0, 0, 0, 0, 0);
         let mut soonest: Option<(Instant, &Arc<Account>)> = None;
         for account in candidates.iter().cycle().skip(start).take(n) {
             if tried.iter().any(|t| Arc::ptr_eq(t, account)) {
@@ -318,6 +344,10 @@ impl Pool {
             let mut health = lock(&account.health);
             if health.dead(now) {
                 dead += 1;
+                continue;
+            }
+            if health.spent(now).is_some() {
+                spent += 1;
                 continue;
             }
             if research && health.research_until.is_some_and(|until| until > now) {
@@ -346,7 +376,7 @@ impl Pool {
         if busy > 0 {
             return Err(Refusal::Busy);
         }
-        Err(Refusal::Unusable { dead, cooling, research: quota })
+        Err(Refusal::Unusable { dead, cooling, research: quota, credits: spent })
     }
 
     fn reserve(&self, account: &Arc<Account>) -> Option<Lease<'_>> {
@@ -391,6 +421,24 @@ impl Pool {
         refusal
     }
 
+    /// When the first of the candidates whose credits are used up gets them back (Unix
+    /// seconds): what a refused caller is told.
+    pub fn credits_back(&self, candidates: &[Arc<Account>]) -> Option<u64> {
+        let now = Instant::now();
+        candidates.iter().filter_map(|a| lock(&a.health).spent(now)).min()
+    }
+
+    /// Learns the credits of the account of `token`, if the pool knows it (`/token/check`
+    /// read them); an unknown token is not added.
+    pub fn learn_credits(&self, token: &str, outcome: &Result<Credits, Error>) {
+        let server = self.server.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let in_server = server.and_then(|list| list.iter().find(|a| a.token == token).cloned());
+        let account = in_server.or_else(|| lock(&self.known).get(token).cloned());
+        if let Some(account) = account {
+            account.note_credits(outcome);
+        }
+    }
+
     /// The server pool's accounts, or else the pass-through accounts seen so far.
     pub fn reports(&self, expires: impl Fn(&str, &str) -> Option<u64>) -> Vec<AccountReport> {
         let server = self.server.read().unwrap_or_else(PoisonError::into_inner).clone();
@@ -432,6 +480,8 @@ impl Pool {
             requests: account.requests.load(Ordering::Relaxed),
             research: health.research_until.is_none_or(|until| until <= now),
             last_error: health.last_error.clone(),
+            credits: health.credits.as_ref().map(|(credits, _)| credits.clone()),
+            credits_read_at: health.credits.as_ref().map(|(_, at)| *at),
         }
     }
 
@@ -465,6 +515,51 @@ impl Account {
 
     pub fn token(&self) -> &str {
         &self.token
+    }
+
+    /// Whether a successful chat should read the account's credits now: they are unknown or
+    /// older than ten minutes, and no other request is reading them. Says yes once per turn.
+    pub fn credits_due(&self) -> bool {
+        self.credits_due_at(Instant::now())
+    }
+
+    fn credits_due_at(&self, now: Instant) -> bool {
+        let mut health = lock(&self.health);
+        let due = health.credits_tried.is_none_or(|at| now.saturating_duration_since(at) >= CREDITS_STALE);
+        if due {
+            health.credits_tried = Some(now);
+        }
+        due
+    }
+
+    /// Learns the account's credits (a failed read changes nothing). An account whose credits
+    /// are used up is skipped until they reset, or for an hour when Kimi does not say when.
+    pub fn note_credits(&self, outcome: &Result<Credits, Error>) {
+        self.note_credits_at(outcome, Instant::now(), unix_now());
+    }
+
+    fn note_credits_at(&self, outcome: &Result<Credits, Error>, now: Instant, unix: u64) {
+        let Ok(credits) = outcome else { return };
+        let mut health = lock(&self.health);
+        health.credits_tried = Some(now);
+        let was_spent = health.spent(now).is_some();
+        health.credits = Some((credits.clone(), unix));
+        health.spent_until = None;
+        if !credits.used_up() {
+            return;
+        }
+        let wait = credits
+            .resets_at
+            .filter(|at| *at > unix)
+            .map_or(CREDITS_RECHECK, |at| Duration::from_secs(at - unix));
+        health.spent_until = Some((now + wait, unix + wait.as_secs()));
+        if !was_spent {
+            eprintln!(
+                "kimi: account {} has used up its monthly credits: skipped until {}",
+                self.fingerprint,
+                super::token::utc(unix + wait.as_secs())
+            );
+        }
     }
 }
 
@@ -682,7 +777,7 @@ mod tests {
         assert!(matches!(pool.refusal_of_the_dead(only_a), Some(Error::Unauthorized(_))));
         assert_eq!(
             pool.acquire(only_a, false, &[], soon()).err(),
-            Some(Refusal::Unusable { dead: 1, cooling: 0, research: 0 })
+            Some(Refusal::Unusable { dead: 1, cooling: 0, research: 0, credits: 0 })
         );
         // A reload brings it back.
         pool.set_server(&["a".to_string(), "b".to_string()]);
@@ -718,7 +813,11 @@ mod tests {
         assert_eq!(lease.token(), "b");
         let tried = [Arc::clone(lease.account())];
         let refusal = pool.acquire(&accounts, false, &tried, soon()).err();
-        assert_eq!(refusal, Some(Refusal::Unusable { dead: 0, cooling: 1, research: 0 }), "no second one");
+        assert_eq!(
+            refusal,
+            Some(Refusal::Unusable { dead: 0, cooling: 1, research: 0, credits: 0 }),
+            "no second one"
+        );
     }
 
     #[test]
@@ -735,6 +834,75 @@ mod tests {
             .collect();
         assert!(plain.contains(&"a".to_string()), "other requests still use it");
         assert!(!pool.reports(|_, _| None)[0].research);
+    }
+
+    fn credits(used_ratio: f64, resets_at: Option<u64>) -> Result<Credits, Error> {
+        Ok(Credits { used_ratio, resets_at, source: "GetSubscriptionStats" })
+    }
+
+    #[test]
+    fn an_account_without_credits_is_skipped_until_they_reset() {
+        let (pool, accounts) = pool(2, &["a", "b"]);
+        let (now, unix) = (Instant::now(), unix_now());
+        accounts[0].note_credits_at(&credits(1.0, Some(unix + 600)), now, unix);
+        for _ in 0..3 {
+            assert_eq!(pool.acquire(&accounts, false, &[], soon()).unwrap().token(), "b");
+        }
+        let refusal = pool.pick(&accounts[..1], false, &[], true, now).err();
+        assert_eq!(refusal, Some(Refusal::Unusable { dead: 0, cooling: 0, research: 0, credits: 1 }));
+        assert_eq!(pool.credits_back(&accounts), Some(unix + 600));
+        // At the reset time it serves again.
+        let later = now + Duration::from_secs(600);
+        assert_eq!(pool.pick(&accounts[..1], false, &[], true, later).unwrap().token(), "a");
+        let report = &pool.reports(|_, _| None)[0];
+        assert_eq!(report.credits.as_ref().map(|c| c.used_ratio), Some(1.0));
+        assert_eq!(report.credits_read_at, Some(unix));
+    }
+
+    #[test]
+    fn used_up_credits_without_a_reset_time_skip_the_account_for_an_hour() {
+        let (pool, accounts) = pool(2, &["a"]);
+        let (now, unix) = (Instant::now(), unix_now());
+        // No reset time, and one already past, are both "unknown".
+        for resets_at in [None, Some(unix - 5)] {
+            accounts[0].note_credits_at(&credits(1.0, resets_at), now, unix);
+            assert!(pool.pick(&accounts, false, &[], true, now + CREDITS_RECHECK / 2).is_err());
+            assert_eq!(pool.credits_back(&accounts), Some(unix + 3600));
+            assert!(pool.pick(&accounts, false, &[], true, now + CREDITS_RECHECK).is_ok());
+        }
+        // Credits read again and not used up: served at once; a failed read changes nothing.
+        accounts[0].note_credits_at(&credits(1.0, None), now, unix);
+        accounts[0].note_credits_at(&credits(0.4, None), now, unix);
+        accounts[0].note_credits_at(&Err(Error::Upstream("no balance".into())), now, unix);
+        assert!(pool.pick(&accounts, false, &[], true, now).is_ok());
+        assert_eq!(pool.reports(|_, _| None)[0].credits.as_ref().unwrap().used_ratio, 0.4);
+        // A reload is how an operator says "try again" (credits bought).
+        accounts[0].note_credits_at(&credits(1.0, Some(unix + 86_400)), now, unix);
+        pool.set_server(&["a".to_string()]);
+        assert!(pool.pick(&accounts, false, &[], true, now).is_ok());
+    }
+
+    #[test]
+    fn credits_are_read_when_unknown_or_ten_minutes_old_once_per_turn() {
+        let (_pool, accounts) = pool(2, &["a"]);
+        let account = &accounts[0];
+        let now = Instant::now();
+        assert!(account.credits_due_at(now), "unknown");
+        assert!(!account.credits_due_at(now), "another request is reading them");
+        assert!(!account.credits_due_at(now + CREDITS_STALE / 2));
+        assert!(account.credits_due_at(now + CREDITS_STALE), "ten minutes old");
+    }
+
+    #[test]
+    fn token_checks_teach_known_accounts_only() {
+        let pool = Pool::new(2);
+        let known = pool.accounts(Credential::Tokens("x"));
+        pool.learn_credits("x", &credits(0.25, None));
+        pool.learn_credits("stranger", &credits(0.5, None));
+        let reports = pool.reports(|_, _| None);
+        assert_eq!(reports.len(), 1, "no account added");
+        assert_eq!(reports[0].credits.as_ref().map(Credits::remaining_ratio), Some(0.75));
+        drop(known);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::Serialize;
 use tiny_http::Request;
 
 use super::{App, exchange};
-use crate::kimi::{AccountReport, AccountState};
+use crate::kimi::{AccountReport, AccountState, Credits};
 
 #[derive(Serialize)]
 struct Health {
@@ -36,6 +36,33 @@ struct Account {
     last_error: Option<String>,
     /// When the last error happened (Unix seconds).
     last_error_at: Option<u64>,
+    /// The monthly credits, once read (`docs/kimi-protocol.md` §8.7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credits: Option<CreditsView>,
+}
+
+/// An account's monthly credits as `/healthz` and `/token/check` show them:
+/// `{"used_ratio":0.25,"remaining_ratio":0.75,"resets_at":"2026-12-31T00:00:00Z"}`, and, on
+/// `/healthz`, when they were read (Unix seconds).
+#[derive(Serialize)]
+pub struct CreditsView {
+    used_ratio: f64,
+    remaining_ratio: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resets_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    read_at: Option<u64>,
+}
+
+impl CreditsView {
+    pub fn new(credits: &Credits, read_at: Option<u64>) -> Self {
+        CreditsView {
+            used_ratio: credits.used_ratio,
+            remaining_ratio: credits.remaining_ratio(),
+            resets_at: credits.resets_at.map(crate::kimi::rfc3339),
+            read_at,
+        }
+    }
 }
 
 impl From<AccountReport> for Account {
@@ -53,6 +80,7 @@ impl From<AccountReport> for Account {
             research: report.research,
             last_error,
             last_error_at,
+            credits: report.credits.as_ref().map(|c| CreditsView::new(c, report.credits_read_at)),
         }
     }
 }

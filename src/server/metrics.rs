@@ -18,7 +18,7 @@ use tiny_http::Request;
 use super::{App, exchange};
 use crate::chat::{self, ErrorKind};
 use crate::dialect::Dialect;
-use crate::kimi::{AccountState, drift};
+use crate::kimi::{AccountReport, AccountState, drift};
 
 /// Upper bounds of the latency histograms' buckets, in seconds: from a local mock's
 /// milliseconds to a research answer's minutes.
@@ -210,6 +210,36 @@ fn render_kimi(out: &mut String, app: &App) {
             account.fingerprint, account.requests
         );
     }
+    render_credits(out, &accounts);
+}
+
+/// Each account's monthly credits, for the accounts whose credits are known
+/// (`docs/kimi-protocol.md` §8.7).
+fn render_credits(out: &mut String, accounts: &[AccountReport]) {
+    family(
+        out,
+        "account_credits_used_ratio",
+        "gauge",
+        "Share of the account's monthly Kimi credits used (GetSubscriptionStats), per account fingerprint.",
+    );
+    for account in accounts {
+        if let Some(credits) = &account.credits {
+            let (fp, used) = (&account.fingerprint, credits.used_ratio);
+            let _ = writeln!(out, "kimi_free_api_account_credits_used_ratio{{account=\"{fp}\"}} {used}");
+        }
+    }
+    family(
+        out,
+        "account_credits_reset_seconds",
+        "gauge",
+        "When the account's monthly Kimi credits reset (Unix time), per account fingerprint.",
+    );
+    for account in accounts {
+        if let Some(at) = account.credits.as_ref().and_then(|c| c.resets_at) {
+            let fp = &account.fingerprint;
+            let _ = writeln!(out, "kimi_free_api_account_credits_reset_seconds{{account=\"{fp}\"}} {at}");
+        }
+    }
 }
 
 /// `kimi_unknown_total{what,name}`: one sample per name Kimi sent that the decoders do not know.
@@ -232,6 +262,45 @@ fn label(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kimi::Credits;
+
+    fn account(fingerprint: &str, credits: Option<Credits>) -> AccountReport {
+        AccountReport {
+            fingerprint: fingerprint.into(),
+            kind: "web_refresh",
+            state: AccountState::Healthy,
+            expires: None,
+            streams: 0,
+            requests: 0,
+            research: true,
+            last_error: None,
+            credits,
+            credits_read_at: None,
+        }
+    }
+
+    #[test]
+    fn credits_are_shown_for_the_accounts_that_have_them() {
+        let read =
+            |used_ratio, resets_at| Some(Credits { used_ratio, resets_at, source: "GetSubscriptionStats" });
+        let accounts = [
+            account("0a1b2c3d", read(0.25, Some(1_798_675_200))),
+            account("11111111", None),
+            account("22222222", read(1.0, None)),
+        ];
+        let mut out = String::new();
+        render_credits(&mut out, &accounts);
+        let expected = "# HELP kimi_free_api_account_credits_used_ratio Share of the account's monthly Kimi credits used \
+            (GetSubscriptionStats), per account fingerprint.\n\
+            # TYPE kimi_free_api_account_credits_used_ratio gauge\n\
+            kimi_free_api_account_credits_used_ratio{account=\"0a1b2c3d\"} 0.25\n\
+            kimi_free_api_account_credits_used_ratio{account=\"22222222\"} 1\n\
+            # HELP kimi_free_api_account_credits_reset_seconds When the account's monthly Kimi credits reset \
+            (Unix time), per account fingerprint.\n\
+            # TYPE kimi_free_api_account_credits_reset_seconds gauge\n\
+            kimi_free_api_account_credits_reset_seconds{account=\"0a1b2c3d\"} 1798675200\n";
+        assert_eq!(out, expected);
+    }
 
     #[test]
     fn histograms_are_cumulative_and_end_with_inf() {

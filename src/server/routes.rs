@@ -433,6 +433,10 @@ fn checks<S: serde::Serializer>(checks: &&[TokenCheck], serializer: S) -> Result
         note: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         problem: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        credits: Option<healthz::CreditsView>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        credits_problem: Option<&'a str>,
     }
     serializer.collect_seq(checks.iter().map(|c| One {
         fingerprint: &c.fingerprint,
@@ -441,6 +445,8 @@ fn checks<S: serde::Serializer>(checks: &&[TokenCheck], serializer: S) -> Result
         expires: c.expires,
         note: c.note.as_deref(),
         problem: c.problem.as_deref(),
+        credits: c.credits.as_ref().map(|credits| healthz::CreditsView::new(credits, None)),
+        credits_problem: c.credits_problem.as_deref(),
     }))
 }
 

@@ -5,6 +5,7 @@
 mod body;
 mod call;
 mod chat;
+pub mod credits;
 pub mod envelope;
 mod event;
 pub mod login;
