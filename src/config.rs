@@ -26,7 +26,7 @@ pub struct Config {
     pub kimi_global_auth_base_url: String,
     /// Which region's hosts serve the accounts.
     pub kimi_region: RegionChoice,
-    /// The web client version sent as `X-Msh-Version` (`docs/kimi-protocol.md` §8.9).
+    /// The web client version sent as `X-Msh-Version` (`docs/kimi-protocol.md` §7.9).
     pub kimi_web_version: String,
     /// The browser User-Agent sent to Kimi; a Chrome one brings its matching client hints.
     pub user_agent: String,
@@ -66,7 +66,7 @@ pub struct Config {
     /// The keys callers present in server-pool mode (and that guard `/metrics`).
     pub api_keys: Secrets,
     /// Requests in flight allowed on one Kimi account (Kimi refuses a second generating chat on
-    /// one account, `docs/kimi-protocol.md` §8.5).
+    /// one account, `docs/kimi-protocol.md` §7.5).
     pub account_streams: usize,
     /// How long a request waits for an account when every one is busy, before `503`.
     pub account_wait: Duration,

@@ -65,6 +65,8 @@ pub fn run(config: &Config, token: Option<&str>) -> ExitCode {
     if login_ok {
         let started = Instant::now();
         step("models", models(&kimi, token), started.elapsed());
+        let started = Instant::now();
+        step("credits", credits(&kimi, token), started.elapsed());
         for (name, model, stream) in STEPS {
             let started = Instant::now();
             let verdict = chat_step(&kimi, token, name, model, *stream);
@@ -110,6 +112,20 @@ fn models(kimi: &Kimi, token: &str) -> Verdict {
         return Verdict::fail(format!("Kimi's catalogue could not be read; built-in: {}", names.join(", ")));
     }
     Verdict::pass(names.join(", "))
+}
+
+/// How much of the account's monthly credits is left, and when they start again
+/// (`docs/kimi-protocol.md` §7.7).
+fn credits(kimi: &Kimi, token: &str) -> Verdict {
+    match kimi.credits(token) {
+        None => Verdict::note("no credits on this token's API (a legacy token)"),
+        Some(Err(error)) => Verdict::note(format!("Kimi did not say ({error})")),
+        Some(Ok(credits)) => {
+            let reset = credits.resets_at.map_or_else(|| "an unknown date".to_string(), kimi::rfc3339);
+            let left = format!("{:.0}% left, reset {reset}", credits.remaining_ratio() * 100.0);
+            if credits.used_up() { Verdict::note(format!("used up: {left}")) } else { Verdict::pass(left) }
+        }
+    }
 }
 
 /// What Kimi sent that this server does not know, by kind and name (`docs/kimi-protocol.md`

@@ -112,7 +112,7 @@ fn an_answer_in_the_2026_marker_form_used_to_come_back_as_kimi_returned_an_empty
 }
 
 #[test]
-fn the_model_name_selects_the_scenario_and_thinking_an_effort() {
+fn the_model_name_selects_the_catalogue_entry_and_thinking_an_effort_of_its_ladder() {
     let h = Harness::start();
     let token = Kind::Connect.token();
     let sent = |model: &str| {
@@ -120,22 +120,58 @@ fn the_model_name_selects_the_scenario_and_thinking_an_effort() {
         assert_eq!(reply.status, 200, "{model}: {}", reply.body);
         h.mock.stats().last_completion.unwrap()
     };
-    let thinking = json!({"thinking": true, "reasoning_effort": "REASONING_EFFORT_HIGH"});
-    let plain = json!({"thinking": false});
+    // (name, options.model, scenario, effort, kimiplus_id) — docs/kimi-protocol.md §7.11.
     let cases = [
-        ("kimi", "SCENARIO_K3", &plain),
-        ("kimi-k3", "SCENARIO_K3", &plain),
-        ("kimi-k3-thinking", "SCENARIO_K3", &thinking),
-        ("kimi-research", "SCENARIO_K3", &thinking),
-        ("gpt-4o", "SCENARIO_K3", &plain),
-        ("kimi-k2", "SCENARIO_K2D5", &plain),
-        ("kimi-k2-thinking", "SCENARIO_K2D5", &thinking),
+        ("kimi", "k2d6-chat", "SCENARIO_CHAT", "REASONING_EFFORT_NONE", None),
+        ("gpt-4o", "k2d6-chat", "SCENARIO_CHAT", "REASONING_EFFORT_NONE", None),
+        ("kimi-k2", "k2d6-chat", "SCENARIO_CHAT", "REASONING_EFFORT_NONE", None),
+        ("kimi-k2-thinking", "k2d6-chat", "SCENARIO_CHAT", "REASONING_EFFORT_LOW", None),
+        ("kimi-k3", "k3-agent", "SCENARIO_OK_COMPUTER", "REASONING_EFFORT_LOW", Some("ok-computer")),
+        (
+            "kimi-k3-thinking",
+            "k3-agent",
+            "SCENARIO_OK_COMPUTER",
+            "REASONING_EFFORT_HIGH",
+            Some("ok-computer"),
+        ),
+        ("kimi-k3-max", "k3-agent", "SCENARIO_OK_COMPUTER", "REASONING_EFFORT_MAX", Some("ok-computer")),
+        (
+            "kimi-k2.8",
+            "k28-agent-preview",
+            "SCENARIO_OK_COMPUTER",
+            "REASONING_EFFORT_LOW",
+            Some("ok-computer"),
+        ),
+        (
+            "kimi-k3-swarm",
+            "k3-agent-swarm",
+            "SCENARIO_OK_COMPUTER_SWARM",
+            "REASONING_EFFORT_LOW",
+            Some("ok-computer"),
+        ),
+        ("k3-agent", "k3-agent", "SCENARIO_OK_COMPUTER", "REASONING_EFFORT_LOW", Some("ok-computer")),
+        (
+            "kimi-research",
+            "k3-agent",
+            "SCENARIO_OK_COMPUTER",
+            "REASONING_EFFORT_HIGH",
+            Some("deep-researcher"),
+        ),
     ];
-    for (model, scenario, options) in cases {
-        let body = sent(model);
-        assert_eq!(body["scenario"], scenario, "{model}");
-        assert_eq!(body["message"]["scenario"], scenario, "{model}");
-        assert_eq!(&body["options"], options, "{model}");
+    for (name, model, scenario, effort, kimiplus_id) in cases {
+        let body = sent(name);
+        assert_eq!(
+            (&body["options"]["model"], &body["options"]["reasoning_effort"]),
+            (&json!(model), &json!(effort)),
+            "{name}"
+        );
+        assert_eq!(
+            (&body["scenario"], &body["message"]["scenario"]),
+            (&json!(scenario), &json!(scenario)),
+            "{name}"
+        );
+        assert_eq!(body.get("kimiplus_id").and_then(Value::as_str), kimiplus_id, "{name}");
+        assert_eq!(body["options"]["thinking"], true, "{name}: the browser always sends thinking");
     }
 
     let headers = [("x-api-key", token.as_str()), ("anthropic-version", "2023-06-01")];
@@ -143,21 +179,31 @@ fn the_model_name_selects_the_scenario_and_thinking_an_effort() {
         "thinking": {"type": "enabled", "budget_tokens": 2048}, "messages": [{"role": "user", "content": "hi"}]});
     assert_eq!(post_with(&h.url("/v1/messages"), &headers, &body).status, 200);
     let body = h.mock.stats().last_completion.unwrap();
-    assert_eq!((&body["scenario"], &body["options"]), (&json!("SCENARIO_K3"), &thinking));
+    assert_eq!(
+        (&body["options"]["model"], &body["options"]["reasoning_effort"]),
+        (&json!("k2d6-chat"), &json!("REASONING_EFFORT_LOW"))
+    );
 }
 
 #[test]
 fn the_model_list_says_what_each_name_selects() {
     let h = Harness::start();
-    let models = get(&h.url("/v1/models")).json();
-    let description = |id: &str| {
+    let description = |models: &Value, id: &str| {
         let model = models["data"].as_array().unwrap().iter().find(|m| m["id"] == id);
         model.unwrap_or_else(|| panic!("{id} listed"))["description"].as_str().unwrap().to_string()
     };
-    for id in ["kimi", "kimi-k3", "kimi-k3-thinking", "kimi-search"] {
-        assert!(description(id).contains("K3"), "{id}: {}", description(id));
-    }
-    for id in ["kimi-k2", "kimi-k2-thinking"] {
-        assert!(description(id).contains("K2.6"), "{id}: {}", description(id));
-    }
+    // Without a token: what each name asks for.
+    let models = get(&h.url("/v1/models")).json();
+    assert!(description(&models, "kimi").contains("Instant"));
+    assert!(description(&models, "kimi-k3").contains("paid plans"));
+    // With the caller's token: which of the account's models each name runs on, and its ids.
+    let token = Kind::Web.token();
+    let models =
+        support::get_with(&h.url("/v1/models"), &[("authorization", &format!("Bearer {token}"))]).json();
+    assert!(description(&models, "kimi").contains("(k2d6-chat, SCENARIO_CHAT)"), "{models}");
+    assert!(
+        description(&models, "kimi-k3-thinking").contains("(k3-agent, SCENARIO_OK_COMPUTER)"),
+        "{models}"
+    );
+    assert!(description(&models, "k3-agent-swarm").contains("K3 Swarm"), "{models}");
 }

@@ -1,4 +1,4 @@
-//! Each account's monthly Kimi credits (`docs/kimi-protocol.md` §8.7), against the mock,
+//! Each account's monthly Kimi credits (`docs/kimi-protocol.md` §7.7), against the mock,
 //! through the server binary: `/token/check` shows them (read with the probe's login, never a
 //! second refresh), the pool reads them after a chat, skips an account whose credits are used
 //! up and tells a lone one's caller until when, and `/healthz` and `/metrics` show them.

@@ -129,9 +129,20 @@ fn system_instruction_and_json_mode_reach_kimi(kind: Kind) {
         json!({"route": "flash"}),
         "JSON mode text parses"
     );
-    let prompt = h.mock.stats().last_prompt.unwrap();
-    assert!(prompt.starts_with("system:You route.\nuser:a\nuser:b\n"), "{prompt}");
-    assert!(prompt.contains("valid JSON") && prompt.contains("\"OBJECT\""), "{prompt}");
+    let stats = h.mock.stats();
+    let prompt = stats.last_prompt.unwrap();
+    let system = stats.last_completion.unwrap()["options"]["systemPrompt"].as_str().map(str::to_string);
+    // Connect sends the system prompt in its own field (docs/kimi-protocol.md §7.3).
+    let (system, prompt) = match system {
+        Some(system) => (system, prompt),
+        None => {
+            assert!(prompt.starts_with("system:You route.\nuser:a\nuser:b\n"), "{prompt}");
+            ("You route.".to_string(), prompt)
+        }
+    };
+    assert!(system.starts_with("You route."), "{system}");
+    let all = format!("{system}\n{prompt}");
+    assert!(all.contains("valid JSON") && all.contains("\"OBJECT\""), "{all}");
 }
 
 fn events_are_forwarded_as_they_arrive(kind: Kind) {

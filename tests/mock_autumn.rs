@@ -1,4 +1,4 @@
-//! The mock Kimi's autumn-2026 behaviour (`docs/kimi-protocol.md` §8), driven directly over
+//! The mock Kimi's autumn-2026 behaviour (`docs/kimi-protocol.md` §7), driven directly over
 //! HTTP without the server: the model catalogue, strict chat requests, free accounts, the new
 //! faults, credits, upload statuses and deep research that parks.
 
@@ -118,7 +118,7 @@ fn chat(mock: &MockKimi, body: &Value) -> Answer {
     chat_as(mock, &connect_token("user-1"), "user-1", body)
 }
 
-/// An Instant request as the browser sends it (`docs/kimi-protocol.md` §8.2).
+/// An Instant request as the browser sends it (`docs/kimi-protocol.md` §7.2).
 fn instant(model: &str, effort: &str, prompt: &str) -> Value {
     json!({"scenario": "SCENARIO_CHAT", "tools": [{"type": "TOOL_TYPE_SEARCH", "search": {}},
         {"type": "TOOL_TYPE_CRON_JOB"}], "message": {"role": "user", "blocks": [{"message_id": "",
@@ -127,7 +127,7 @@ fn instant(model: &str, effort: &str, prompt: &str) -> Value {
         "project_id": ""})
 }
 
-/// An agent request (K3, K2.8, Swarm) as the browser sends it (`docs/kimi-protocol.md` §8.2).
+/// An agent request (K3, K2.8, Swarm) as the browser sends it (`docs/kimi-protocol.md` §7.2).
 fn agent_chat(model: &str, scenario: &str, kimiplus: &str) -> Value {
     json!({"scenario": scenario, "kimiplus_id": kimiplus, "tools": [{"type": "TOOL_TYPE_SEARCH", "search": {}},
         {"type": "TOOL_TYPE_ASK_USER"}], "message": {"role": "user", "blocks": [{"message_id": "",

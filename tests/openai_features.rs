@@ -63,10 +63,13 @@ fn plain_answer_and_the_chat_is_deleted(kind: Kind) {
         }
         Api::Connect => {
             assert!(body["id"].as_str().unwrap().starts_with("19be5aab-"), "the id is Kimi's chat id");
-            assert_eq!(sent["scenario"], "SCENARIO_K3", "K3 is Kimi's web default");
-            assert_eq!(sent["message"]["scenario"], "SCENARIO_K3");
-            assert_eq!(sent["options"]["thinking"], false);
-            assert!(sent.get("tools").is_none() && sent.get("chat_id").is_none());
+            // Instant is the account's default since September 2026 (docs/kimi-protocol.md §7.1).
+            assert_eq!(sent["scenario"], "SCENARIO_CHAT");
+            assert_eq!(sent["message"]["scenario"], "SCENARIO_CHAT");
+            assert_eq!(sent["options"]["model"], "k2d6-chat");
+            assert_eq!(sent["options"]["reasoning_effort"], "REASONING_EFFORT_NONE");
+            assert_eq!(sent["tools"], json!([{"type": "TOOL_TYPE_CRON_JOB"}]));
+            assert!(sent.get("chat_id").is_none());
         }
     }
 }
@@ -138,11 +141,16 @@ fn history_is_merged_with_the_system_prompt(kind: Kind) {
         {"role": "user", "content": [{"type": "text", "text": "read https://example.com/a"}]},
     ]});
     assert_eq!(post_json(&h.url("/v1/chat/completions"), Some(&kind.token()), &body).status, 200);
-    assert_eq!(
-        h.mock.stats().last_prompt.unwrap(),
-        "system:be brief\nuser:hello\nassistant:hi!\nsystem:关注用户最新的消息\n\
-         user:read <url id=\"\" type=\"url\" status=\"\" title=\"\" wc=\"\">https://example.com/a</url>\n"
-    );
+    let conversation = "user:hello\nassistant:hi!\nsystem:关注用户最新的消息\n\
+         user:read <url id=\"\" type=\"url\" status=\"\" title=\"\" wc=\"\">https://example.com/a</url>\n";
+    let stats = h.mock.stats();
+    if kind.api() == Api::Legacy {
+        assert_eq!(stats.last_prompt.unwrap(), format!("system:be brief\n{conversation}"));
+        return;
+    }
+    // Connect: the system prompt has a field of its own (docs/kimi-protocol.md §7.3).
+    assert_eq!(stats.last_prompt.unwrap(), conversation);
+    assert_eq!(stats.last_completion.unwrap()["options"]["systemPrompt"], "be brief");
 }
 
 fn model_name_flags_reach_kimi(kind: Kind) {
@@ -174,23 +182,26 @@ fn model_name_flags_reach_kimi(kind: Kind) {
             }
         }
         Api::Connect => {
-            let search = json!([{"type": "TOOL_TYPE_SEARCH", "search": {}}]);
+            let search = json!({"type": "TOOL_TYPE_SEARCH", "search": {}});
             let sent = send("kimi-search").last_completion.unwrap();
-            assert_eq!((&sent["tools"], &sent["options"]["thinking"]), (&search, &json!(false)));
+            assert_eq!(sent["tools"], json!([search, {"type": "TOOL_TYPE_CRON_JOB"}]));
+            assert_eq!(sent["options"]["reasoning_effort"], "REASONING_EFFORT_NONE");
             let sent = send("kimi-k2-thinking").last_completion.unwrap();
             assert_eq!(
-                sent["options"],
-                json!({"thinking": true, "reasoning_effort": "REASONING_EFFORT_HIGH"})
+                (&sent["scenario"], &sent["options"]["model"], &sent["options"]["reasoning_effort"]),
+                (&json!("SCENARIO_CHAT"), &json!("k2d6-chat"), &json!("REASONING_EFFORT_LOW"))
             );
+            let sent = send("kimi-k3").last_completion.unwrap();
             assert_eq!(
-                (&sent["scenario"], &sent["message"]["scenario"]),
-                (&json!("SCENARIO_K2D5"), &json!("SCENARIO_K2D5"))
+                (&sent["scenario"], &sent["kimiplus_id"]),
+                (&json!("SCENARIO_OK_COMPUTER"), &json!("ok-computer"))
             );
-            assert!(sent.get("tools").is_none());
-            assert_eq!(send("kimi-k2").last_completion.unwrap()["scenario"], "SCENARIO_K2D5");
-            assert_eq!(send("kimi-search").last_completion.unwrap()["scenario"], "SCENARIO_K3");
             let sent = send("kimi-research").last_completion.unwrap();
-            assert_eq!((&sent["tools"], &sent["options"]["thinking"]), (&search, &json!(true)));
+            assert_eq!(sent["tools"], json!([search, {"type": "TOOL_TYPE_ASK_USER"}]));
+            assert_eq!(
+                (&sent["kimiplus_id"], &sent["options"]["reasoning_effort"]),
+                (&json!("deep-researcher"), &json!("REASONING_EFFORT_HIGH"))
+            );
             let sent = send("coo6l3pkqq4ri39f36bg").last_completion.unwrap();
             assert_eq!(sent["kimiplus_id"], "coo6l3pkqq4ri39f36bg");
         }

@@ -1,14 +1,14 @@
 //! The browser this server presents itself as to Kimi, in one place: the web client version
 //! (`X-Msh-Version`), the User-Agent, and the client hints (`sec-ch-ua*`) that go with it.
 //!
-//! Checked on 2026-12-03 against `docs/kimi-protocol.md` §8.9: a browser capture of 2026-09-15
+//! Checked on 2026-12-03 against `docs/kimi-protocol.md` §7.9: a browser capture of 2026-09-15
 //! sent `x-msh-version: 2.2.0` and Chrome 146 with its `sec-ch-ua*`; sources of about October
 //! send 2.3.0. `--kimi-web-version` and `--user-agent` override both without a new release.
 
-/// The web client version sent as `X-Msh-Version` (`docs/kimi-protocol.md` §8.9).
+/// The web client version sent as `X-Msh-Version` (`docs/kimi-protocol.md` §7.9).
 pub const DEFAULT_WEB_VERSION: &str = "2.3.0";
 
-/// Desktop Chrome 146 on Windows, the browser of the 2026-09-15 capture (`docs/kimi-protocol.md` §8.9).
+/// Desktop Chrome 146 on Windows, the browser of the 2026-09-15 capture (`docs/kimi-protocol.md` §7.9).
 pub const DEFAULT_USER_AGENT: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
                                       (KHTML, like Gecko) Chrome/146.0.0.0 Safari/537.36";
 

@@ -1,4 +1,4 @@
-//! The Kimi side of an account's monthly credits (`docs/kimi-protocol.md` §8.7; the calls and
+//! The Kimi side of an account's monthly credits (`docs/kimi-protocol.md` §7.7; the calls and
 //! parsers are in `connect/credits.rs`): read with the login a chat would use, after a chat
 //! (at most every ten minutes per account) and by `/token/check`; what the pool learns of
 //! them; what a caller is told when every account that could serve has used them up.
@@ -30,7 +30,7 @@ impl Kimi {
         Some(outcome)
     }
 
-    /// The monthly credits of the account of `token` (`docs/kimi-protocol.md` §8.7), read
+    /// The monthly credits of the account of `token` (`docs/kimi-protocol.md` §7.7), read
     /// through the same login cache as chats: `None` for a legacy token (that API has none).
     pub fn credits(&self, token: &str) -> Option<Result<Credits, Error>> {
         match self.account(token) {

@@ -550,7 +550,7 @@ impl Kimi {
     pub(crate) fn catalogue(&self, credential: Credential<'_>) -> Option<Arc<connect::models::Catalogue>> {
         let first = self.pool.accounts(credential).into_iter().next()?;
         let account = self.account(first.token()).ok()?;
-        let catalogue = self.on_connect(&account, |ctx, token, who| connect::catalogue(ctx, token, who));
+        let catalogue = self.on_connect(&account, connect::catalogue);
         catalogue.ok().flatten().map(|(catalogue, _)| catalogue)
     }
 
@@ -640,7 +640,7 @@ pub struct TokenCheck {
     /// Why the token does not work.
     pub problem: Option<String>,
     /// The account's monthly credits, when the token reaches the Connect API and they could
-    /// be read (`docs/kimi-protocol.md` §8.7).
+    /// be read (`docs/kimi-protocol.md` §7.7).
     pub credits: Option<Credits>,
     /// Why they could not be read (the token may still be live).
     pub credits_problem: Option<String>,

@@ -86,7 +86,7 @@ struct Health {
     /// Model names Kimi refused on this account (free plan), and until when that is trusted.
     refused_models: Vec<(String, Instant)>,
     last_error: Option<(String, u64)>,
-    /// The monthly credits last read (`docs/kimi-protocol.md` §8.7) and when (Unix seconds).
+    /// The monthly credits last read (`docs/kimi-protocol.md` §7.7) and when (Unix seconds).
     credits: Option<(Credits, u64)>,
     /// When a read of the credits was last started, whatever came of it.
     credits_tried: Option<Instant>,

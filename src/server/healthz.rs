@@ -36,7 +36,7 @@ struct Account {
     last_error: Option<String>,
     /// When the last error happened (Unix seconds).
     last_error_at: Option<u64>,
-    /// The monthly credits, once read (`docs/kimi-protocol.md` §8.7).
+    /// The monthly credits, once read (`docs/kimi-protocol.md` §7.7).
     #[serde(skip_serializing_if = "Option::is_none")]
     credits: Option<CreditsView>,
 }

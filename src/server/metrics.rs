@@ -214,7 +214,7 @@ fn render_kimi(out: &mut String, app: &App) {
 }
 
 /// Each account's monthly credits, for the accounts whose credits are known
-/// (`docs/kimi-protocol.md` §8.7).
+/// (`docs/kimi-protocol.md` §7.7).
 fn render_credits(out: &mut String, accounts: &[AccountReport]) {
     family(
         out,

@@ -2,7 +2,7 @@
 //! the legacy REST + SSE API (§3) and the Connect RPC API (§4), scripted per test, with fault
 //! injection and recorded statistics.
 //!
-//! Since September 2026 (§8) its Connect side also serves the model catalogue and credits, and
+//! Since September 2026 (§7) its Connect side also serves the model catalogue and credits, and
 //! checks each chat request against the account's catalogue as Kimi does: a request without
 //! `options.model`, with a scenario or effort its model does not offer, or an agent scenario
 //! without `kimiplus_id`, ends in `invalid_argument` before any chat frame. A token's `mock`
@@ -61,26 +61,26 @@ pub struct Script {
     /// Connect: after this many answer pieces, a server-side `block.tool` round, then the rest of
     /// the pieces in a new text block (Kimi's 2026 stream).
     pub tool_round_after: Option<usize>,
-    /// The model catalogue (`docs/kimi-protocol.md` §8.1): `standard`, `variant` (other ids, keys
+    /// The model catalogue (`docs/kimi-protocol.md` §7.1): `standard`, `variant` (other ids, keys
     /// and Instant efforts) or `fail` (GetAvailableModels answers 500; chats are checked against
     /// `standard`, the server's built-in fallback). A token's `mock.catalogue` claim overrides it.
     pub catalogue: String,
     /// A chat of a user who already has an answer streaming is refused as `REASON_CHAT_IN_PROGRESS`
-    /// (`docs/kimi-protocol.md` §8.5).
+    /// (`docs/kimi-protocol.md` §7.5).
     pub one_chat_per_user: bool,
     /// A prompt (first text block) longer than this (in characters) ends as `REASON_TOKEN_LENGTH_TOO_LONG`,
-    /// and its chat keeps answering so (`docs/kimi-protocol.md` §8.5).
+    /// and its chat keeps answering so (`docs/kimi-protocol.md` §7.5).
     pub max_prompt_chars: Option<usize>,
-    /// The share of credits used that GetSubscriptionStats reports (`docs/kimi-protocol.md` §8.7),
+    /// The share of credits used that GetSubscriptionStats reports (`docs/kimi-protocol.md` §7.7),
     /// unless the token's `mock.credits_used` claim says otherwise.
     pub credits_used: f64,
-    /// GetSubscriptionStats answers 404, as N5 saw (`docs/kimi-protocol.md` §8.7).
+    /// GetSubscriptionStats answers 404, as N5 saw (`docs/kimi-protocol.md` §7.7).
     pub stats_missing: bool,
     /// What GetFileParseProgress answers from the second poll on (default `PROCESS_STATUS_SUCCESS`;
-    /// `docs/kimi-protocol.md` §8.10).
+    /// `docs/kimi-protocol.md` §7.10).
     pub upload_status: Option<String>,
     /// Deep research asks the user this question after one search, then parks the chat
-    /// (`docs/kimi-protocol.md` §8.5).
+    /// (`docs/kimi-protocol.md` §7.5).
     pub research_question: Option<String>,
 }
 
@@ -144,16 +144,16 @@ pub enum Fault {
     /// A document's parse progress says nothing: the legacy progress stream ends without a
     /// status, and Connect's progress call answers 200 with a body that is not JSON.
     ParseSaysNothing,
-    /// Connect's parse progress answers `PROCESS_STATUS_FAIL` (the name of `docs/kimi-protocol.md` §8.10).
+    /// Connect's parse progress answers `PROCESS_STATUS_FAIL` (the name of `docs/kimi-protocol.md` §7.10).
     ParseFails,
     /// HTTP 429 (Connect `resource_exhausted`, legacy `chat.user_stream_pushing`), with a
     /// `Retry-After` header when given.
     RateLimited { retry_after: Option<u64> },
     /// Connect: `resource_exhausted`, `REASON_CHAT_IN_PROGRESS`, before any chat frame
-    /// (`docs/kimi-protocol.md` §8.5).
+    /// (`docs/kimi-protocol.md` §7.5).
     ChatInProgress,
     /// Connect: the chat, then a `block.exception` with `REASON_TOKEN_LENGTH_TOO_LONG`, `done` and
-    /// no text (`docs/kimi-protocol.md` §8.5). The chat stays locked.
+    /// no text (`docs/kimi-protocol.md` §7.5). The chat stays locked.
     TooLong,
     /// Connect: [`Fault::TooLong`]'s shape with any reason and message (the chat is not locked).
     Exception { reason: String, message: String },
@@ -200,7 +200,7 @@ pub struct Stats {
     /// Calls of `MembershipService/GetSubscriptionStats`, refused ones included.
     pub stats_calls: u32,
     /// The headers of the last Connect chat that say which client sent it (`docs/kimi-protocol.md`
-    /// §8.9): `x-msh-version`, `user-agent`, `sec-ch-ua`, `sec-ch-ua-mobile`, `sec-ch-ua-platform`,
+    /// §7.9): `x-msh-version`, `user-agent`, `sec-ch-ua`, `sec-ch-ua-mobile`, `sec-ch-ua-platform`,
     /// lowercase, those present.
     pub last_headers: BTreeMap<String, String>,
     /// Deep research streams parked waiting for the user's answer.
@@ -236,7 +236,7 @@ struct State {
     account_faults: HashMap<String, u32>,
     /// Legacy users whose research quota is used up (their refresh token says `no-research`).
     no_research: BTreeSet<String>,
-    /// Connect chats that grew too long: Kimi locks them for good (`docs/kimi-protocol.md` §8.5).
+    /// Connect chats that grew too long: Kimi locks them for good (`docs/kimi-protocol.md` §7.5).
     locked: BTreeSet<String>,
 }
 
@@ -573,7 +573,7 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
                 let _ = request.stream.write_all(format!("{head}{page}").as_bytes());
                 return Flow::KeepAlive;
             }
-            // Processing first, then done or the script's status (`docs/kimi-protocol.md` §8.10).
+            // Processing first, then done or the script's status (`docs/kimi-protocol.md` §7.10).
             let status = match (first, fails) {
                 (true, _) => "PROCESS_STATUS_PROCESSING",
                 (false, true) => "PROCESS_STATUS_FAIL",
@@ -607,7 +607,7 @@ fn serve(state: &Mutex<State>, request: Request) -> Flow {
         ("POST", "/apiv2/kimi.gateway.order.v1.SubscriptionService/GetSubscription") => {
             match connect_identity(state, &request) {
                 Ok(sub) => {
-                    // The credits also ride here, in `balances` (`docs/kimi-protocol.md` §8.7).
+                    // The credits also ride here, in `balances` (`docs/kimi-protocol.md` §7.7).
                     let balance = credit_balance(credits_used(state, &request));
                     json_response(
                         request,
@@ -987,7 +987,7 @@ fn end_with_error(out: Chunked, code: &str, message: &str) -> Flow {
     end_with_reason(out, code, "REASON_MOCK", message)
 }
 
-/// [`end_with_error`] with the debug reason Kimi names (`docs/kimi-protocol.md` §8.5).
+/// [`end_with_error`] with the debug reason Kimi names (`docs/kimi-protocol.md` §7.5).
 fn end_with_reason(mut out: Chunked, code: &str, reason: &str, message: &str) -> Flow {
     let trailer = json!({"error": {"code": code, "message": message,
         "details": [{"debug": {"reason": reason, "localizedMessage": {"message": message}}}]}});
@@ -1001,17 +1001,17 @@ fn refuse(request: Request, code: &str, reason: &str, message: &str) -> Flow {
     end_with_reason(out, code, reason, message)
 }
 
-/// What Kimi says when another chat of the account is still generating (`docs/kimi-protocol.md` §8.5).
+/// What Kimi says when another chat of the account is still generating (`docs/kimi-protocol.md` §7.5).
 const CHAT_IN_PROGRESS: &str = "Chat session in progress. Please try again later.";
-/// What a free account asking for an agent model reads after `done` (`docs/kimi-protocol.md` §8.2).
+/// What a free account asking for an agent model reads after `done` (`docs/kimi-protocol.md` §7.2).
 const OVERLOADED: &str =
     "Too many people are chatting with Kimi right now. Subscribe to enter a priority queue!";
-/// The exception of a chat grown too long (`docs/kimi-protocol.md` §8.5).
+/// The exception of a chat grown too long (`docs/kimi-protocol.md` §7.5).
 const TOO_LONG: (&str, &str) = (
     "REASON_TOKEN_LENGTH_TOO_LONG",
     "Your conversation with Kimi is getting too long. Try starting a new session.",
 );
-/// The headers of a Connect chat the stats keep (`docs/kimi-protocol.md` §8.9).
+/// The headers of a Connect chat the stats keep (`docs/kimi-protocol.md` §7.9).
 const CHAT_HEADERS: [&str; 5] =
     ["x-msh-version", "user-agent", "sec-ch-ua", "sec-ch-ua-mobile", "sec-ch-ua-platform"];
 
@@ -1054,7 +1054,7 @@ struct Turn {
 }
 
 impl Turn {
-    /// Agent models and deep research are refused to free accounts (`docs/kimi-protocol.md` §8.2).
+    /// Agent models and deep research are refused to free accounts (`docs/kimi-protocol.md` §7.2).
     fn refused_for_free(&self) -> bool {
         self.free && (self.research || self.entry["scenario"].as_str().is_some_and(is_agent_scenario))
     }
@@ -1064,9 +1064,9 @@ impl Turn {
 enum Ending {
     /// `{}` (or the error of an `ErrorAfterDone` fault).
     Close,
-    /// The free-plan refusal after `done` (`docs/kimi-protocol.md` §8.2).
+    /// The free-plan refusal after `done` (`docs/kimi-protocol.md` §7.2).
     Overloaded,
-    /// Research waiting for the user's answer (`docs/kimi-protocol.md` §8.5): parks.
+    /// Research waiting for the user's answer (`docs/kimi-protocol.md` §7.5): parks.
     Park,
 }
 
@@ -1114,7 +1114,7 @@ fn connect_chat(state: &Mutex<State>, request: Request) -> Flow {
         || fault == Some(Fault::TooLong)
         || st.script.max_prompt_chars.is_some_and(|max| prompt.chars().count() > max);
     if too_long {
-        // Kimi locks a chat that grew too long for good (`docs/kimi-protocol.md` §8.5).
+        // Kimi locks a chat that grew too long for good (`docs/kimi-protocol.md` §7.5).
         st.locked.insert(chat_id.clone());
     }
     st.next_id += 1;
@@ -1252,13 +1252,13 @@ fn answer_frames(script: &Script, turn: &Turn) -> Vec<(bool, Value)> {
     events
 }
 
-/// The exception block Kimi sends instead of text (`docs/kimi-protocol.md` §8.5).
+/// The exception block Kimi sends instead of text (`docs/kimi-protocol.md` §7.5).
 fn exception_frame(reason: &str, message: &str) -> Value {
     json!({"op": "set", "mask": "block.exception", "block": {"id": "9", "exception": {"error": {"reason": reason,
         "localizedMessage": {"locale": "en-US", "message": message}}}}})
 }
 
-/// A block kind and a top-level event no source has shown (`docs/kimi-protocol.md` §8.5: the
+/// A block kind and a top-level event no source has shown (`docs/kimi-protocol.md` §7.5: the
 /// stream keeps growing new kinds).
 fn unknown_frames() -> Vec<(bool, Value)> {
     vec![
@@ -1268,7 +1268,7 @@ fn unknown_frames() -> Vec<(bool, Value)> {
 }
 
 /// Deep research asking the user a question, then the chat parked in `STATUS_ASK_USER_QUESTION`
-/// (`docs/kimi-protocol.md` §8.5): pending, the arguments in two fragments, running with all of them.
+/// (`docs/kimi-protocol.md` §7.5): pending, the arguments in two fragments, running with all of them.
 fn ask_user_frames(chat_id: &str, question: &str) -> Vec<Value> {
     let id = "7";
     let args = json!({"questions": [{"question": question, "type": "single",
@@ -1501,12 +1501,12 @@ fn catalogue_name(st: &State, claim: &Value) -> String {
     claim["catalogue"].as_str().map_or_else(|| st.script.catalogue.clone(), str::to_string)
 }
 
-/// Whether a scenario is one of the agent's (K3, K2.8, Swarm: `docs/kimi-protocol.md` §8.1).
+/// Whether a scenario is one of the agent's (K3, K2.8, Swarm: `docs/kimi-protocol.md` §7.1).
 fn is_agent_scenario(scenario: &str) -> bool {
     scenario.starts_with("SCENARIO_OK_COMPUTER")
 }
 
-/// `kimiplus_id` (or `kimiplusId`: Kimi takes both spellings, `docs/kimi-protocol.md` §8.2).
+/// `kimiplus_id` (or `kimiplusId`: Kimi takes both spellings, `docs/kimi-protocol.md` §7.2).
 fn kimiplus_id(body: &Value) -> Option<&str> {
     body["kimiplus_id"].as_str().or_else(|| body["kimiplusId"].as_str()).filter(|id| !id.is_empty())
 }
@@ -1516,13 +1516,13 @@ fn ladder(efforts: &[(&str, &str)]) -> Value {
     efforts.iter().map(|(effort, name)| json!({"effort": effort, "displayName": name})).collect()
 }
 
-/// The Instant entry (`docs/kimi-protocol.md` §8.1).
+/// The Instant entry (`docs/kimi-protocol.md` §7.1).
 fn instant_entry(id: &str, key: &str, efforts: &[(&str, &str)]) -> Value {
     json!({"id": id, "key": key, "scenario": "SCENARIO_CHAT", "displayName": "Instant",
         "reasoningEffortOptions": ladder(efforts), "defaultReasoningEffort": "REASONING_EFFORT_LOW"})
 }
 
-/// An agent entry (K2.8, K3, Swarm): ladder LOW/HIGH/MAX, context L or XL (`docs/kimi-protocol.md` §8.1).
+/// An agent entry (K2.8, K3, Swarm): ladder LOW/HIGH/MAX, context L or XL (`docs/kimi-protocol.md` §7.1).
 fn agent_entry(id: &str, key: &str, name: &str, swarm: bool) -> Value {
     let efforts = [
         ("REASONING_EFFORT_LOW", "Standard"),
@@ -1542,7 +1542,7 @@ fn agent_entry(id: &str, key: &str, name: &str, swarm: bool) -> Value {
     entry
 }
 
-/// The `GetAvailableModels` answer (`docs/kimi-protocol.md` §8.1): `standard` is what a free
+/// The `GetAvailableModels` answer (`docs/kimi-protocol.md` §7.1): `standard` is what a free
 /// www.kimi.ai account got; `variant` has other ids, keys and an Instant ladder of LOW only (as
 /// on www.kimi.com), so tests prove the server reads the catalogue. Anything else is `standard`.
 fn catalogue(name: &str) -> Value {
@@ -1580,7 +1580,7 @@ fn available_models(state: &Mutex<State>, request: Request) -> Flow {
 }
 
 /// Checks a chat request against the catalogue as Kimi does since September 2026
-/// (`docs/kimi-protocol.md` §8.1, §8.2): the entry whose rules it met, or what is wrong.
+/// (`docs/kimi-protocol.md` §7.1, §7.2): the entry whose rules it met, or what is wrong.
 /// Deep research follows the K3 entry's rules.
 fn validate_chat(catalogue: &Value, body: &Value) -> Result<Value, String> {
     let entries = catalogue["availableModels"].as_array().cloned().unwrap_or_default();
@@ -1626,7 +1626,7 @@ fn validate_chat(catalogue: &Value, body: &Value) -> Result<Value, String> {
     Ok(entry.clone())
 }
 
-/// A credit balance (`docs/kimi-protocol.md` §8.7) with this share used.
+/// A credit balance (`docs/kimi-protocol.md` §7.7) with this share used.
 fn credit_balance(used: f64) -> Value {
     json!({"id": "sb-1", "feature": "FEATURE_OMNI", "type": "SUBSCRIPTION", "unit": "UNIT_CREDIT",
         "amountUsedRatio": used, "expireTime": "2026-12-31T00:00:00Z", "domain": "DOMAIN_NEXUS"})
@@ -1637,7 +1637,7 @@ fn credits_used(state: &Mutex<State>, request: &Request) -> f64 {
     mock_claim(request)["credits_used"].as_f64().unwrap_or_else(|| state.lock().unwrap().script.credits_used)
 }
 
-/// `MembershipService/GetSubscriptionStats` (`docs/kimi-protocol.md` §8.7); 404 with `stats_missing`.
+/// `MembershipService/GetSubscriptionStats` (`docs/kimi-protocol.md` §7.7); 404 with `stats_missing`.
 fn subscription_stats(state: &Mutex<State>, request: Request) -> Flow {
     let missing = {
         let mut st = state.lock().unwrap();

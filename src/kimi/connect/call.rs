@@ -12,7 +12,7 @@ use crate::kimi::{Error, http};
 /// The headers of Kimi's web client on an authenticated call; the identity comes from the
 /// token's claims (for a 2026 login, from the refresh token's: the access token has no
 /// `device_id`, `docs/kimi-protocol.md` §4.1), the version and client hints from the
-/// configured browser (`docs/kimi-protocol.md` §8.9).
+/// configured browser (`docs/kimi-protocol.md` §7.9).
 pub(super) fn signed<B>(
     builder: RequestBuilder<B>,
     ctx: Context<'_>,
@@ -36,7 +36,7 @@ pub(super) fn signed<B>(
         .header("Referer", format!("{}/", ctx.base))
 }
 
-/// `X-Msh-Version` and the client hints of the configured browser (`docs/kimi-protocol.md` §8.9).
+/// `X-Msh-Version` and the client hints of the configured browser (`docs/kimi-protocol.md` §7.9).
 pub(super) fn browser_headers<B>(builder: RequestBuilder<B>, ctx: Context<'_>) -> RequestBuilder<B> {
     ctx.upstream
         .browser()

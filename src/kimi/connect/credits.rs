@@ -1,4 +1,4 @@
-//! An account's monthly Kimi credits (`docs/kimi-protocol.md` §8.7): every account, free ones
+//! An account's monthly Kimi credits (`docs/kimi-protocol.md` §7.7): every account, free ones
 //! too, has a monthly credit pool. Kimi says only how much of it is used (`amountUsedRatio`,
 //! 0 to 1) and when it resets (`expireTime`); what is left is `1 − amountUsedRatio`.
 //!
@@ -12,11 +12,11 @@ use super::{Context, call};
 use crate::kimi::Error;
 use crate::kimi::token::{ConnectIdentity, utc};
 
-/// The stats call (`docs/kimi-protocol.md` §8.7).
+/// The stats call (`docs/kimi-protocol.md` §7.7).
 const STATS: &str = "apiv2/kimi.gateway.membership.v2.MembershipService/GetSubscriptionStats";
-/// The fallback (`docs/kimi-protocol.md` §8.7, source N5).
+/// The fallback (`docs/kimi-protocol.md` §7.7, source N5).
 const SUBSCRIPTION: &str = "apiv2/kimi.gateway.order.v1.SubscriptionService/GetSubscription";
-/// The balance of the monthly credits among several (`feature`, §8.7).
+/// The balance of the monthly credits among several (`feature`, §7.7).
 const OMNI: &str = "FEATURE_OMNI";
 
 /// How much of an account's monthly credits is used, and when they reset.
@@ -59,13 +59,13 @@ pub fn fetch(ctx: Context<'_>, token: &str, who: &ConnectIdentity) -> Result<Cre
         .ok_or_else(|| Error::Upstream(format!("no credit balance: {problem}, nor has GetSubscription")))
 }
 
-/// The `GetSubscriptionStats` answer: `{"subscriptionBalance":{…}}` (§8.7).
+/// The `GetSubscriptionStats` answer: `{"subscriptionBalance":{…}}` (§7.7).
 pub fn parse_stats(answer: &Value) -> Option<Credits> {
     balance(answer.get("subscriptionBalance")?, "GetSubscriptionStats")
 }
 
 /// The `GetSubscription` answer: its `balances[]`, the `FEATURE_OMNI` one, else the first that
-/// gives a used ratio (§8.7).
+/// gives a used ratio (§7.7).
 pub fn parse_subscription(answer: &Value) -> Option<Credits> {
     let balances = answer.get("balances")?.as_array()?;
     let omni = balances.iter().find(|b| b.get("feature").and_then(Value::as_str) == Some(OMNI));

@@ -1,4 +1,4 @@
-//! Attachments on the Connect API (`docs/kimi-protocol.md` §4.8, §8.10).
+//! Attachments on the Connect API (`docs/kimi-protocol.md` §4.8, §7.10).
 
 use serde_json::{Value, json};
 use ureq::RequestBuilder;
@@ -48,7 +48,7 @@ pub(super) fn upload(
     wait_for_parse(ctx, token, who, id, &name)
 }
 
-/// Polls `GetFileParseProgress` until Kimi has parsed the file `id` (`docs/kimi-protocol.md` §8.10).
+/// Polls `GetFileParseProgress` until Kimi has parsed the file `id` (`docs/kimi-protocol.md` §7.10).
 fn wait_for_parse(
     ctx: Context<'_>,
     token: &str,
@@ -73,7 +73,7 @@ fn wait_for_parse(
     Err(Error::Timeout)
 }
 
-/// What a file's parse status says (`docs/kimi-protocol.md` §8.10).
+/// What a file's parse status says (`docs/kimi-protocol.md` §7.10).
 #[derive(Debug, PartialEq)]
 enum Parse {
     Wait,
@@ -85,7 +85,7 @@ enum Parse {
 
 /// `PROCESS_STATUS_PROCESSING` (the browser's, 2026-09) and `PROCESS_STATUS_PARSING` (older)
 /// mean wait; the failure is named `PROCESS_STATUS_FAIL` by one source and `_FAILED` by another
-/// (`docs/kimi-protocol.md` §8.10), so both fail. No status yet: wait.
+/// (`docs/kimi-protocol.md` §7.10), so both fail. No status yet: wait.
 fn parse_state(status: Option<&str>) -> Parse {
     match status {
         None | Some("PROCESS_STATUS_PROCESSING" | "PROCESS_STATUS_PARSING") => Parse::Wait,
