@@ -134,9 +134,6 @@ pub struct Mode {
     pub silent: bool,
     /// A Kimi+ agent id (20 characters, from the agent's URL).
     pub agent: Option<String>,
-    /// The client named the older K2 line (`kimi-k2…`) rather than Kimi's current model: it was
-    /// written against that model's behaviour, so a backend that can choose keeps to it.
-    pub older_model: bool,
     /// The model's top reasoning effort (`-max`, or the dialect's top effort value).
     pub max_effort: bool,
 }
@@ -159,7 +156,6 @@ impl Mode {
             math: name.contains("math"),
             silent: name.contains("silent"),
             agent: None,
-            older_model: name.starts_with("kimi-k2"),
             max_effort: name.split(['-', '_']).any(|word| word == "max"),
         }
     }
@@ -459,10 +455,8 @@ mod tests {
         assert!(!Mode::from_model_name("kimi-k2").thinking);
         assert!(Mode::from_model_name("kimi-math").math);
         assert_eq!(Mode::from_model_name("gpt-4o"), Mode::default());
-        for (model, older) in
-            [("kimi-k2", true), ("KIMI-K2-thinking", true), ("kimi", false), ("kimi-k3", false)]
-        {
-            assert_eq!(Mode::from_model_name(model).older_model, older, "{model}");
+        for (model, max) in [("kimi-k3-max", true), ("KIMI-MAX", true), ("kimi-maxi", false), ("kimi", false)] {
+            assert_eq!(Mode::from_model_name(model).max_effort, max, "{model}");
         }
     }
 
