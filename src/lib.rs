@@ -13,4 +13,3 @@ pub mod doctor;
 pub mod health;
 pub mod kimi;
 pub mod server;
-mod tools;

@@ -7,7 +7,8 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Aggregator, Answer, Lenient, StreamRenderer};
+use super::{Aggregator, Lenient, StreamRenderer};
+use crate::chat::Answer;
 use crate::chat::{
     self, Conversation, ErrorKind, Event, Finish, Message, Mode, Part, Role, ToolCall, ToolChoice,
     ToolResult, estimate_tokens,

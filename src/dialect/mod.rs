@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 
-use crate::chat::{self, Disconnected, Event, Finish, Sink, ToolCall};
+use crate::chat::{self, Answer, Event};
 
 /// A value of the expected shape, or anything else (null, another type, an unknown block or
 /// part), which reads as absent rather than failing the request: clients send blocks, parts and
@@ -94,44 +94,6 @@ pub trait StreamRenderer {
     fn error(&mut self, error: &chat::Error, out: &mut Vec<u8>);
 }
 
-/// A whole answer, collected for a non-streaming response (the same for every dialect).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
-    pub conversation_id: Option<String>,
-    pub text: String,
-    pub thinking: String,
-    /// Tool calls, in the order the model made them.
-    pub calls: Vec<ToolCall>,
-    pub finish: Finish,
-}
-
-impl Default for Answer {
-    fn default() -> Self {
-        Answer {
-            conversation_id: None,
-            text: String::new(),
-            thinking: String::new(),
-            calls: Vec::new(),
-            finish: Finish::Stop,
-        }
-    }
-}
-
-impl Sink for Answer {
-    fn send(&mut self, event: Event) -> Result<(), Disconnected> {
-        match event {
-            Event::ConversationId(id) => self.conversation_id = Some(id),
-            Event::Text(text) => self.text.push_str(&text),
-            Event::Thinking(text) => self.thinking.push_str(&text),
-            Event::Finish(finish) => self.finish = finish,
-            Event::ToolCall(call) => self.calls.push(call),
-            // Citations reach here as text (see `chat::CitationText`).
-            Event::Citation { .. } | Event::Heartbeat => {}
-        }
-        Ok(())
-    }
-}
-
 /// Renders a whole answer as a dialect's non-streaming response body.
 pub trait Aggregator {
     fn body(&self, answer: &Answer) -> Vec<u8>;
@@ -140,6 +102,7 @@ pub trait Aggregator {
 /// An answer made of these events (for the dialects' tests).
 #[cfg(test)]
 pub fn answer_of(events: impl IntoIterator<Item = Event>) -> Answer {
+    use crate::chat::Sink;
     let mut answer = Answer::default();
     for event in events {
         let _ = answer.send(event);

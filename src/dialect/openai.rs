@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Aggregator, Answer, Lenient, StreamRenderer, unix_now};
+use super::{Aggregator, Lenient, StreamRenderer, unix_now};
+use crate::chat::Answer;
 use crate::chat::{
     self, Conversation, ErrorKind, Event, Finish, Message, Mode, Part, Role, ToolCall, ToolChoice,
     ToolResult, estimate_tokens,

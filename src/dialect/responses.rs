@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::{Aggregator, Answer, Lenient, StreamRenderer, unique_id, unix_now};
+use super::{Aggregator, Lenient, StreamRenderer, unique_id, unix_now};
+use crate::chat::Answer;
 use crate::chat::{
     self, Conversation, Event, Finish, Message, Mode, Part, Role, ToolCall, ToolChoice, ToolResult,
     estimate_tokens,

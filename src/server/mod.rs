@@ -40,9 +40,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::chat;
+use crate::chat::tools;
 use crate::config::Config;
 use crate::kimi::{self, Kimi};
-use crate::tools;
 
 /// Stack of each worker thread: room for JSON and TLS work, small enough for hundreds of
 /// workers on a small VPS (only touched pages count toward memory).

@@ -8,10 +8,11 @@ use tiny_http::{Method, Request};
 use super::App;
 use super::exchange::{self, EventStream};
 use super::{healthz, metrics};
+use crate::chat::Answer;
+use crate::chat::tools::{self, ToolCalls};
 use crate::chat::{self, CitationText, ErrorKind};
-use crate::dialect::{Aggregator, Answer, Dialect, StreamRenderer, anthropic, gemini, openai, responses};
+use crate::dialect::{Aggregator, Dialect, StreamRenderer, anthropic, gemini, openai, responses};
 use crate::kimi::{self, Backend, Credential, TokenCheck};
-use crate::tools::{self, ToolCalls};
 
 const WELCOME_PAGE: &str = include_str!("welcome.html");
 

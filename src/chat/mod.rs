@@ -4,9 +4,18 @@
 //! format; a backend turns a [`Request`] into [`Event`]s pushed to a [`Sink`] as soon as each is
 //! decoded. Neither side knows the other's types.
 
+mod answer;
+mod citations;
+mod sink;
+pub mod tools;
+
 use std::fmt;
 
 use serde_json::{Map, Value};
+
+pub use answer::Answer;
+pub use citations::CitationText;
+pub use sink::{Disconnected, Sink};
 
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,34 +272,6 @@ pub enum Event {
     Finish(Finish),
 }
 
-/// The client went away; the backend stops reading and cleans up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Disconnected;
-
-/// Where a backend pushes events as soon as it has decoded them.
-///
-/// A backend calls [`Sink::flush`] each time it has handled everything one read from Kimi
-/// delivered, before it reads again: a stream sink writes to the client then, so events that
-/// arrived together leave together (one write, not one per event) and none waits for the next
-/// read.
-pub trait Sink {
-    fn send(&mut self, event: Event) -> Result<(), Disconnected>;
-
-    fn flush(&mut self) -> Result<(), Disconnected> {
-        Ok(())
-    }
-}
-
-impl<S: Sink + ?Sized> Sink for &mut S {
-    fn send(&mut self, event: Event) -> Result<(), Disconnected> {
-        (**self).send(event)
-    }
-
-    fn flush(&mut self) -> Result<(), Disconnected> {
-        (**self).flush()
-    }
-}
-
 /// The kind of a failure, from which each dialect picks its status code and error type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -365,84 +346,12 @@ pub fn estimate_tokens(text: &str) -> u64 {
     (ascii.div_ceil(4) + other).max(1)
 }
 
-/// Turns citations into answer text the way the original project's users know it, so that
-/// every dialect shows them alike: while streaming, `【检索 N】 [title](url)` lines before the
-/// answer (and a line break before the next answer piece); when aggregating, a
-/// `搜索结果来自：` list after the answer. `silent` models drop them.
-pub struct CitationText<S> {
-    inner: S,
-    streaming: bool,
-    silent: bool,
-    count: usize,
-    break_before_text: bool,
-    collected: String,
-}
-
-impl<S: Sink> CitationText<S> {
-    pub fn new(inner: S, streaming: bool, silent: bool) -> Self {
-        CitationText {
-            inner,
-            streaming,
-            silent,
-            count: 0,
-            break_before_text: false,
-            collected: String::new(),
-        }
-    }
-}
-
-impl<S: Sink> Sink for CitationText<S> {
-    fn send(&mut self, event: Event) -> Result<(), Disconnected> {
-        match event {
-            Event::Citation { title, url } => {
-                if self.silent {
-                    return Ok(());
-                }
-                self.count += 1;
-                let n = self.count;
-                if self.streaming {
-                    self.break_before_text = true;
-                    self.inner.send(Event::Text(format!("【检索 {n}】 [{title}]({url})\n")))
-                } else {
-                    self.collected.push_str(&format!("【检索 {n}】 [{title}]({url})\n\n"));
-                    Ok(())
-                }
-            }
-            Event::Text(text) if self.break_before_text => {
-                self.break_before_text = false;
-                self.inner.send(Event::Text(format!("\n{text}")))
-            }
-            Event::Finish(reason) if !self.collected.is_empty() => {
-                let list = std::mem::take(&mut self.collected);
-                self.inner.send(Event::Text(format!("\n\n搜索结果来自：\n{list}")))?;
-                self.inner.send(Event::Finish(reason))
-            }
-            other => self.inner.send(other),
-        }
-    }
-
-    fn flush(&mut self) -> Result<(), Disconnected> {
-        self.inner.flush()
-    }
-}
-
 #[cfg(test)]
-#[path = "chat_sink_tests.rs"]
 mod sink_tests;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Default)]
-    struct Collect(Vec<Event>);
-
-    impl Sink for Collect {
-        fn send(&mut self, event: Event) -> Result<(), Disconnected> {
-            self.0.push(event);
-            Ok(())
-        }
-    }
 
     #[test]
     fn model_names_combine_flags() {
@@ -455,7 +364,8 @@ mod tests {
         assert!(!Mode::from_model_name("kimi-k2").thinking);
         assert!(Mode::from_model_name("kimi-math").math);
         assert_eq!(Mode::from_model_name("gpt-4o"), Mode::default());
-        for (model, max) in [("kimi-k3-max", true), ("KIMI-MAX", true), ("kimi-maxi", false), ("kimi", false)] {
+        for (model, max) in [("kimi-k3-max", true), ("KIMI-MAX", true), ("kimi-maxi", false), ("kimi", false)]
+        {
             assert_eq!(Mode::from_model_name(model).max_effort, max, "{model}");
         }
     }
@@ -476,39 +386,5 @@ mod tests {
         assert_eq!(estimate_tokens(""), 1);
         assert_eq!(estimate_tokens("abcdefgh"), 2);
         assert_eq!(estimate_tokens("你好"), 2);
-    }
-
-    #[test]
-    fn streamed_citations_become_lines_before_the_answer() {
-        let mut out = Collect::default();
-        let mut sink = CitationText::new(&mut out, true, false);
-        sink.send(Event::Citation { title: "T".into(), url: "http://u".into() }).unwrap();
-        sink.send(Event::Text("answer".into())).unwrap();
-        sink.send(Event::Text(" more".into())).unwrap();
-        assert_eq!(
-            out.0,
-            vec![
-                Event::Text("【检索 1】 [T](http://u)\n".into()),
-                Event::Text("\nanswer".into()),
-                Event::Text(" more".into()),
-            ]
-        );
-    }
-
-    #[test]
-    fn aggregated_citations_follow_the_answer_and_silent_drops_them() {
-        let mut out = Collect::default();
-        let mut sink = CitationText::new(&mut out, false, false);
-        sink.send(Event::Citation { title: "T".into(), url: "http://u".into() }).unwrap();
-        sink.send(Event::Text("answer".into())).unwrap();
-        sink.send(Event::Finish(Finish::Stop)).unwrap();
-        assert_eq!(out.0[1], Event::Text("\n\n搜索结果来自：\n【检索 1】 [T](http://u)\n\n".into()));
-        assert_eq!(out.0[2], Event::Finish(Finish::Stop));
-
-        let mut out = Collect::default();
-        let mut sink = CitationText::new(&mut out, true, true);
-        sink.send(Event::Citation { title: "T".into(), url: "http://u".into() }).unwrap();
-        sink.send(Event::Text("answer".into())).unwrap();
-        assert_eq!(out.0, vec![Event::Text("answer".into())]);
     }
 }

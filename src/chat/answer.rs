@@ -1,0 +1,41 @@
+//! A whole answer, collected from the events for a non-streaming response.
+
+use super::{Disconnected, Event, Finish, Sink, ToolCall};
+
+/// A whole answer, collected for a non-streaming response (the same for every dialect).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub conversation_id: Option<String>,
+    pub text: String,
+    pub thinking: String,
+    /// Tool calls, in the order the model made them.
+    pub calls: Vec<ToolCall>,
+    pub finish: Finish,
+}
+
+impl Default for Answer {
+    fn default() -> Self {
+        Answer {
+            conversation_id: None,
+            text: String::new(),
+            thinking: String::new(),
+            calls: Vec::new(),
+            finish: Finish::Stop,
+        }
+    }
+}
+
+impl Sink for Answer {
+    fn send(&mut self, event: Event) -> Result<(), Disconnected> {
+        match event {
+            Event::ConversationId(id) => self.conversation_id = Some(id),
+            Event::Text(text) => self.text.push_str(&text),
+            Event::Thinking(text) => self.thinking.push_str(&text),
+            Event::Finish(finish) => self.finish = finish,
+            Event::ToolCall(call) => self.calls.push(call),
+            // Citations reach here as text (see `chat::CitationText`).
+            Event::Citation { .. } | Event::Heartbeat => {}
+        }
+        Ok(())
+    }
+}
