@@ -1,6 +1,6 @@
 //! A whole answer, collected from the events for a non-streaming response.
 
-use super::{Disconnected, Event, Finish, Sink, ToolCall};
+use super::{Event, Finish, Flow, Sink, ToolCall};
 
 /// A whole answer, collected for a non-streaming response (the same for every dialect).
 #[derive(Debug, Clone, PartialEq)]
@@ -26,7 +26,7 @@ impl Default for Answer {
 }
 
 impl Sink for Answer {
-    fn send(&mut self, event: Event) -> Result<(), Disconnected> {
+    fn send(&mut self, event: Event) -> Flow {
         match event {
             Event::ConversationId(id) => self.conversation_id = Some(id),
             Event::Text(text) => self.text.push_str(&text),
@@ -36,6 +36,6 @@ impl Sink for Answer {
             // Citations reach here as text (see `chat::CitationText`).
             Event::Citation { .. } | Event::Heartbeat => {}
         }
-        Ok(())
+        Flow::Go
     }
 }

@@ -1,6 +1,6 @@
 //! Citations rendered as answer text, the same for every dialect.
 
-use super::{Disconnected, Event, Sink};
+use super::{Event, Flow, Sink};
 
 /// Turns citations into answer text the way the original project's users know it, so that
 /// every dialect shows them alike: while streaming, `【检索 N】 [title](url)` lines before the
@@ -29,11 +29,11 @@ impl<S: Sink> CitationText<S> {
 }
 
 impl<S: Sink> Sink for CitationText<S> {
-    fn send(&mut self, event: Event) -> Result<(), Disconnected> {
+    fn send(&mut self, event: Event) -> Flow {
         match event {
             Event::Citation { title, url } => {
                 if self.silent {
-                    return Ok(());
+                    return Flow::Go;
                 }
                 self.count += 1;
                 let n = self.count;
@@ -42,7 +42,7 @@ impl<S: Sink> Sink for CitationText<S> {
                     self.inner.send(Event::Text(format!("【检索 {n}】 [{title}]({url})\n")))
                 } else {
                     self.collected.push_str(&format!("【检索 {n}】 [{title}]({url})\n\n"));
-                    Ok(())
+                    Flow::Go
                 }
             }
             Event::Text(text) if self.break_before_text => {
@@ -51,14 +51,14 @@ impl<S: Sink> Sink for CitationText<S> {
             }
             Event::Finish(reason) if !self.collected.is_empty() => {
                 let list = std::mem::take(&mut self.collected);
-                self.inner.send(Event::Text(format!("\n\n搜索结果来自：\n{list}")))?;
-                self.inner.send(Event::Finish(reason))
+                let inner = &mut self.inner;
+                inner.send(Event::Text(format!("\n\n搜索结果来自：\n{list}"))).then(|| inner.send(Event::Finish(reason)))
             }
             other => self.inner.send(other),
         }
     }
 
-    fn flush(&mut self) -> Result<(), Disconnected> {
+    fn flush(&mut self) -> Flow {
         self.inner.flush()
     }
 }
@@ -72,9 +72,9 @@ mod tests {
     struct Collect(Vec<Event>);
 
     impl Sink for Collect {
-        fn send(&mut self, event: Event) -> Result<(), Disconnected> {
+        fn send(&mut self, event: Event) -> Flow {
             self.0.push(event);
-            Ok(())
+            Flow::Go
         }
     }
 

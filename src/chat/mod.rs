@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 pub use answer::Answer;
 pub use citations::CitationText;
-pub use sink::{Disconnected, Sink};
+pub use sink::{Ended, Flow, Sink, Stop};
 
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Error;
-use crate::chat::{Disconnected, Event, Sink};
+use crate::chat::{Event, Flow, Sink, Stop};
 
 /// How many upstream chats were to be deleted, were deleted, and could not be: what
 /// `kimi-free-api doctor` checks ("nothing left behind") and what the server can report.
@@ -73,6 +73,26 @@ impl Drop for ChatGuard<'_> {
     }
 }
 
+/// Why a chat on Kimi ended before Kimi's answer did: a sink stopped it (a value: tool calls
+/// complete the answer, a client that left does not), or it failed.
+#[derive(Debug, PartialEq)]
+pub enum Halt {
+    Stopped(Stop),
+    Failed(Error),
+}
+
+impl From<Error> for Halt {
+    fn from(error: Error) -> Self {
+        Halt::Failed(error)
+    }
+}
+
+impl From<Stop> for Halt {
+    fn from(stop: Stop) -> Self {
+        Halt::Stopped(stop)
+    }
+}
+
 /// Remembers whether any content reached the client: once it has, a retry would repeat it.
 /// It also marks a kept conversation's id with the account it lives on (see `pool.rs`), since
 /// the id the client gets back is the one it will continue with.
@@ -100,7 +120,7 @@ impl<'a> Progress<'a> {
 }
 
 impl Sink for Progress<'_> {
-    fn send(&mut self, event: Event) -> Result<(), Disconnected> {
+    fn send(&mut self, event: Event) -> Flow {
         let event = match (event, &self.mark) {
             (Event::ConversationId(id), Some(fingerprint)) => {
                 Event::ConversationId(super::pool::marked_conversation(&id, fingerprint))
@@ -113,7 +133,7 @@ impl Sink for Progress<'_> {
         self.inner.send(event)
     }
 
-    fn flush(&mut self) -> Result<(), Disconnected> {
+    fn flush(&mut self) -> Flow {
         self.inner.flush()
     }
 }

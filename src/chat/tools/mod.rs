@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use crate::chat::{self, Disconnected, Event, Finish, Message, Part, Role, Sink, ToolCall, ToolChoice};
+use crate::chat::{self, Event, Finish, Flow, Message, Part, Role, Sink, Stop, ToolCall, ToolChoice};
 use parse::{Output, ToolParser};
 pub use prompt::DEFAULT_TEMPLATE;
 
@@ -100,40 +100,42 @@ impl<S: Sink> ToolCalls<S> {
         ToolCalls { parser, inner, parallel, calls: 0, finished: false, out: Vec::new() }
     }
 
-    /// Whether the answer ended with its tool calls (the upstream read was stopped on purpose).
-    pub fn finished(&self) -> bool {
-        self.finished
-    }
-
-    /// Passes on what the parser decided; `Err` once the call block has closed.
-    fn drain(&mut self) -> Result<(), Disconnected> {
+    /// Passes on what the parser decided; a stop once the call block has closed.
+    fn drain(&mut self) -> Flow {
         for output in std::mem::take(&mut self.out) {
-            match output {
-                Output::Text(text) => self.inner.send(Event::Text(text))?,
+            let flow = match output {
+                Output::Text(text) => self.inner.send(Event::Text(text)),
                 Output::Call(call) if self.parallel || self.calls == 0 => {
                     self.calls += 1;
                     let call = ToolCall { id: String::new(), name: call.name, arguments: call.arguments };
-                    self.inner.send(Event::ToolCall(call))?;
+                    self.inner.send(Event::ToolCall(call))
                 }
-                Output::Call(_) => {}
+                Output::Call(_) => Flow::Go,
                 Output::Done => return self.end(),
+            };
+            if flow != Flow::Go {
+                return flow;
             }
         }
-        Ok(())
+        Flow::Go
     }
 
-    fn end(&mut self) -> Result<(), Disconnected> {
+    /// The call block closed: the answer is complete, and Kimi's reading stops (the model would
+    /// go on and invent the results).
+    fn end(&mut self) -> Flow {
         self.finished = true;
-        self.inner.send(Event::Finish(Finish::ToolCalls))?;
-        self.inner.flush()?;
-        Err(Disconnected)
+        let inner = &mut self.inner;
+        inner
+            .send(Event::Finish(Finish::ToolCalls))
+            .then(|| inner.flush())
+            .then(|| Flow::Stop(Stop::ToolCalls))
     }
 }
 
 impl<S: Sink> Sink for ToolCalls<S> {
-    fn send(&mut self, event: Event) -> Result<(), Disconnected> {
+    fn send(&mut self, event: Event) -> Flow {
         if self.finished {
-            return Err(Disconnected);
+            return Flow::Stop(Stop::ToolCalls);
         }
         let Some(parser) = self.parser.as_mut() else { return self.inner.send(event) };
         match event {
@@ -143,7 +145,10 @@ impl<S: Sink> Sink for ToolCalls<S> {
             }
             Event::Finish(reason) => {
                 parser.finish(&mut self.out);
-                self.drain()?;
+                let flow = self.drain();
+                if flow != Flow::Go {
+                    return flow;
+                }
                 let reason = if self.calls > 0 { Finish::ToolCalls } else { reason };
                 self.inner.send(Event::Finish(reason))
             }
@@ -151,7 +156,7 @@ impl<S: Sink> Sink for ToolCalls<S> {
         }
     }
 
-    fn flush(&mut self) -> Result<(), Disconnected> {
+    fn flush(&mut self) -> Flow {
         self.inner.flush()
     }
 }
@@ -165,9 +170,9 @@ mod tests {
     struct Collect(Vec<Event>);
 
     impl Sink for Collect {
-        fn send(&mut self, event: Event) -> Result<(), Disconnected> {
+        fn send(&mut self, event: Event) -> Flow {
             self.0.push(event);
-            Ok(())
+            Flow::Go
         }
     }
 
@@ -233,14 +238,13 @@ mod tests {
         let (prepared, parser) =
             prepare(request(ToolChoice::Auto, vec![Message::text(Role::User, "w")]), &settings(1000));
         let mut sink = ToolCalls::new(parser, prepared.parallel_tool_calls, Collect::default());
-        sink.send(Event::Text("Checking. <tool_calls>\n<invoke name=\"get_weather\">\n".into())).unwrap();
+        assert_eq!(sink.send(Event::Text("Checking. <tool_calls>\n<invoke name=\"get_weather\">\n".into())), Flow::Go);
         let stopped = sink.send(Event::Text(
             "<parameter name=\"city\">Paris</parameter>\n<parameter name=\"days\">3</parameter>\n</invoke>\n</tool_calls>"
                 .into(),
         ));
-        assert_eq!(stopped, Err(Disconnected), "the backend stops reading");
-        assert!(sink.finished());
-        assert_eq!(sink.send(Event::Text("invented result".into())), Err(Disconnected));
+        assert_eq!(stopped, Flow::Stop(Stop::ToolCalls), "the backend stops reading, the answer complete");
+        assert_eq!(sink.send(Event::Text("invented result".into())), Flow::Stop(Stop::ToolCalls));
         let events = sink.inner.0;
         assert_eq!(events[0], Event::Text("Checking. ".into()));
         let Event::ToolCall(call) = &events[1] else { panic!("{events:?}") };
