@@ -337,11 +337,14 @@ pub struct Error {
     pub message: String,
     /// Seconds the client should wait before retrying (`Retry-After`), when known.
     pub retry_after: Option<u64>,
+    /// Whether trying the same request again may help (a model the account's plan does not
+    /// include will not: clients are told not to retry).
+    pub retryable: bool,
 }
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), retry_after: None }
+        Error { kind, message: message.into(), retry_after: None, retryable: true }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -455,7 +458,8 @@ mod tests {
         assert!(!Mode::from_model_name("kimi-k2").thinking);
         assert!(Mode::from_model_name("kimi-math").math);
         assert_eq!(Mode::from_model_name("gpt-4o"), Mode::default());
-        for (model, max) in [("kimi-k3-max", true), ("KIMI-MAX", true), ("kimi-maxi", false), ("kimi", false)] {
+        for (model, max) in [("kimi-k3-max", true), ("KIMI-MAX", true), ("kimi-maxi", false), ("kimi", false)]
+        {
             assert_eq!(Mode::from_model_name(model).max_effort, max, "{model}");
         }
     }

@@ -523,7 +523,8 @@ fn kimi_k3_used_to_go_out_as_scenario_k3_without_a_model(kind: Kind) {
 /// A free account asking for K3 gets, in every dialect and streamed too, a 429 in the dialect's
 /// own error shape whose message names the paid plan and the model that works (`kimi`), never a
 /// 200: the refusal comes after `done` but before any answer. The chat Kimi created is deleted,
-/// the request is not retried on the same account, and `kimi` still works on it.
+/// and the refusal is remembered: the same request on the same lone account is answered without
+/// asking Kimi again (clients retry 429s, and each try would open a Kimi chat).
 fn k3_on_a_free_account_is_a_429_naming_the_paid_plan_in_every_dialect(kind: Kind) {
     let h = Harness::start();
     let token = free_token(kind, "free-1");
@@ -531,15 +532,15 @@ fn k3_on_a_free_account_is_a_429_naming_the_paid_plan_in_every_dialect(kind: Kin
         let ask = Ask::new("kimi");
         assert_answered(dialect, &ask, &send(&h, dialect, &token, &ask));
     }
-    let mut asked = DIALECTS.len() as u32;
+    let asked = DIALECTS.len() as u32 + 1;
     for dialect in DIALECTS {
         for stream in [false, true] {
             let ask = Ask::new("kimi-k3").streamed(stream);
             let got = send(&h, dialect, &token, &ask);
-            asked += 1;
             let message = error_message(dialect, &got, Expect::RateLimited);
-            for needle in ["paid", "`kimi`", "K3"] {
-                assert!(message.contains(needle), "{dialect:?} stream={stream}: {needle} not in {message:?}");
+            for needle in ["paid", "`kimi`", "k3"] {
+                let found = message.to_ascii_lowercase().contains(&needle.to_ascii_lowercase());
+                assert!(found, "{dialect:?} stream={stream}: {needle} not in {message:?}");
             }
             assert_eq!(last_sent(&h)["options"]["model"], "k3-agent");
             let stats = h.mock.settled();
@@ -548,7 +549,7 @@ fn k3_on_a_free_account_is_a_429_naming_the_paid_plan_in_every_dialect(kind: Kin
                 "{dialect:?} stream={stream}: chat left {:?}",
                 stats.live_chats
             );
-            assert_eq!(stats.completions_by_user.get("free-1"), Some(&asked), "one Kimi chat per request");
+            assert_eq!(stats.completions_by_user.get("free-1"), Some(&asked), "Kimi was asked for K3 once");
             assert_eq!(stats.chats_deleted, asked, "every chat was deleted");
         }
     }
@@ -720,4 +721,24 @@ fn the_system_prompt_goes_into_kimis_own_field_in_every_dialect(kind: Kind) {
         }
     }
     assert!(h.mock.settled().live_chats.is_empty());
+}
+
+/// A model the plan does not include cannot be had by trying again: the OpenAI and Anthropic
+/// SDKs, which retry every 429, are told not to (`x-should-retry: false`), no `Retry-After` is
+/// sent, and Gemini's error carries no RetryInfo.
+#[test]
+fn a_plan_refusal_tells_clients_not_to_retry() {
+    let h = Harness::start();
+    let token = free_token(Kind::Connect, "free-no-retry");
+    let body = json!({"model": "kimi-k3", "messages": [{"role": "user", "content": "hi"}]});
+    let reply =
+        post_with(&h.url("/v1/chat/completions"), &[("authorization", &format!("Bearer {token}"))], &body);
+    assert_eq!(reply.status, 429, "{}", reply.body);
+    assert_eq!(reply.header("x-should-retry"), Some("false"));
+    assert_eq!(reply.header("retry-after"), None);
+    let gemini = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]});
+    let reply =
+        post_with(&h.url("/v1beta/models/kimi-k3:generateContent"), &[("x-goog-api-key", &token)], &gemini);
+    assert_eq!(reply.status, 429, "{}", reply.body);
+    assert!(reply.json()["error"].get("details").is_none(), "{}", reply.body);
 }
