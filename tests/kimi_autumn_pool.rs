@@ -87,6 +87,13 @@ fn k3_on_a_pool_of_free_accounts_is_a_429_naming_the_paid_plan() {
     let stats = server.mock.stats();
     let tried = (stats.completions_by_user["all-free-1"], stats.completions_by_user["all-free-2"]);
     assert_eq!(tried, (1, 1), "each free account asked once, then remembered");
+    let anthropic =
+        json!({"model": "kimi-k3", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]});
+    let reply =
+        server.post("/v1/messages", &[("x-api-key", KEY), ("anthropic-version", "2023-06-01")], &anthropic);
+    assert_eq!(reply.status, 429, "Anthropic too (§7.11): {}", reply.body);
+    assert_eq!(reply.json()["error"]["type"], "rate_limit_error", "{}", reply.body);
+    assert!(reply.json()["error"]["message"].as_str().unwrap().contains("paid"), "{}", reply.body);
     let reply = server.post("/v1/chat/completions", &keyed(), &ask("kimi", false));
     assert_eq!(reply.status, 200, "Instant works on free accounts: {}", reply.body);
 }
@@ -241,6 +248,24 @@ fn deep_research_that_asks_the_user_answers_with_the_question_and_hangs_up() {
     let stats = server.mock.stats();
     assert_eq!((stats.research_parked, stats.research_hangups), (1, 1), "the server hung up");
     assert!(started.elapsed() < Duration::from_secs(9), "before the mock's 10 s park limit");
+
+    // Not streamed, in the Anthropic dialect: the same question, as text after the steps.
+    let started = Instant::now();
+    let body =
+        json!({"model": "kimi-research", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]});
+    let reply =
+        server.post("/v1/messages", &[("x-api-key", KEY), ("anthropic-version", "2023-06-01")], &body);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let content = reply.json()["content"].clone();
+    assert_eq!(content[0]["type"], "thinking", "{content}");
+    assert_eq!(content[1]["text"], "Which continent?\n- Europe (recommended)\n- Asia", "{content}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.mock.stats().research_hangups < 2 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let stats = server.mock.stats();
+    assert_eq!((stats.research_parked, stats.research_hangups), (2, 2), "the server hung up again");
+    assert!(started.elapsed() < Duration::from_secs(9), "before the mock's 10 s park limit");
 }
 
 #[test]
@@ -251,6 +276,22 @@ fn deep_research_on_a_free_account_is_a_429_that_says_so() {
     let message = message(&reply);
     assert!(message.contains("paid"), "{message}");
     assert_eq!(turns(&server.mock, "research-free"), 1);
+}
+
+/// `promtool check metrics` on the text: the exposition (with Kimi's names as labels) is valid.
+fn promtool(text: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs (make test installs it: apt-get install prometheus)");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && said.trim().is_empty(), "promtool: {said}\n{text}");
 }
 
 #[test]
@@ -270,6 +311,7 @@ fn unknown_frames_are_counted_in_metrics_and_logged_once_by_name() {
     ] {
         assert!(metrics.body.lines().any(|line| line == series), "no `{series}` in\n{}", metrics.body);
     }
+    promtool(&metrics.body);
     let lines = [("block", "hologram"), ("event", "weather")];
     for (what, name) in lines {
         let needle = format!("a {what} this server does not know: `{name}`");
