@@ -314,7 +314,7 @@ fn unknown_frames_are_counted_in_metrics_and_logged_once_by_name() {
     promtool(&metrics.body);
     let lines = [("block", "hologram"), ("event", "weather")];
     for (what, name) in lines {
-        let needle = format!("a {what} this server does not know: `{name}`");
+        let needle = format!("this server does not know: {what} `{name}`");
         assert!(server.wait_for(&needle, 1), "{needle}: {}", server.log());
         assert_eq!(server.log().matches(&needle).count(), 1, "logged once: {}", server.log());
     }
