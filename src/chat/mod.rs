@@ -318,11 +318,14 @@ pub struct Error {
     pub message: String,
     /// Seconds the client should wait before retrying (`Retry-After`), when known.
     pub retry_after: Option<u64>,
+    /// Whether trying the same request again may help (a model the account's plan does not
+    /// include will not: clients are told not to retry).
+    pub retryable: bool,
 }
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), retry_after: None }
+        Error { kind, message: message.into(), retry_after: None, retryable: true }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {

@@ -379,7 +379,7 @@ impl<'a> From<&'a chat::Error> for ErrorBody<'a> {
     fn from(error: &'a chat::Error) -> Self {
         // Gemini CLI waits as long as RetryInfo says before it retries.
         let details: &[RetryInfo] = match error.kind {
-            ErrorKind::RateLimited => {
+            ErrorKind::RateLimited if error.retryable => {
                 &[RetryInfo { kind: "type.googleapis.com/google.rpc.RetryInfo", retry_delay: "2s" }]
             }
             _ => &[],

@@ -617,7 +617,11 @@ fn with(base: &Value, extra: Value) -> Value {
 
 impl StreamRenderer for Stream {
     fn event(&mut self, event: Event, out: &mut Vec<u8>) {
-        self.start(out);
+        // The response starts with its first content: a refusal before any (a model the plan
+        // does not include, a conversation too long) is still an error status, not a 200.
+        if !matches!(event, Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat) {
+            self.start(out);
+        }
         match event {
             Event::Text(text) => {
                 self.text_tokens += estimate_tokens(&text);

@@ -28,8 +28,8 @@ pub fn note(what: &'static str, name: &str) {
     *count += 1;
     if *count == 1 {
         eprintln!(
-            "kimi: Kimi sent a {what} this server does not know: `{}` (counted in /metrics as \
-             kimi_unknown_total; Kimi may have changed, see docs/kimi-protocol.md §7)",
+            "kimi: Kimi sent something this server does not know: {what} `{}` (counted in /metrics \
+             as kimi_unknown_total; Kimi may have changed, see docs/kimi-protocol.md §7.12)",
             key.1
         );
     }

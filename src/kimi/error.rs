@@ -33,6 +33,9 @@ pub enum Error {
     NotFound(String),
     /// Kimi answered with an error status, or with bytes that are not its protocol.
     Upstream(String),
+    /// Kimi refused the answer for a reason this server does not know (`block.exception`, an
+    /// unknown `REASON_…`): its own message; not retried on the same account.
+    Refused(String),
     /// The connection to Kimi failed or was cut.
     Transport(String),
     /// Kimi went silent for longer than the configured upstream timeout.
@@ -54,7 +57,9 @@ impl Error {
             Error::Rejected(_) => ErrorKind::InvalidRequest,
             Error::TooLong(_) => ErrorKind::ContextLength,
             Error::NotFound(_) => ErrorKind::NotFound,
-            Error::Upstream(_) | Error::Transport(_) | Error::Disconnected => ErrorKind::Upstream,
+            Error::Upstream(_) | Error::Refused(_) | Error::Transport(_) | Error::Disconnected => {
+                ErrorKind::Upstream
+            }
             Error::Timeout => ErrorKind::Timeout,
         }
     }
@@ -86,6 +91,7 @@ impl Error {
             Error::TooLong(_) => "too_long",
             Error::NotFound(_) => "not_found",
             Error::Upstream(_) => "upstream",
+            Error::Refused(_) => "refused",
             Error::Transport(_) => "transport",
             Error::Timeout => "timeout",
             Error::Disconnected => "disconnected",
@@ -108,6 +114,7 @@ impl fmt::Display for Error {
             Error::TooLong(why) => write!(f, "the conversation is longer than Kimi takes ({why})"),
             Error::NotFound(why) => write!(f, "not found on Kimi: {why}"),
             Error::Upstream(why) => write!(f, "Kimi upstream error: {why}"),
+            Error::Refused(why) => write!(f, "Kimi refused to answer: {why}"),
             Error::Transport(why) => write!(f, "cannot reach Kimi: {why}"),
             Error::Timeout => write!(f, "Kimi did not answer in time"),
             Error::Disconnected => write!(f, "the client disconnected"),
@@ -120,7 +127,8 @@ impl std::error::Error for Error {}
 impl From<Error> for chat::Error {
     fn from(error: Error) -> Self {
         let retry_after = error.retry_after();
-        chat::Error { retry_after, ..chat::Error::new(error.kind(), error.to_string()) }
+        let retryable = !matches!(error, Error::PlanRequired(_));
+        chat::Error { retry_after, retryable, ..chat::Error::new(error.kind(), error.to_string()) }
     }
 }
 

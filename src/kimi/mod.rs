@@ -237,10 +237,15 @@ impl Kimi {
             };
             sink.mark_conversation(mark.then(|| lease.fingerprint()));
             let others = accounts.len() > 1;
-            if others && lease.refused_model(&request.model) {
-                // Kimi refused this model on this account a short while ago: try the others first.
+            if lease.refused_model(&request.model) {
+                // Kimi refused this model on this account a short while ago: try the others
+                // first, and a lone account is not asked again for a while.
+                let refused = (Backend::Connect, Err(Error::PlanRequired(plan_refused(&request.model))));
+                if !others {
+                    return refused;
+                }
                 tried.push(lease.account().clone());
-                last = Some((Backend::Connect, Err(Error::PlanRequired(plan_refused(&request.model)))));
+                last = Some(refused);
                 continue;
             }
             let (backend, result) = self.attempt_while_busy(&lease, request, &mut sink, accounts, &tried);
@@ -671,6 +676,7 @@ fn fails_over(error: &Error) -> bool {
             | Error::ChatInProgress(_)
             | Error::Overloaded(..)
             | Error::Upstream(_)
+            | Error::Refused(_)
             | Error::Transport(_)
     )
 }
@@ -680,7 +686,7 @@ fn fails_over(error: &Error) -> bool {
 fn plan_refused(model: &str) -> String {
     format!(
         "Kimi refused `{model}` on this account a short while ago (it serves agent models only to paid \
-         plans); use the model `kimi` (Instant), which works on a free account"
+         plans; asked again after 30 minutes); use the model `kimi` (Instant), which works on a free account"
     )
 }
 

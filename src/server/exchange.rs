@@ -45,7 +45,11 @@ pub fn respond_error(request: Request, dialect: Dialect, error: &chat::Error, ex
     let (status, body) = dialect.error_response(error);
     let seconds = error.retry_after.unwrap_or(1).to_string();
     let retry = [("Retry-After", seconds.as_str())];
+    // The OpenAI and Anthropic SDKs honour `x-should-retry`: a retry that cannot help costs a
+    // Kimi chat each time.
+    let final_answer = [("x-should-retry", "false")];
     let retry: &[(&str, &str)] = match error.kind {
+        _ if !error.retryable => &final_answer,
         ErrorKind::RateLimited | ErrorKind::Overloaded => &retry,
         _ => &[],
     };

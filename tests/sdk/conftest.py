@@ -101,6 +101,14 @@ class Stack:
         with urllib.request.urlopen(self.mock_url + "/_mock/stats", timeout=5) as response:
             return json.load(response)
 
+    def sent_prompt(self):
+        """What Kimi was given to read in the last chat: on Connect the system prompt has a field
+        of its own (docs/kimi-protocol.md §7.3), shown here as the `system:` line it replaces."""
+        stats = self.stats()
+        system = ((stats.get("last_completion") or {}).get("options") or {}).get("systemPrompt")
+        prompt = stats["last_prompt"]
+        return f"system:{system}\n{prompt}" if system else prompt
+
     def _post(self, path, body):
         request = urllib.request.Request(self.mock_url + path, data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})

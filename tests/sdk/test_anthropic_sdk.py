@@ -44,7 +44,7 @@ def test_multi_turn_with_system_blocks(kimi):
         system=[{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
         messages=[{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"},
                   {"role": "user", "content": "again"}])
-    assert kimi.stats()["last_prompt"] == (
+    assert kimi.sent_prompt() == (
         "system:be brief\nuser:hello\nassistant:hi\nsystem:关注用户最新的消息\nuser:again\n")
 
 

@@ -45,7 +45,7 @@ def test_system_instruction_and_history(kimi):
                   types.Content(role="model", parts=[types.Part(text="hi")]),
                   types.Content(role="user", parts=[types.Part(text="again")])],
         config=types.GenerateContentConfig(system_instruction="be brief", temperature=0.2))
-    assert kimi.stats()["last_prompt"] == (
+    assert kimi.sent_prompt() == (
         "system:be brief\nuser:hello\nassistant:hi\nsystem:关注用户最新的消息\nuser:again\n")
 
 

@@ -58,7 +58,7 @@ def test_multi_turn_with_system_prompt(kimi):
         {"role": "user", "content": "hello"},
         {"role": "assistant", "content": "hi"},
         {"role": "user", "content": "again"}])
-    sent = kimi.stats()["last_prompt"]
+    sent = kimi.sent_prompt()
     assert sent == "system:be brief\nuser:hello\nassistant:hi\nsystem:关注用户最新的消息\nuser:again\n"
 
 
@@ -271,7 +271,7 @@ def test_responses_create(kimi):
     assert response.status == "completed" and response.object == "response"
     assert response.output_text == "Hello from the mock Kimi."
     assert response.id.startswith("resp_") and response.usage.total_tokens > 0
-    assert kimi.stats()["last_prompt"].startswith("system:be brief")
+    assert kimi.sent_prompt().startswith("system:be brief")
     assert settled(kimi)["live_chats"] == []
 
 

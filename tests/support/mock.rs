@@ -7,6 +7,9 @@
 //! `options.model`, with a scenario or effort its model does not offer, or an agent scenario
 //! without `kimiplus_id`, ends in `invalid_argument` before any chat frame. A token's `mock`
 //! claim says what the account is: `plan: "free"`, `catalogue`, `credits_used`, a `fault`.
+//! With [`Script::refuse_system_prompt`] it also refuses a chat that sends the system prompt in
+//! `options.systemPrompt` (`invalid_argument`, "unknown field options.systemPrompt"), as Kimi may
+//! (`docs/kimi-protocol.md` §7.3).
 //!
 //! Tests script it directly ([`MockKimi::script`]) or over HTTP (`POST /_mock/script` with a
 //! JSON [`Script`], `GET /_mock/stats`), which is how the Python SDK tests drive it.
@@ -82,6 +85,10 @@ pub struct Script {
     /// Deep research asks the user this question after one search, then parks the chat
     /// (`docs/kimi-protocol.md` §7.5).
     pub research_question: Option<String>,
+    /// A Connect chat whose body has `options.systemPrompt` (or `options.system_prompt`) is refused
+    /// with `invalid_argument`, "unknown field options.systemPrompt", before any chat frame: Kimi
+    /// may not take the field (`docs/kimi-protocol.md` §7.3).
+    pub refuse_system_prompt: bool,
 }
 
 /// A stamped answer piece: the send time, a space, and padding.
@@ -115,6 +122,7 @@ impl Default for Script {
             stats_missing: false,
             upload_status: None,
             research_question: None,
+            refuse_system_prompt: false,
         }
     }
 }
@@ -1095,6 +1103,13 @@ fn connect_chat(state: &Mutex<State>, request: Request) -> Flow {
             return refuse(request, "invalid_argument", "REASON_MOCK", &problem);
         }
     };
+    let options = &body["options"];
+    if st.script.refuse_system_prompt
+        && (options.get("systemPrompt").is_some() || options.get("system_prompt").is_some())
+    {
+        drop(st);
+        return refuse(request, "invalid_argument", "REASON_MOCK", "unknown field options.systemPrompt");
+    }
     let fault = account_fault(&mut st, &sub, &bearer(&request)).or_else(|| fault_applies(&mut st));
     let busy = st.script.one_chat_per_user && st.streaming.get(&sub).is_some_and(|n| *n > 0);
     if busy || fault == Some(Fault::ChatInProgress) {

@@ -22,7 +22,7 @@ pub fn refusal(code: &str, reason: &str, message: String, model: &str) -> Error 
         TOO_LONG => Error::TooLong(format!("{message}; start a new conversation or shorten it")),
         _ if code.is_empty() => {
             note_unknown(reason);
-            Error::Upstream(message)
+            Error::Refused(message)
         }
         _ if message.contains("Chat session in progress") => Error::ChatInProgress(message),
         _ => {
@@ -73,7 +73,7 @@ mod tests {
     #[test]
     fn an_unknown_reason_keeps_kimis_message() {
         let error = refusal("", "REASON_SOMETHING_NEW", "Kimi says no".into(), "Instant");
-        assert_eq!(error, Error::Upstream("Kimi says no".into()));
+        assert_eq!(error, Error::Refused("Kimi says no".into()));
         assert!(
             drift::seen().iter().any(|(what, name, _)| *what == "reason" && name == "REASON_SOMETHING_NEW")
         );
