@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::chat::{self, Conversation, Disconnected, Event, Message, Mode, Role, Sink, ToolChoice};
+use crate::chat::{self, Conversation, Event, Flow, Message, Mode, Role, Sink, ToolChoice};
 use crate::config::Config;
 use crate::kimi::{self, Credential, Kimi};
 use crate::server::kimi_settings;
@@ -171,7 +171,7 @@ struct Seen {
 }
 
 impl Sink for Seen {
-    fn send(&mut self, event: Event) -> Result<(), Disconnected> {
+    fn send(&mut self, event: Event) -> Flow {
         match event {
             Event::Text(text) => {
                 self.pieces += 1;
@@ -182,7 +182,7 @@ impl Sink for Seen {
             Event::Citation { .. } => self.citations += 1,
             _ => {}
         }
-        Ok(())
+        Flow::Go
     }
 }
 

@@ -52,7 +52,9 @@ impl<S: Sink> Sink for CitationText<S> {
             Event::Finish(reason) if !self.collected.is_empty() => {
                 let list = std::mem::take(&mut self.collected);
                 let inner = &mut self.inner;
-                inner.send(Event::Text(format!("\n\n搜索结果来自：\n{list}"))).then(|| inner.send(Event::Finish(reason)))
+                inner
+                    .send(Event::Text(format!("\n\n搜索结果来自：\n{list}")))
+                    .then(|| inner.send(Event::Finish(reason)))
             }
             other => self.inner.send(other),
         }
@@ -82,9 +84,9 @@ mod tests {
     fn streamed_citations_become_lines_before_the_answer() {
         let mut out = Collect::default();
         let mut sink = CitationText::new(&mut out, true, false);
-        sink.send(Event::Citation { title: "T".into(), url: "http://u".into() }).unwrap();
-        sink.send(Event::Text("answer".into())).unwrap();
-        sink.send(Event::Text(" more".into())).unwrap();
+        sink.send(Event::Citation { title: "T".into(), url: "http://u".into() }).go().unwrap();
+        sink.send(Event::Text("answer".into())).go().unwrap();
+        sink.send(Event::Text(" more".into())).go().unwrap();
         assert_eq!(
             out.0,
             vec![
@@ -99,16 +101,16 @@ mod tests {
     fn aggregated_citations_follow_the_answer_and_silent_drops_them() {
         let mut out = Collect::default();
         let mut sink = CitationText::new(&mut out, false, false);
-        sink.send(Event::Citation { title: "T".into(), url: "http://u".into() }).unwrap();
-        sink.send(Event::Text("answer".into())).unwrap();
-        sink.send(Event::Finish(Finish::Stop)).unwrap();
+        sink.send(Event::Citation { title: "T".into(), url: "http://u".into() }).go().unwrap();
+        sink.send(Event::Text("answer".into())).go().unwrap();
+        sink.send(Event::Finish(Finish::Stop)).go().unwrap();
         assert_eq!(out.0[1], Event::Text("\n\n搜索结果来自：\n【检索 1】 [T](http://u)\n\n".into()));
         assert_eq!(out.0[2], Event::Finish(Finish::Stop));
 
         let mut out = Collect::default();
         let mut sink = CitationText::new(&mut out, true, true);
-        sink.send(Event::Citation { title: "T".into(), url: "http://u".into() }).unwrap();
-        sink.send(Event::Text("answer".into())).unwrap();
+        sink.send(Event::Citation { title: "T".into(), url: "http://u".into() }).go().unwrap();
+        sink.send(Event::Text("answer".into())).go().unwrap();
         assert_eq!(out.0, vec![Event::Text("answer".into())]);
     }
 }

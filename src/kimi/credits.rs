@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::connect::credits::Credits;
 use super::pool::{self, Lease};
 use super::{Error, Kimi, Resolved, connect, session, token};
+use crate::chat::Ended;
 
 impl Kimi {
     /// What the caller is told when the accounts that could serve have used up their monthly
@@ -41,8 +42,8 @@ impl Kimi {
 
     /// After a successful attempt, reads the account's credits when they are unknown or ten
     /// minutes old (best effort: a failure is only remembered as a try).
-    pub(super) fn refresh_credits(&self, lease: &Lease<'_>, result: &Result<(), Error>) {
-        if result.is_err() || !lease.account().credits_due() {
+    pub(super) fn refresh_credits(&self, lease: &Lease<'_>, result: &Result<Ended, Error>) {
+        if !result.as_ref().is_ok_and(|ended| ended.answered()) || !lease.account().credits_due() {
             return;
         }
         let outcome = self.account(lease.token()).ok().and_then(|account| self.read_credits(&account));

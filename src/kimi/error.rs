@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::chat::{self, Disconnected, ErrorKind};
+use crate::chat::{self, ErrorKind};
 
 /// A failure talking to Kimi. Messages never contain a token or a cookie.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,8 +40,6 @@ pub enum Error {
     Transport(String),
     /// Kimi went silent for longer than the configured upstream timeout.
     Timeout,
-    /// The client went away; nothing more to do.
-    Disconnected,
 }
 
 impl Error {
@@ -57,9 +55,7 @@ impl Error {
             Error::Rejected(_) => ErrorKind::InvalidRequest,
             Error::TooLong(_) => ErrorKind::ContextLength,
             Error::NotFound(_) => ErrorKind::NotFound,
-            Error::Upstream(_) | Error::Refused(_) | Error::Transport(_) | Error::Disconnected => {
-                ErrorKind::Upstream
-            }
+            Error::Upstream(_) | Error::Refused(_) | Error::Transport(_) => ErrorKind::Upstream,
             Error::Timeout => ErrorKind::Timeout,
         }
     }
@@ -94,7 +90,6 @@ impl Error {
             Error::Refused(_) => "refused",
             Error::Transport(_) => "transport",
             Error::Timeout => "timeout",
-            Error::Disconnected => "disconnected",
         }
     }
 }
@@ -117,7 +112,6 @@ impl fmt::Display for Error {
             Error::Refused(why) => write!(f, "Kimi refused to answer: {why}"),
             Error::Transport(why) => write!(f, "cannot reach Kimi: {why}"),
             Error::Timeout => write!(f, "Kimi did not answer in time"),
-            Error::Disconnected => write!(f, "the client disconnected"),
         }
     }
 }
@@ -129,11 +123,5 @@ impl From<Error> for chat::Error {
         let retry_after = error.retry_after();
         let retryable = !matches!(error, Error::PlanRequired(_));
         chat::Error { retry_after, retryable, ..chat::Error::new(error.kind(), error.to_string()) }
-    }
-}
-
-impl From<Disconnected> for Error {
-    fn from(_: Disconnected) -> Self {
-        Error::Disconnected
     }
 }

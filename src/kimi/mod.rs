@@ -32,13 +32,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::chat::{self, Conversation, Sink};
+use crate::chat::{self, Conversation, Ended, Sink};
 
 pub use accounts::{fingerprint, tokens_file};
 pub use connect::credits::{Credits, rfc3339};
 pub use connect::envelope;
 pub use error::Error;
-use guard::Progress;
+use guard::{Halt, Progress};
 pub use legacy::sse;
 pub use pool::{AccountReport, AccountState, Credential};
 use pool::{Lease, Pool, Refusal};
@@ -176,7 +176,7 @@ impl Kimi {
         credential: Credential<'_>,
         request: &chat::Request,
         sink: &mut dyn Sink,
-    ) -> (Backend, Result<(), Error>) {
+    ) -> (Backend, Result<Ended, Error>) {
         let (backend, result) = self.chat_on_pool(credential, request, sink);
         match result {
             // The caller's key was good: a pool account that Kimi refuses is the server's trouble,
@@ -194,7 +194,7 @@ impl Kimi {
         credential: Credential<'_>,
         request: &chat::Request,
         sink: &mut dyn Sink,
-    ) -> (Backend, Result<(), Error>) {
+    ) -> (Backend, Result<Ended, Error>) {
         let (accounts, continued) = match self.accounts_for(credential, &request.conversation) {
             Ok(route) => route,
             Err(error) => return (Backend::None, Err(error)),
@@ -222,7 +222,7 @@ impl Kimi {
         request: &chat::Request,
         mark: bool,
         sink: &mut dyn Sink,
-    ) -> (Backend, Result<(), Error>) {
+    ) -> (Backend, Result<Ended, Error>) {
         let mut sink = Progress::new(sink);
         let deadline = Instant::now() + self.settings.account_wait;
         let mut tried = Vec::new();
@@ -280,7 +280,7 @@ impl Kimi {
         sink: &mut Progress,
         accounts: &[Arc<pool::Account>],
         tried: &[Arc<pool::Account>],
-    ) -> (Backend, Result<(), Error>) {
+    ) -> (Backend, Result<Ended, Error>) {
         let mut pauses = BUSY_PAUSES.iter();
         loop {
             let (backend, result) = self.attempt(lease, request, sink);
@@ -363,7 +363,7 @@ impl Kimi {
         lease: &Lease<'_>,
         request: &chat::Request,
         sink: &mut Progress,
-    ) -> (Backend, Result<(), Error>) {
+    ) -> (Backend, Result<Ended, Error>) {
         let account = match self.account(lease.token()) {
             Ok(account) => account,
             Err(error) => return (Backend::None, Err(error)),
@@ -373,7 +373,7 @@ impl Kimi {
             TokenKind::LegacyRefresh => Backend::Legacy,
             _ => Backend::Connect,
         };
-        (backend, self.run(&account, request, sink))
+        (backend, ended(self.run(&account, request, sink)))
     }
 
     /// What `/healthz` and `/metrics` show of each account: the server's pool, or the
@@ -406,11 +406,15 @@ impl Kimi {
         self.pool.errors()
     }
 
-    fn run(&self, account: &Resolved<'_>, request: &chat::Request, sink: &mut Progress) -> Result<(), Error> {
+    fn run(&self, account: &Resolved<'_>, request: &chat::Request, sink: &mut Progress) -> Result<(), Halt> {
         let token = account.token;
         match &account.kind {
-            TokenKind::LegacyRefresh => legacy::chat(self.legacy(), token, request, sink)
-                .map_err(|error| refused_both(account, error)),
+            TokenKind::LegacyRefresh => {
+                legacy::chat(self.legacy(), token, request, sink).map_err(|halt| match halt {
+                    Halt::Failed(error) => Halt::Failed(refused_both(account, error)),
+                    stopped => stopped,
+                })
+            }
             TokenKind::KimiAuth(who) => connect::chat(self.connect(account, true), token, who, request, sink),
             TokenKind::WebAccess { identity, expires } => {
                 access_token_alive(*expires)?;
@@ -427,13 +431,13 @@ impl Kimi {
         account: &Resolved<'_>,
         request: &chat::Request,
         sink: &mut Progress,
-    ) -> Result<(), Error> {
+    ) -> Result<(), Halt> {
         let ctx = self.connect(account, false);
         let login = || self.web_sessions.get(account.token, |current| connect::login::refresh(ctx, current));
         let (session, fresh) = login()?;
         let who = web_identity(account.token, &session);
         match connect::chat(ctx, &session.access_token, &who, request, sink) {
-            Err(Error::Unauthorized(_)) if !fresh && !sink.delivered() => {
+            Err(Halt::Failed(Error::Unauthorized(_))) if !fresh && !sink.delivered() => {
                 self.web_sessions.invalidate(account.token);
                 let (session, _) = login()?;
                 connect::chat(ctx, &session.access_token, &who, request, sink)
@@ -688,6 +692,15 @@ fn plan_refused(model: &str) -> String {
         "Kimi refused `{model}` on this account a short while ago (it serves agent models only to paid \
          plans; asked again after 30 minutes); use the model `kimi` (Instant), which works on a free account"
     )
+}
+
+/// How a chat that did not fail ended: a stop by the client's sinks is a value, not an error.
+fn ended(result: Result<(), Halt>) -> Result<Ended, Error> {
+    match result {
+        Ok(()) => Ok(Ended::Complete),
+        Err(Halt::Stopped(stop)) => Ok(Ended::Stopped(stop)),
+        Err(Halt::Failed(error)) => Err(error),
+    }
 }
 
 /// A rate limit tells the client how long the account cools down, when Kimi did not say.

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::connect::credits::Credits;
 use super::{Error, accounts};
+use crate::chat::{Ended, Stop};
 
 /// The first cool-down after a rate limit that says nothing of when to come back.
 const FIRST_BACKOFF: Duration = Duration::from_secs(30);
@@ -602,16 +603,18 @@ impl Lease<'_> {
 
     /// Learns from one attempt's outcome; on a rate limit, returns the cool-down in seconds
     /// (what the client is told to wait).
-    pub fn record(&self, outcome: &Result<(), Error>) -> Option<u64> {
+    pub fn record(&self, outcome: &Result<Ended, Error>) -> Option<u64> {
         self.record_at(outcome, Instant::now())
     }
 
-    fn record_at(&self, outcome: &Result<(), Error>, now: Instant) -> Option<u64> {
+    fn record_at(&self, outcome: &Result<Ended, Error>, now: Instant) -> Option<u64> {
         let account = &self.account;
         account.requests.fetch_add(1, Ordering::Relaxed);
         let mut health = lock(&account.health);
         let error = match outcome {
-            Ok(()) => {
+            // A client that left says nothing of the account; a tool-call answer is a success.
+            Ok(Ended::Stopped(Stop::ClientGone)) => return None,
+            Ok(_) => {
                 if health.dead_until.take().is_some() {
                     eprintln!("kimi: account {} works again", account.fingerprint);
                 }
@@ -620,7 +623,6 @@ impl Lease<'_> {
                 health.backoff = Duration::ZERO;
                 return None;
             }
-            Err(Error::Disconnected) => return None,
             Err(error) => error,
         };
         *lock(&self.pool.errors).entry(error.name()).or_default() += 1;
@@ -798,8 +800,22 @@ mod tests {
         assert_eq!(pool.reports(|_, _| None)[0].state, AccountState::CoolingDown);
         // A success ends the cool-down and the backoff starts over.
         let a = pool.acquire(&accounts[..1], false, &[], soon()).unwrap();
-        a.record_at(&Ok(()), Instant::now());
+        a.record_at(&Ok(Ended::Complete), Instant::now());
         assert_eq!(a.record_at(&limited, Instant::now()), Some(30));
+    }
+
+    #[test]
+    fn a_tool_call_answer_used_to_count_as_a_disconnect_and_kept_the_cool_down() {
+        let (pool, accounts) = pool(1, &["a"]);
+        let lease = pool.acquire(&accounts, false, &[], soon()).unwrap();
+        let limited = Err(Error::RateLimited("slow down".into(), None));
+        assert_eq!(lease.record_at(&limited, Instant::now()), Some(30));
+        lease.record_at(&Ok(Ended::Stopped(Stop::ToolCalls)), Instant::now());
+        assert_eq!(pool.reports(|_, _| None)[0].state, AccountState::Busy, "no longer cooling down");
+        assert_eq!(lease.record_at(&limited, Instant::now()), Some(30), "the backoff starts over");
+        // A client that left says nothing of the account: the cool-down stays.
+        lease.record_at(&Ok(Ended::Stopped(Stop::ClientGone)), Instant::now());
+        assert_eq!(pool.reports(|_, _| None)[0].state, AccountState::CoolingDown);
     }
 
     #[test]

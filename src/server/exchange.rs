@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tiny_http::{Header, Request, Response};
 
-use crate::chat::{self, Disconnected, ErrorKind, Event, Sink};
+use crate::chat::{self, ErrorKind, Event, Flow, Sink, Stop};
 use crate::dialect::{Dialect, StreamRenderer};
 
 /// The CORS headers every answer carries, so browser chat UIs can call the server.
@@ -240,23 +240,26 @@ impl<R: StreamRenderer> EventStream<R> {
 
 impl<R: StreamRenderer> Sink for EventStream<R> {
     /// Renders the event; its bytes leave at the next [`Sink::flush`].
-    fn send(&mut self, event: Event) -> Result<(), Disconnected> {
+    fn send(&mut self, event: Event) -> Flow {
         if let Event::ConversationId(id) = &event {
             self.conversation_id = Some(id.clone());
         }
         if matches!(self.state, State::Gone) {
-            return Err(Disconnected);
+            return Flow::Stop(Stop::ClientGone);
         }
         self.renderer.event(event, &mut self.buf);
-        Ok(())
+        Flow::Go
     }
 
     /// Writes what the events since the last flush rendered, as one chunk.
-    fn flush(&mut self) -> Result<(), Disconnected> {
+    fn flush(&mut self) -> Flow {
         let out = std::mem::take(&mut self.buf);
-        let result = self.write(&out).map_err(|_| Disconnected);
+        let flow = match self.write(&out) {
+            Ok(()) => Flow::Go,
+            Err(_) => Flow::Stop(Stop::ClientGone),
+        };
         self.buf = out;
         self.buf.clear();
-        result
+        flow
     }
 }

@@ -10,9 +10,9 @@ use super::exchange::{self, EventStream};
 use super::{healthz, metrics};
 use crate::chat::Answer;
 use crate::chat::tools::{self, ToolCalls};
-use crate::chat::{self, CitationText, ErrorKind};
+use crate::chat::{self, CitationText, Ended, ErrorKind, Stop};
 use crate::dialect::{Aggregator, Dialect, StreamRenderer, anthropic, gemini, openai, responses};
-use crate::kimi::{self, Backend, Credential, TokenCheck};
+use crate::kimi::{Backend, Credential, TokenCheck};
 
 const WELCOME_PAGE: &str = include_str!("welcome.html");
 
@@ -331,12 +331,14 @@ where
         let mut stream = EventStream::new(request, dialect, renderer);
         let (backend, result) = {
             let mut sink = ToolCalls::new(parser, parallel, CitationText::new(&mut stream, true, silent));
-            let (backend, result) = app.kimi.chat(credential, &chat, &mut sink);
-            (backend, ended_by_tool_calls(result, &sink))
+            app.kimi.chat(credential, &chat, &mut sink)
         };
         let (chat_id, opened) = (stream.conversation_id.clone(), stream.opened);
         let status = match result {
-            Ok(()) => {
+            Ok(Ended::Stopped(Stop::ClientGone)) => {
+                stream.fail(&ended(app, chat::Error::new(ErrorKind::Upstream, "the client disconnected")))
+            }
+            Ok(_) => {
                 stream.finish();
                 200
             }
@@ -349,12 +351,11 @@ where
         let mut answer = Answer::default();
         let (backend, result) = {
             let mut sink = ToolCalls::new(parser, parallel, CitationText::new(&mut answer, false, silent));
-            let (backend, result) = app.kimi.chat(credential, &chat, &mut sink);
-            (backend, ended_by_tool_calls(result, &sink))
+            app.kimi.chat(credential, &chat, &mut sink)
         };
         let first_byte = Some(Instant::now());
         let status = match result {
-            Ok(()) => {
+            Ok(_) => {
                 exchange::respond_json(request, 200, aggregator.body(&answer));
                 200
             }
@@ -365,17 +366,6 @@ where
             }
         };
         Outcome { status, dialect: Some(dialect), backend, chat_id: answer.conversation_id, first_byte }
-    }
-}
-
-/// The backend stops with `Disconnected` when the call block closed: that answer is complete.
-fn ended_by_tool_calls<S: chat::Sink>(
-    result: Result<(), kimi::Error>,
-    sink: &ToolCalls<S>,
-) -> Result<(), kimi::Error> {
-    match result {
-        Err(kimi::Error::Disconnected) if sink.finished() => Ok(()),
-        other => other,
     }
 }
 

@@ -238,7 +238,10 @@ mod tests {
         let (prepared, parser) =
             prepare(request(ToolChoice::Auto, vec![Message::text(Role::User, "w")]), &settings(1000));
         let mut sink = ToolCalls::new(parser, prepared.parallel_tool_calls, Collect::default());
-        assert_eq!(sink.send(Event::Text("Checking. <tool_calls>\n<invoke name=\"get_weather\">\n".into())), Flow::Go);
+        assert_eq!(
+            sink.send(Event::Text("Checking. <tool_calls>\n<invoke name=\"get_weather\">\n".into())),
+            Flow::Go
+        );
         let stopped = sink.send(Event::Text(
             "<parameter name=\"city\">Paris</parameter>\n<parameter name=\"days\">3</parameter>\n</invoke>\n</tool_calls>"
                 .into(),
@@ -258,8 +261,8 @@ mod tests {
     #[test]
     fn without_tools_events_pass_unchanged() {
         let mut sink = ToolCalls::new(None, true, Collect::default());
-        sink.send(Event::Text("<tool_calls>".into())).unwrap();
-        sink.send(Event::Finish(Finish::Stop)).unwrap();
+        sink.send(Event::Text("<tool_calls>".into())).go().unwrap();
+        sink.send(Event::Finish(Finish::Stop)).go().unwrap();
         assert_eq!(sink.inner.0, vec![Event::Text("<tool_calls>".into()), Event::Finish(Finish::Stop)]);
     }
 }

@@ -20,8 +20,8 @@ use super::markers::CitationMarkers;
 use super::models::{Catalogue, Entry};
 use super::refusal::refusal;
 use super::upload::upload;
-use crate::chat::{self, Conversation, Event, Finish, Sink};
-use crate::kimi::guard::{ChatGuard, Progress};
+use crate::chat::{self, Conversation, Event, Finish, Sink, Stop};
+use crate::kimi::guard::{ChatGuard, Halt, Progress};
 use crate::kimi::token::ConnectIdentity;
 use crate::kimi::{Error, attachment, drift, http, prompt};
 
@@ -62,15 +62,14 @@ pub fn chat(
     who: &ConnectIdentity,
     request: &chat::Request,
     sink: &mut Progress,
-) -> Result<(), Error> {
+) -> Result<(), Halt> {
     let continued = match &request.conversation {
         Conversation::Continue(id) => Some(id.as_str()),
         _ => None,
     };
     if continued.is_some_and(|id| ctx.memory.is_locked(id)) {
-        return Err(Error::TooLong(
-            "Kimi ended this conversation for its length earlier; start a new conversation".into(),
-        ));
+        let why = "Kimi ended this conversation for its length earlier; start a new conversation";
+        return Err(Error::TooLong(why.into()).into());
     }
     let files = attachment::of_last_message(request, ctx.fetch)?
         .iter()
@@ -84,7 +83,7 @@ pub fn chat(
         let parent = continued.and_then(|id| ctx.parents.get(id));
         let turn = Turn { chat_id: continued, parent_id: parent.as_deref(), files: &files, system_field };
         match chat_once(ctx, token, who, request, &target, &turn, sink) {
-            Err(Error::Rejected(why))
+            Err(Halt::Failed(Error::Rejected(why)))
                 if !sink.delivered() && system_field && has_system && names_system(&why) =>
             {
                 eprintln!(
@@ -94,14 +93,16 @@ pub fn chat(
                 ctx.memory.set_plain_system(ctx.account);
                 system_field = false;
             }
-            Err(Error::Rejected(why)) if !sink.delivered() && !fresh && names_model(&why, target.entry) => {
+            Err(Halt::Failed(Error::Rejected(why)))
+                if !sink.delivered() && !fresh && names_model(&why, target.entry) =>
+            {
                 ctx.memory.forget_catalogue(ctx.account);
                 (catalogue, fresh) = self::catalogue(ctx, token, who)?;
             }
             other => return other,
         }
     }
-    Err(Error::Rejected("Kimi refused the request as this server can send it".into()))
+    Err(Error::Rejected("Kimi refused the request as this server can send it".into()).into())
 }
 
 /// The account's catalogue (cached an hour), and whether it was read just now.
@@ -138,7 +139,7 @@ fn chat_once(
     target: &Target<'_>,
     turn: &Turn<'_>,
     sink: &mut Progress,
-) -> Result<(), Error> {
+) -> Result<(), Halt> {
     let body = chat_body(request, target, turn);
     let builder: RequestBuilder<WithBody> =
         ctx.upstream.agent().post(format!("{}/apiv2/kimi.gateway.chat.v1.ChatService/Chat", ctx.base));
@@ -147,12 +148,15 @@ fn chat_once(
         .send(&envelope::encode(envelope::FLAG_DATA, body.to_string().as_bytes())[..])
         .map_err(http::from_ureq)?;
     if response.status().as_u16() != 200 {
-        return Err(http::error_of(response));
+        return Err(http::error_of(response).into());
     }
     let mut stream = ChatStream::new(ctx, token, who, request, target, turn.chat_id.is_some());
     let result = stream.read(response.into_body().into_reader(), sink);
-    if let (Err(Error::TooLong(_)), true, Some(guard)) = (&result, stream.keep, &stream.guard) {
-        ctx.memory.lock_chat(guard.chat_id());
+    match &result {
+        // A kept chat goes on from this answer: complete, or ended by the client's tool calls.
+        Ok(()) | Err(Halt::Stopped(Stop::ToolCalls)) => stream.remember_parent(),
+        Err(Halt::Failed(Error::TooLong(_))) => stream.lock(),
+        Err(_) => {}
     }
     result
 }
@@ -212,7 +216,7 @@ impl<'a> ChatStream<'a> {
     }
 
     /// Reads the stream to its end (or to a research question), pushing events to the sink.
-    fn read(&mut self, mut reader: impl Read, sink: &mut Progress) -> Result<(), Error> {
+    fn read(&mut self, mut reader: impl Read, sink: &mut Progress) -> Result<(), Halt> {
         let mut decoder = Decoder::new();
         let ended = loop {
             let n = decoder.read_from(&mut reader, READ_CHUNK).map_err(|e| http::from_io(&e))?;
@@ -220,28 +224,32 @@ impl<'a> ChatStream<'a> {
                 break false;
             }
             let ended = self.frames(&mut decoder, sink)?;
-            sink.flush()?;
+            sink.flush().go()?;
             if ended || self.question.is_some() {
                 break true;
             }
         };
         // Some streams close without the end-of-stream message after `done`: that is complete.
         if !ended && !self.done {
-            return Err(Error::Transport("Kimi closed the stream before the answer was complete".into()));
+            return Err(
+                Error::Transport("Kimi closed the stream before the answer was complete".into()).into()
+            );
         }
         self.finish(sink)
     }
 
     /// Handles the frames one read delivered; `true` at the end of the stream.
-    fn frames(&mut self, decoder: &mut Decoder, sink: &mut Progress) -> Result<bool, Error> {
+    fn frames(&mut self, decoder: &mut Decoder, sink: &mut Progress) -> Result<bool, Halt> {
         while let Some(frame) = decoder.next_frame().map_err(|e| Error::Upstream(e.to_string()))? {
             if frame.is_end_stream() {
                 return match event::end_stream_error(&frame.payload) {
                     Ok(Some(ConnectEvent::Error { code, reason, message })) => {
-                        Err(refusal(&code, &reason, message, self.model))
+                        Err(refusal(&code, &reason, message, self.model).into())
                     }
                     Ok(_) => Ok(true),
-                    Err(e) => Err(Error::Upstream(format!("Kimi sent an unreadable end of stream: {e}"))),
+                    Err(e) => {
+                        Err(Error::Upstream(format!("Kimi sent an unreadable end of stream: {e}")).into())
+                    }
                 };
             }
             if frame.payload.is_empty() {
@@ -263,23 +271,33 @@ impl<'a> ChatStream<'a> {
     }
 
     /// The end of a complete answer: held text, the research question, the finish.
-    fn finish(&mut self, sink: &mut Progress) -> Result<(), Error> {
+    fn finish(&mut self, sink: &mut Progress) -> Result<(), Halt> {
         let text = self.markers.finish();
         self.send_text(text, sink)?;
         if let Some(question) = self.question.take() {
             self.send_text(question, sink)?;
         }
         if !self.produced {
-            return Err(Error::Upstream("Kimi returned an empty answer".into()));
+            return Err(Error::Upstream("Kimi returned an empty answer".into()).into());
         }
+        Ok(sink.send(Event::Finish(Finish::Stop)).go()?)
+    }
+
+    /// A kept chat's next turn goes after this answer.
+    fn remember_parent(&mut self) {
         if let (true, Some(guard), Some(message)) = (self.keep, &self.guard, self.last_message.take()) {
             self.ctx.parents.set(guard.chat_id().to_string(), message);
         }
-        sink.send(Event::Finish(Finish::Stop))?;
-        Ok(())
     }
 
-    fn apply(&mut self, event: ConnectEvent, sink: &mut dyn Sink) -> Result<(), Error> {
+    /// Kimi answers nothing more in a chat that grew too long.
+    fn lock(&self) {
+        if let (true, Some(guard)) = (self.keep, &self.guard) {
+            self.ctx.memory.lock_chat(guard.chat_id());
+        }
+    }
+
+    fn apply(&mut self, event: ConnectEvent, sink: &mut dyn Sink) -> Result<(), Halt> {
         match event {
             ConnectEvent::Chat { id } if self.guard.is_none() => self.start(id, sink)?,
             ConnectEvent::AssistantMessage { id } => self.last_message = Some(id),
@@ -289,7 +307,7 @@ impl<'a> ChatStream<'a> {
             }
             ConnectEvent::Thinking(text) if !text.is_empty() => {
                 self.produced = true;
-                sink.send(Event::Thinking(text))?;
+                sink.send(Event::Thinking(text)).go()?;
             }
             ConnectEvent::Citations(sources) => self.cite(sources, sink)?,
             ConnectEvent::Tool { block, name, args, append, running } => {
@@ -301,9 +319,9 @@ impl<'a> ChatStream<'a> {
                 });
             }
             ConnectEvent::Done => self.done = true,
-            ConnectEvent::Heartbeat => sink.send(Event::Heartbeat)?,
+            ConnectEvent::Heartbeat => sink.send(Event::Heartbeat).go()?,
             ConnectEvent::Error { code, reason, message } => {
-                return Err(refusal(&code, &reason, message, self.model));
+                return Err(refusal(&code, &reason, message, self.model).into());
             }
             ConnectEvent::Chat { .. }
             | ConnectEvent::Thinking(_)
@@ -314,7 +332,7 @@ impl<'a> ChatStream<'a> {
     }
 
     /// The chat's id arrived: it is deleted on every way out unless kept.
-    fn start(&mut self, id: String, sink: &mut dyn Sink) -> Result<(), Error> {
+    fn start(&mut self, id: String, sink: &mut dyn Sink) -> Result<(), Halt> {
         if !self.continued {
             self.ctx.chats.created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
@@ -325,15 +343,15 @@ impl<'a> ChatStream<'a> {
             unary_on(ctx.upstream.cleanup(), ctx, token, who, method, &body).map(drop)
         };
         self.guard = Some(ChatGuard::new(id.clone(), self.keep, ctx.chats, delete));
-        sink.send(Event::ConversationId(id))?;
+        sink.send(Event::ConversationId(id)).go()?;
         Ok(())
     }
 
-    fn cite(&mut self, sources: Vec<(String, String)>, sink: &mut dyn Sink) -> Result<(), Error> {
+    fn cite(&mut self, sources: Vec<(String, String)>, sink: &mut dyn Sink) -> Result<(), Halt> {
         for (title, url) in sources {
             if !self.seen.contains(&url) {
                 self.seen.push(url.clone());
-                sink.send(Event::Citation { title, url })?;
+                sink.send(Event::Citation { title, url }).go()?;
             }
         }
         Ok(())
@@ -350,7 +368,7 @@ impl<'a> ChatStream<'a> {
         append: bool,
         running: bool,
         sink: &mut dyn Sink,
-    ) -> Result<(), Error> {
+    ) -> Result<(), Halt> {
         if self.tools.len() >= MAX_TOOL_STEPS && !self.tools.contains_key(&block) {
             return Ok(());
         }
@@ -371,15 +389,15 @@ impl<'a> ChatStream<'a> {
             self.question = Some(question_of(&args));
         } else if self.progress {
             self.produced = true;
-            sink.send(Event::Thinking(progress_line(&name, &args)))?;
+            sink.send(Event::Thinking(progress_line(&name, &args))).go()?;
         }
         Ok(())
     }
 
-    fn send_text(&mut self, text: String, sink: &mut dyn Sink) -> Result<(), Error> {
+    fn send_text(&mut self, text: String, sink: &mut dyn Sink) -> Result<(), Halt> {
         if !text.is_empty() {
             self.produced = true;
-            sink.send(Event::Text(text))?;
+            sink.send(Event::Text(text)).go()?;
         }
         Ok(())
     }

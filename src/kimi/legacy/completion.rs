@@ -12,7 +12,7 @@ use super::call::{EventReader, post_json, signed};
 use super::event::{self, LegacyEvent};
 use super::upload::upload;
 use crate::chat::{self, Conversation, Event, Finish, Sink};
-use crate::kimi::guard::ChatGuard;
+use crate::kimi::guard::{ChatGuard, Halt};
 use crate::kimi::session::Session;
 use crate::kimi::{Error, attachment, http, prompt};
 
@@ -34,7 +34,7 @@ pub(super) fn run(
     session: &Session,
     request: &chat::Request,
     sink: &mut dyn Sink,
-) -> Result<(), Error> {
+) -> Result<(), Halt> {
     let mode = &request.mode;
     let attachments = attachment::of_last_message(request, ctx.fetch)?;
     if mode.research {
@@ -45,9 +45,8 @@ pub(super) fn run(
             (id.clone(), true, prompt::new_turn(&request.messages))
         }
         Conversation::Continue(_) => {
-            return Err(Error::Rejected(
-                "conversation_id must be \"none\" or the 20-character id an earlier answer returned".into(),
-            ));
+            let why = "conversation_id must be \"none\" or the 20-character id an earlier answer returned";
+            return Err(Error::Rejected(why.into()).into());
         }
         other => {
             let id = create_chat(ctx, session, kimiplus_id(mode))?;
@@ -66,7 +65,7 @@ pub(super) fn run(
         }
     };
     let guard = ChatGuard::new(chat_id, keep, ctx.chats, delete);
-    sink.send(Event::ConversationId(guard.chat_id().to_string()))?;
+    sink.send(Event::ConversationId(guard.chat_id().to_string())).go()?;
     let mut refs = Vec::new();
     let mut refs_file = Vec::new();
     for attachment in &attachments {
@@ -94,8 +93,10 @@ pub(super) fn run(
         produced |= answered;
         match ending {
             // An answer with no text and no reasoning is Kimi failing quietly, not a success.
-            Ending::Done if !produced => return Err(Error::Upstream("Kimi returned an empty answer".into())),
-            Ending::Done => return Ok(sink.send(Event::Finish(Finish::Stop))?),
+            Ending::Done if !produced => {
+                return Err(Error::Upstream("Kimi returned an empty answer".into()).into());
+            }
+            Ending::Done => return Ok(sink.send(Event::Finish(Finish::Stop)).go()?),
             Ending::Length { segment_id: Some(segment_id) } => {
                 body = json!({
                     "segment_id": segment_id,
@@ -108,7 +109,7 @@ pub(super) fn run(
             Ending::Length { segment_id: None } => break,
         }
     }
-    Ok(sink.send(Event::Finish(Finish::Length))?)
+    Ok(sink.send(Event::Finish(Finish::Length)).go()?)
 }
 
 fn create_chat(ctx: Context<'_>, session: &Session, kimiplus_id: &str) -> Result<String, Error> {
@@ -170,7 +171,7 @@ fn stream_completion(
     chat_id: &str,
     body: &Value,
     sink: &mut dyn Sink,
-) -> Result<(Ending, bool), Error> {
+) -> Result<(Ending, bool), Halt> {
     let path = format!("/api/chat/{chat_id}/completion/stream");
     let mut events = EventReader::open(ctx, session, chat_id, &path, body)?;
     let mut seen = Seen::default();
@@ -182,7 +183,9 @@ fn stream_completion(
             {
                 break;
             }
-            return Err(Error::Transport("Kimi closed the stream before the answer was complete".into()));
+            return Err(
+                Error::Transport("Kimi closed the stream before the answer was complete".into()).into()
+            );
         };
         let mut done = false;
         for data in batch {
@@ -191,7 +194,7 @@ fn stream_completion(
                 break;
             }
         }
-        sink.flush()?;
+        sink.flush().go()?;
         if done {
             break;
         }
@@ -201,28 +204,28 @@ fn stream_completion(
 }
 
 /// Acts on one event; `Ok(true)` when the stream is over.
-fn handle(data: &str, sink: &mut dyn Sink, seen: &mut Seen) -> Result<bool, Error> {
+fn handle(data: &str, sink: &mut dyn Sink, seen: &mut Seen) -> Result<bool, Halt> {
     let event = event::parse(data)
         .map_err(|e| Error::Upstream(format!("Kimi sent an event that is not its protocol: {e}")))?;
     match event {
         LegacyEvent::Request { segment_id: id } => seen.segment_id = Some(id),
         LegacyEvent::Text(text) if !text.is_empty() => {
             seen.produced = true;
-            sink.send(Event::Text(text))?
+            sink.send(Event::Text(text)).go()?
         }
         LegacyEvent::Thinking(text) if !text.is_empty() => {
             seen.produced = true;
-            sink.send(Event::Thinking(text))?
+            sink.send(Event::Thinking(text)).go()?
         }
-        LegacyEvent::SearchResult { title, url } => sink.send(Event::Citation { title, url })?,
+        LegacyEvent::SearchResult { title, url } => sink.send(Event::Citation { title, url }).go()?,
         LegacyEvent::Length => seen.length = true,
         LegacyEvent::AllDone => return Ok(true),
         LegacyEvent::Error { error_type, message } => {
             let message = if message.is_empty() { "Kimi stopped with an error".to_string() } else { message };
-            return Err(http::classify(200, &error_type, message));
+            return Err(http::classify(200, &error_type, message).into());
         }
         // Progress events (search steps, segment echoes) say Kimi is still working.
-        LegacyEvent::Ignored => sink.send(Event::Heartbeat)?,
+        LegacyEvent::Ignored => sink.send(Event::Heartbeat).go()?,
         LegacyEvent::Text(_) | LegacyEvent::Thinking(_) => {}
     }
     Ok(false)

@@ -12,7 +12,7 @@ mod upload;
 use crate::chat;
 use crate::kimi::Error;
 use crate::kimi::attachment::Fetch;
-use crate::kimi::guard::{ChatCounts, Progress};
+use crate::kimi::guard::{ChatCounts, Halt, Progress};
 use crate::kimi::http::Upstream;
 use crate::kimi::session::Sessions;
 
@@ -33,10 +33,10 @@ pub fn chat(
     refresh_token: &str,
     request: &chat::Request,
     sink: &mut Progress,
-) -> Result<(), Error> {
+) -> Result<(), Halt> {
     let (session, fresh) = ctx.sessions.get(refresh_token, |token| login::login(ctx, token))?;
     match completion::run(ctx, &session, request, sink) {
-        Err(Error::Unauthorized(_)) if !fresh && !sink.delivered() => {
+        Err(Halt::Failed(Error::Unauthorized(_))) if !fresh && !sink.delivered() => {
             ctx.sessions.invalidate(refresh_token);
             let (session, _) = ctx.sessions.get(refresh_token, |token| login::login(ctx, token))?;
             completion::run(ctx, &session, request, sink)
