@@ -487,3 +487,35 @@ fn a_long_prompt_sends_its_history_as_a_text_attachment() {
     assert!(prompt.contains("## get_weather") && prompt.trim_end().ends_with("newest"), "{prompt}");
     assert!(!prompt.contains("rules rules"), "the history went into the file");
 }
+
+/// A tool-call answer used to stop the backend with the error that means "the client went away",
+/// so on the Connect API a kept conversation skipped remembering that answer, and its next turn
+/// (the tool's result) went to Kimi without a `parent_id`.
+#[test]
+fn a_kept_conversation_used_to_lose_its_parent_after_a_tool_call_answer() {
+    let h = Harness::start();
+    let auth = format!("Bearer {}", Kind::Connect.token());
+    let headers = [("authorization", auth.as_str())];
+    let call = format!("<tool_calls>\n{}</tool_calls>", call_markup("Paris"));
+    h.mock.script(Script { turns: vec![vec![call]], text: vec!["Sunny.".into()], ..Script::default() });
+    let url = h.url("/v1/chat/completions");
+    let first = json!({"model": "kimi", "conversation_id": "none", "tools": tools_of(Api::OpenAi),
+        "messages": [{"role": "user", "content": "weather in Paris?"}]});
+    let reply = post_with(&url, &headers, &first);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let answer = reply.json();
+    assert_eq!(answer["choices"][0]["finish_reason"], "tool_calls", "{answer}");
+    let (chat_id, call) = (answer["id"].clone(), answer["choices"][0]["message"]["tool_calls"][0].clone());
+    let second = json!({"model": "kimi", "conversation_id": chat_id, "tools": tools_of(Api::OpenAi), "messages": [
+        {"role": "user", "content": "weather in Paris?"},
+        {"role": "assistant", "content": null, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "sunny, 24 C"}]});
+    let reply = post_with(&url, &headers, &second);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let stats = h.mock.stats();
+    assert_eq!(stats.last_completion.unwrap()["chat_id"], chat_id);
+    assert!(
+        stats.last_parent_id.is_some_and(|p| p.starts_with("msg-")),
+        "the tool-call answer is the parent"
+    );
+}
