@@ -6,6 +6,7 @@
 
 mod answer;
 mod citations;
+mod layers;
 mod sink;
 pub mod tools;
 
@@ -15,6 +16,7 @@ use serde_json::{Map, Value};
 
 pub use answer::Answer;
 pub use citations::CitationText;
+pub use layers::{Layers, Stack};
 pub use sink::{Ended, Flow, Sink, Stop};
 
 /// Who said a message.

@@ -8,9 +8,7 @@ use tiny_http::{Method, Request};
 use super::App;
 use super::exchange::{self, EventStream};
 use super::{healthz, metrics};
-use crate::chat::Answer;
-use crate::chat::tools::{self, ToolCalls};
-use crate::chat::{self, CitationText, Ended, ErrorKind, Stop};
+use crate::chat::{self, Answer, Ended, ErrorKind, Layers, Stop};
 use crate::dialect::{Aggregator, Dialect, StreamRenderer, anthropic, gemini, openai, responses};
 use crate::kimi::{Backend, Credential, TokenCheck};
 
@@ -321,18 +319,13 @@ where
             return Outcome::failed(dialect, &error);
         }
     };
-    let silent = chat.mode.silent;
-    let (chat, parser) = tools::prepare(chat, &app.tools);
-    let parallel = chat.parallel_tool_calls;
+    let (chat, layers) = Layers::prepare(chat, &app.tools);
     let credential = credential.as_deref().map_or(Credential::Pool, Credential::Tokens);
     let _in_flight = app.metrics.chat_started();
     if chat.stream {
         let started = Instant::now();
         let mut stream = EventStream::new(request, dialect, renderer);
-        let (backend, result) = {
-            let mut sink = ToolCalls::new(parser, parallel, CitationText::new(&mut stream, true, silent));
-            app.kimi.chat(credential, &chat, &mut sink)
-        };
+        let (backend, result) = app.kimi.chat(credential, &chat, &mut layers.over(&mut stream, true));
         let (chat_id, opened) = (stream.conversation_id.clone(), stream.opened);
         let status = match result {
             Ok(Ended::Stopped(Stop::ClientGone)) => {
@@ -349,10 +342,7 @@ where
         Outcome { status, dialect: Some(dialect), backend, chat_id, first_byte }
     } else {
         let mut answer = Answer::default();
-        let (backend, result) = {
-            let mut sink = ToolCalls::new(parser, parallel, CitationText::new(&mut answer, false, silent));
-            app.kimi.chat(credential, &chat, &mut sink)
-        };
+        let (backend, result) = app.kimi.chat(credential, &chat, &mut layers.over(&mut answer, false));
         let first_byte = Some(Instant::now());
         let status = match result {
             Ok(_) => {

@@ -12,7 +12,8 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use crate::chat::{self, Event, Finish, Flow, Message, Part, Role, Sink, Stop, ToolCall, ToolChoice};
-use parse::{Output, ToolParser};
+use parse::Output;
+pub use parse::ToolParser;
 pub use prompt::DEFAULT_TEMPLATE;
 
 /// How tools are offered to the model.
