@@ -6,6 +6,7 @@
 
 mod answer;
 mod citations;
+pub mod output;
 mod sink;
 pub mod tools;
 
@@ -15,6 +16,7 @@ use serde_json::{Map, Value};
 
 pub use answer::Answer;
 pub use citations::CitationText;
+pub use output::Output;
 pub use sink::{Disconnected, Sink};
 
 /// Who said a message.
@@ -233,6 +235,8 @@ pub struct Request {
     pub tool_choice: ToolChoice,
     /// Whether several calls may come in one answer.
     pub parallel_tool_calls: bool,
+    /// Text, or JSON (with a schema): `output.rs`.
+    pub output: Output,
 }
 
 impl Request {

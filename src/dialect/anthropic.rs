@@ -218,6 +218,9 @@ pub fn parse(body: &[u8]) -> Result<ParsedRequest, chat::Error> {
             tools,
             tool_choice: choice.map_or(ToolChoice::Auto, tool_choice),
             parallel_tool_calls,
+            // Anthropic has no response format: a forced tool whose input is the schema is its
+            // structured output, and the tool layer serves it (`docs/clients.md`).
+            output: chat::Output::Text,
         },
     })
 }

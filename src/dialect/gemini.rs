@@ -12,15 +12,10 @@ use crate::chat::{
     ToolResult, estimate_tokens,
 };
 
-/// Added to the prompt in JSON mode: Kimi has no response format switch.
-const JSON_INSTRUCTION: &str = "Reply with one valid JSON value only: no prose, no Markdown, no code fences.";
-
 pub struct ParsedRequest {
     pub chat: chat::Request,
     /// Send `thought: true` parts (`thinkingConfig.includeThoughts`).
     pub include_thoughts: bool,
-    /// `responseMimeType: application/json`.
-    pub json_mode: bool,
     /// `alt=sse` framing rather than a JSON array.
     pub sse: bool,
 }
@@ -202,14 +197,11 @@ pub fn parse(model: &str, body: &[u8], stream: bool, sse: bool) -> Result<Parsed
     }
     let config = body.generation_config.ok().unwrap_or_default();
     let include_thoughts = config.thinking_config.ok().and_then(|t| t.include_thoughts.ok()) == Some(true);
-    let json_mode = config.response_mime_type.ok().as_deref() == Some("application/json");
-    if json_mode {
-        let instruction = match config.response_json_schema.or(config.response_schema) {
-            Some(schema) => format!("{JSON_INSTRUCTION} It must match this JSON schema: {schema}"),
-            None => JSON_INSTRUCTION.to_string(),
-        };
-        messages.push(Message::text(Role::System, instruction));
-    }
+    let output = output(
+        config.response_mime_type.ok().as_deref(),
+        config.response_json_schema,
+        config.response_schema,
+    );
     let model = model.strip_prefix("models/").unwrap_or(model).to_string();
     let mut mode = Mode::from_model_name(&model);
     mode.thinking |= include_thoughts;
@@ -226,11 +218,43 @@ pub fn parse(model: &str, body: &[u8], stream: bool, sse: bool) -> Result<Parsed
             tools: tools.collect(),
             tool_choice: tool_choice(calling),
             parallel_tool_calls: true,
+            output,
         },
         include_thoughts,
-        json_mode,
         sse,
     })
+}
+
+/// `responseMimeType: application/json`, with `responseJsonSchema` (a JSON Schema) or
+/// `responseSchema` (Google's OpenAPI subset, made a JSON Schema).
+fn output(mime: Option<&str>, json_schema: Option<Value>, openapi: Option<Value>) -> chat::Output {
+    if mime != Some("application/json") {
+        return chat::Output::Text;
+    }
+    let schema = json_schema.or_else(|| openapi.map(json_schema_of)).filter(Value::is_object);
+    match schema {
+        Some(schema) => chat::Output::JsonSchema { name: String::new(), schema },
+        None => chat::Output::Json,
+    }
+}
+
+/// An OpenAPI-style schema as a JSON Schema: upper-case types (`OBJECT`) in lower case, and
+/// `nullable: true` as a `null` type, at every level.
+fn json_schema_of(schema: Value) -> Value {
+    match schema {
+        Value::Object(map) => {
+            let nullable = map.get("nullable") == Some(&Value::Bool(true));
+            let mut map: Map<String, Value> = map.into_iter().map(|(k, v)| (k, json_schema_of(v))).collect();
+            if let Some(Value::String(kind)) = map.get("type") {
+                let kind = Value::String(kind.to_ascii_lowercase());
+                let kind = if nullable { Value::Array(vec![kind, "null".into()]) } else { kind };
+                map.insert("type".into(), kind);
+            }
+            Value::Object(map)
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(json_schema_of).collect()),
+        other => other,
+    }
 }
 
 fn declarations(tool: RawTool) -> impl Iterator<Item = chat::Tool> {
@@ -452,6 +476,8 @@ struct Candidate<'a> {
     content: Content<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     finish_reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finish_message: Option<&'a str>,
     index: u32,
 }
 
@@ -492,6 +518,7 @@ impl<'a> Response<'a> {
             candidates: [Candidate {
                 content: Content { parts, role: "model" },
                 finish_reason: None,
+                finish_message: None,
                 index: 0,
             }],
             usage_metadata: None,
@@ -610,7 +637,6 @@ impl StreamRenderer for Stream {
 pub struct Complete {
     model: String,
     include_thoughts: bool,
-    json_mode: bool,
     prompt_tokens: u64,
 }
 
@@ -619,18 +645,9 @@ impl Complete {
         Complete {
             model: request.chat.model.clone(),
             include_thoughts: request.include_thoughts,
-            json_mode: request.json_mode,
             prompt_tokens: request.chat.estimated_prompt_tokens(),
         }
     }
-}
-
-/// The JSON inside a Markdown code fence, if the model wrapped its answer in one.
-pub(super) fn unfenced(text: &str) -> &str {
-    let trimmed = text.trim();
-    let Some(inner) = trimmed.strip_prefix("```") else { return text };
-    let inner = inner.strip_prefix("json").unwrap_or(inner);
-    inner.strip_suffix("```").map_or(text, str::trim)
 }
 
 impl Aggregator for Complete {
@@ -639,7 +656,7 @@ impl Aggregator for Complete {
         if self.include_thoughts && !answer.thinking.is_empty() {
             parts.push(OutPart::Text(TextPart { text: &answer.thinking, thought: true }));
         }
-        let text = if self.json_mode { unfenced(&answer.text) } else { &answer.text };
+        let text = answer.text.as_str();
         if !text.is_empty() || answer.calls.is_empty() {
             parts.push(OutPart::Text(TextPart { text, thought: false }));
         }
@@ -651,8 +668,13 @@ impl Aggregator for Complete {
             thoughts: if answer.thinking.is_empty() { 0 } else { estimate_tokens(&answer.thinking) },
         };
         let response_id = super::unique_id("resp-");
-        let response = Response::new(&parts, &self.model, &response_id)
+        let mut response = Response::new(&parts, &self.model, &response_id)
             .finished(answer.finish, counts.metadata(self.prompt_tokens));
+        if let Some(why) = &answer.invalid_output {
+            // Structured output that failed its check: the text as it is, `OTHER` and why.
+            response.candidates[0].finish_reason = Some("OTHER");
+            response.candidates[0].finish_message = Some(why);
+        }
         serde_json::to_vec(&response).unwrap_or_default()
     }
 }

@@ -55,23 +55,47 @@ fn function_turns_and_thoughts() {
 }
 
 #[test]
-fn json_mode_instructs_and_unfences() {
+fn json_mode_sets_the_output_with_a_json_schema() {
     let request = parsed(
         json!({"contents": [{"parts": [{"text": "classify"}]}],
                "generationConfig": {"responseMimeType": "application/json",
-                                    "responseJsonSchema": {"type": "OBJECT"}}}),
+                                    "responseSchema": {"type": "OBJECT", "properties": {
+                                        "tags": {"type": "ARRAY", "items": {"type": "STRING"}},
+                                        "note": {"type": "STRING", "nullable": true}}}}}),
         false,
         false,
     );
-    assert!(request.json_mode);
-    let last = request.chat.messages.last().unwrap().joined_text();
-    assert!(last.contains("valid JSON") && last.contains("OBJECT"));
-    let answer = crate::dialect::answer_of([
-        Event::Text("```json\n{\"a\": 1}\n```".into()),
-        Event::Finish(Finish::Stop),
-    ]);
+    let schema = json!({"type": "object", "properties": {
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "note": {"type": ["string", "null"], "nullable": true}}});
+    assert_eq!(request.chat.output, chat::Output::JsonSchema { name: String::new(), schema });
+    let raw = json!({"type": "object", "required": ["a"]});
+    let request = parsed(
+        json!({"contents": [{"parts": [{"text": "x"}]}],
+               "generationConfig": {"responseMimeType": "application/json", "responseJsonSchema": raw,
+                                    "responseSchema": {"type": "STRING"}}}),
+        false,
+        false,
+    );
+    assert_eq!(request.chat.output, chat::Output::JsonSchema { name: String::new(), schema: raw });
+    let json = json!({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"responseMimeType": "application/json"}});
+    assert_eq!(parsed(json, false, false).chat.output, chat::Output::Json);
+    let text = json!({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"responseSchema": {"type": "STRING"}}});
+    assert_eq!(parsed(text, false, false).chat.output, chat::Output::Text);
+}
+
+#[test]
+fn a_failed_check_ends_with_other_and_says_why() {
+    let request = parsed(json!({"contents": [{"parts": [{"text": "x"}]}]}), false, false);
+    let mut answer = crate::dialect::answer_of([Event::Text("No.".into()), Event::Finish(Finish::Stop)]);
+    answer.invalid_output = Some("not JSON".into());
     let body: Value = serde_json::from_slice(&Complete::new(&request).body(&answer)).unwrap();
-    assert_eq!(body["candidates"][0]["content"]["parts"][0]["text"], "{\"a\": 1}");
+    let candidate = &body["candidates"][0];
+    assert_eq!(candidate["content"]["parts"][0]["text"], "No.");
+    assert_eq!(
+        (candidate["finishReason"].as_str(), candidate["finishMessage"].as_str()),
+        (Some("OTHER"), Some("not JSON"))
+    );
 }
 
 #[test]

@@ -34,6 +34,9 @@ struct Body {
     /// `none` … `xhigh`: thinking, and with `xhigh` the model's top effort.
     #[serde(default)]
     reasoning_effort: Lenient<String>,
+    /// `{"type": "json_object"}` or `{"type": "json_schema", "json_schema": {name, schema, strict}}`.
+    #[serde(default)]
+    response_format: Value,
 }
 
 /// `{"type": "function", "function": {...}}`; other tool types are not functions and are skipped.
@@ -130,6 +133,7 @@ pub fn parse(body: &[u8]) -> Result<ParsedRequest, chat::Error> {
             tools: body.tools.into_iter().filter_map(tool).collect(),
             tool_choice: tool_choice(body.tool_choice.as_ref()),
             parallel_tool_calls: body.parallel_tool_calls.unwrap_or(true),
+            output: super::openai_output(&body.response_format, &body.response_format["json_schema"]),
         },
     })
 }
@@ -543,7 +547,9 @@ impl Aggregator for Complete {
                     role: "assistant",
                     content: (!answer.text.is_empty() || answer.calls.is_empty())
                         .then_some(answer.text.as_str()),
-                    refusal: None,
+                    // Structured output that failed its check: the text as it is, and why. The
+                    // SDKs' `parse()` then gives `parsed: None` rather than raising.
+                    refusal: answer.invalid_output.as_deref(),
                     reasoning_content: (!answer.thinking.is_empty()).then_some(answer.thinking.as_str()),
                     tool_calls: answer.calls.iter().map(message_call).collect(),
                 },

@@ -186,3 +186,40 @@ fn no_null_system_fingerprint() {
         assert!(body.get("system_fingerprint").is_none(), "{body}");
     }
 }
+
+#[test]
+fn response_format_sets_the_output() {
+    let schema =
+        r#"{"type":"json_schema","json_schema":{"name":"Person","schema":{"type":"object"},"strict":true}}"#;
+    let request = parsed(&format!(
+        r#"{{"model":"kimi","messages":[{{"role":"user","content":"x"}}],"response_format":{schema}}}"#
+    ));
+    let expected =
+        chat::Output::JsonSchema { name: "Person".into(), schema: serde_json::json!({"type": "object"}) };
+    assert_eq!(request.chat.output, expected);
+    for (format, output) in [
+        (r#"{"type":"json_object"}"#, chat::Output::Json),
+        (r#"{"type":"text"}"#, chat::Output::Text),
+        (r#"{"type":"json_schema","json_schema":{"name":"n"}}"#, chat::Output::Json),
+        ("null", chat::Output::Text),
+    ] {
+        let body = format!(
+            r#"{{"model":"kimi","messages":[{{"role":"user","content":"x"}}],"response_format":{format}}}"#
+        );
+        assert_eq!(parsed(&body).chat.output, output, "{format}");
+    }
+}
+
+#[test]
+fn a_failed_check_keeps_the_text_and_sets_the_refusal() {
+    let request = parsed(r#"{"model":"kimi","messages":[{"role":"user","content":"x"}]}"#);
+    let mut answer = crate::dialect::answer_of([Event::Text("No.".into()), Event::Finish(Finish::Stop)]);
+    answer.invalid_output = Some("not JSON".into());
+    let body: Value = serde_json::from_slice(&Complete::new(&request).body(&answer)).unwrap();
+    let choice = &body["choices"][0];
+    assert_eq!(
+        (choice["message"]["content"].as_str(), choice["message"]["refusal"].as_str()),
+        (Some("No."), Some("not JSON"))
+    );
+    assert_eq!(choice["finish_reason"], "stop");
+}

@@ -12,9 +12,6 @@ use crate::chat::{
     estimate_tokens,
 };
 
-/// The same instruction Gemini's JSON mode adds: Kimi has no constrained decoding.
-const JSON_INSTRUCTION: &str = "Reply with one valid JSON value only: no prose, no Markdown, no code fences.";
-
 #[derive(Deserialize)]
 struct Body {
     model: Option<String>,
@@ -44,18 +41,12 @@ struct Reasoning {
     effort: Option<String>,
 }
 
+/// `text`: its `format` is `{"type": "text" | "json_object"}` or
+/// `{"type": "json_schema", "name", "schema", "strict"}`.
 #[derive(Deserialize)]
 struct TextConfig {
     #[serde(default)]
-    format: Lenient<Format>,
-}
-
-#[derive(Deserialize)]
-struct Format {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    schema: Option<Value>,
+    format: Value,
 }
 
 /// One input item; which fields matter depends on `type` (absent with a `role`: a message).
@@ -92,7 +83,8 @@ pub struct ParsedRequest {
     pub chat: chat::Request,
     /// Names of the freeform tools, whose calls render as `custom_tool_call` items.
     freeform: Vec<String>,
-    json_mode: bool,
+    /// The client's `text.format`, echoed in the response object.
+    format: Value,
     /// Echoed in the response object, as the API does.
     tools: Vec<Value>,
     tool_choice: Value,
@@ -118,21 +110,16 @@ pub fn parse(body: &[u8]) -> Result<ParsedRequest, chat::Error> {
     if messages.iter().all(|m| m.role == Role::System) {
         return Err(chat::Error::invalid("`input` must be a non-empty string or list of items"));
     }
-    let format = body.text.ok().and_then(|t| t.format.ok()).filter(|f| f.kind.starts_with("json"));
-    if let Some(format) = &format {
-        let instruction = match &format.schema {
-            Some(schema) => format!("{JSON_INSTRUCTION} It must match this JSON schema: {schema}"),
-            None => JSON_INSTRUCTION.to_string(),
-        };
-        messages.push(Message::text(Role::System, instruction));
-    }
+    let format = body.text.ok().map(|t| t.format).filter(Value::is_object);
+    let format = format.unwrap_or_else(|| json!({"type": "text"}));
+    let output = super::openai_output(&format, &format);
     let effort = body.reasoning.ok().and_then(|r| r.effort);
     let mut mode = Mode::from_model_name(&model);
     super::openai_effort(&mut mode, effort.as_deref());
     let tools: Vec<chat::Tool> = body.tools.iter().filter_map(tool).collect();
     Ok(ParsedRequest {
         freeform: tools.iter().filter(|t| t.freeform).map(|t| t.name.clone()).collect(),
-        json_mode: format.is_some(),
+        format,
         tool_choice: body.tool_choice.clone().unwrap_or_else(|| json!("auto")),
         instructions: body.instructions,
         tools: body.tools,
@@ -145,6 +132,7 @@ pub fn parse(body: &[u8]) -> Result<ParsedRequest, chat::Error> {
             tools,
             tool_choice: tool_choice(body.tool_choice.as_ref()),
             parallel_tool_calls: body.parallel_tool_calls.unwrap_or(true),
+            output,
         },
     })
 }
@@ -285,18 +273,23 @@ enum OutputItem {
     CustomToolCall { id: String, status: &'static str, call_id: String, name: String, input: String },
 }
 
+/// A part of a message: its text, or a refusal.
 #[derive(Serialize)]
-struct TextPart {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    text: String,
-    annotations: [(); 0],
-    logprobs: [(); 0],
+#[serde(tag = "type", rename_all = "snake_case")]
+enum TextPart {
+    OutputText { text: String, annotations: [(); 0], logprobs: [(); 0] },
+    Refusal { refusal: String },
 }
 
 impl TextPart {
     fn new(text: &str) -> Self {
-        TextPart { kind: "output_text", text: text.to_string(), annotations: [], logprobs: [] }
+        TextPart::OutputText { text: text.to_string(), annotations: [], logprobs: [] }
+    }
+
+    /// Structured output that failed its check: a refusal part with why and the model's text
+    /// as it is (`responses.parse()` would raise on an `output_text` that is not the JSON).
+    fn refused(why: &str, text: &str) -> Self {
+        TextPart::Refusal { refusal: format!("{why}. The model answered:\n{text}") }
     }
 }
 
@@ -364,7 +357,7 @@ struct Echo {
     parallel_tool_calls: bool,
     instructions: Option<String>,
     freeform: Vec<String>,
-    json_mode: bool,
+    format: Value,
     prompt_tokens: u64,
 }
 
@@ -379,13 +372,12 @@ impl Echo {
             parallel_tool_calls: request.chat.parallel_tool_calls,
             instructions: request.instructions.clone(),
             freeform: request.freeform.clone(),
-            json_mode: request.json_mode,
+            format: request.format.clone(),
             prompt_tokens: request.chat.estimated_prompt_tokens(),
         }
     }
 
     fn response<'a>(&'a self, status: &'static str, output: &'a [OutputItem]) -> ResponseObject<'a> {
-        let format = if self.json_mode { "json_object" } else { "text" };
         ResponseObject {
             id: &self.id,
             object: "response",
@@ -397,7 +389,7 @@ impl Echo {
             tool_choice: &self.tool_choice,
             tools: &self.tools,
             instructions: self.instructions.as_deref(),
-            text: json!({"format": {"type": format}}),
+            text: json!({"format": self.format}),
             error: None,
             incomplete_details: None,
             metadata: Map::new(),
@@ -667,9 +659,12 @@ impl Aggregator for Complete {
                 summary: vec![SummaryPart::new(&answer.thinking)],
             });
         }
-        let text = if self.echo.json_mode { super::gemini::unfenced(&answer.text) } else { &answer.text };
+        let text = &answer.text;
         if !text.is_empty() || answer.calls.is_empty() {
-            let content = vec![TextPart::new(text)];
+            let content = match &answer.invalid_output {
+                Some(why) => vec![TextPart::refused(why, text)],
+                None => vec![TextPart::new(text)],
+            };
             output.push(OutputItem::Message {
                 id: unique_id("msg_"),
                 status: "completed",

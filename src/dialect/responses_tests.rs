@@ -140,15 +140,27 @@ fn bad_requests_are_named() {
 }
 
 #[test]
-fn json_mode_adds_the_instruction_and_unfences() {
+fn text_format_sets_the_output_and_a_failed_check_is_a_refusal_part() {
     let request = parsed(
         r#"{"model":"kimi","input":"x","text":{"format":{"type":"json_schema","name":"n","schema":{"type":"object"}}}}"#,
     );
-    let last = request.chat.messages.last().unwrap();
-    assert!(last.joined_text().starts_with(JSON_INSTRUCTION) && last.joined_text().contains("\"object\""));
-    let answer = crate::dialect::answer_of([Event::Text("```json\n{\"a\":1}\n```".into())]);
+    let schema = serde_json::json!({"type": "object"});
+    assert_eq!(request.chat.output, chat::Output::JsonSchema { name: "n".into(), schema });
+    let plain = parsed(r#"{"model":"kimi","input":"x","text":{"format":{"type":"json_object"}}}"#);
+    assert_eq!(plain.chat.output, chat::Output::Json);
+    assert_eq!(parsed(r#"{"model":"kimi","input":"x"}"#).chat.output, chat::Output::Text);
+    let mut answer = crate::dialect::answer_of([Event::Text("{\"a\":1}".into())]);
     let body: Value = serde_json::from_slice(&Complete::new(&request).body(&answer)).unwrap();
     assert_eq!(body["output"][0]["content"][0]["text"], "{\"a\":1}");
+    assert_eq!(body["text"]["format"]["name"], "n", "the format is echoed");
+    answer.text = "No.".into();
+    answer.invalid_output = Some("not JSON".into());
+    let body: Value = serde_json::from_slice(&Complete::new(&request).body(&answer)).unwrap();
+    let part = &body["output"][0]["content"][0];
+    assert_eq!(
+        (part["type"].as_str(), part["refusal"].as_str()),
+        (Some("refusal"), Some("not JSON. The model answered:\nNo."))
+    );
 }
 
 #[test]

@@ -12,7 +12,8 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use crate::chat::{self, Disconnected, Event, Finish, Message, Part, Role, Sink, ToolCall, ToolChoice};
-use parse::{Output, ToolParser};
+use parse::Output;
+pub use parse::ToolParser;
 pub use prompt::DEFAULT_TEMPLATE;
 
 /// How tools are offered to the model.
@@ -60,7 +61,7 @@ fn schema_of(tool: &chat::Tool) -> &Value {
 }
 
 /// The newest message, or a new user turn when the newest is the assistant's.
-fn newest_turn(messages: &mut Vec<Message>) -> &mut Message {
+pub(in crate::chat) fn newest_turn(messages: &mut Vec<Message>) -> &mut Message {
     if messages.last().is_none_or(|m| m.role == Role::Assistant) {
         messages.push(Message { role: Role::User, parts: Vec::new() });
     }
@@ -98,6 +99,11 @@ pub struct ToolCalls<S> {
 impl<S: Sink> ToolCalls<S> {
     pub fn new(parser: Option<ToolParser>, parallel: bool, inner: S) -> Self {
         ToolCalls { parser, inner, parallel, calls: 0, finished: false, out: Vec::new() }
+    }
+
+    /// The sink it passes events on to.
+    pub fn inner(&self) -> &S {
+        &self.inner
     }
 
     /// Whether the answer ended with its tool calls (the upstream read was stopped on purpose).
@@ -191,6 +197,7 @@ mod tests {
             }],
             tool_choice: choice,
             parallel_tool_calls: true,
+            output: chat::Output::Text,
         }
     }
 
