@@ -136,7 +136,11 @@ fn system_instruction_and_json_mode_reach_kimi(kind: Kind) {
     let (system, prompt) = match system {
         Some(system) => (system, prompt),
         None => {
-            assert!(prompt.starts_with("system:You route.\nuser:a\nuser:b\n"), "{prompt}");
+            // The JSON instruction is in the newest turn (`chat/output.rs`), as the tool prompt is.
+            assert!(
+                prompt.starts_with("system:You route.\nuser:a\n") && prompt.contains("user:b\nReply with"),
+                "{prompt}"
+            );
             ("You route.".to_string(), prompt)
         }
     };

@@ -11,6 +11,9 @@ pub struct Answer {
     /// Tool calls, in the order the model made them.
     pub calls: Vec<ToolCall>,
     pub finish: Finish,
+    /// Set when JSON was asked for and the answer (after one corrective follow-up) is not it:
+    /// why, in a sentence, for the dialect's marker. The text is then the model's, as it is.
+    pub invalid_output: Option<String>,
 }
 
 impl Default for Answer {
@@ -21,6 +24,7 @@ impl Default for Answer {
             thinking: String::new(),
             calls: Vec::new(),
             finish: Finish::Stop,
+            invalid_output: None,
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The layers every answer passes through between a backend and a dialect, stacked in one
-//! place: the request is prepared for them (tools described to the model), then Kimi's events
-//! go through the tool-call reader (calls read out of the text) and the citations (rendered as
-//! text) before the dialect renders them.
+//! place: the request is prepared for them (the JSON it must answer in, the tools it may call),
+//! then Kimi's events go through the tool-call reader (calls read out of the text), the JSON
+//! unfencer (a streamed JSON answer loses its code fence on the way) and the citations
+//! (rendered as text, left out of JSON answers) before the dialect renders them.
 
+use super::output::{self, Output, Unfenced};
 use super::tools::{self, ToolCalls, ToolParser};
 use super::{CitationText, Request, Sink};
 
@@ -11,23 +13,28 @@ pub struct Layers {
     parser: Option<ToolParser>,
     parallel: bool,
     silent: bool,
+    output: Output,
 }
 
 /// The sink a backend writes to: the layers over the dialect's sink.
-pub type Stack<S> = ToolCalls<CitationText<S>>;
+pub type Stack<S> = ToolCalls<Unfenced<CitationText<S>>>;
 
 impl Layers {
-    /// The request as a backend can send it, and the layers its answer goes through.
+    /// The request as a backend can send it (the JSON instruction, then the tool layer's
+    /// rewriting), and the layers its answer goes through.
     pub fn prepare(request: Request, settings: &tools::Settings) -> (Request, Layers) {
-        let silent = request.mode.silent;
-        let (request, parser) = tools::prepare(request, settings);
+        let silent = request.mode.silent || request.output.is_json();
+        let output = request.output.clone();
+        let (request, parser) = tools::prepare(output::prepare(request), settings);
         let parallel = request.parallel_tool_calls;
-        (request, Layers { parser, parallel, silent })
+        (request, Layers { parser, parallel, silent, output })
     }
 
-    /// The layers over `inner`, a stream (citations lead the answer) or a whole answer
-    /// (citations follow it).
+    /// The layers over `inner`: a stream (citations lead the answer, JSON is unfenced as it
+    /// comes) or a whole answer (citations follow it; JSON is settled once complete).
     pub fn over<S: Sink>(self, inner: S, streaming: bool) -> Stack<S> {
-        ToolCalls::new(self.parser, self.parallel, CitationText::new(inner, streaming, self.silent))
+        let output = if streaming { self.output } else { Output::Text };
+        let citations = CitationText::new(inner, streaming, self.silent);
+        ToolCalls::new(self.parser, self.parallel, Unfenced::new(&output, citations))
     }
 }

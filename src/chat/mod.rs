@@ -7,6 +7,7 @@
 mod answer;
 mod citations;
 mod layers;
+pub mod output;
 mod sink;
 pub mod tools;
 
@@ -17,6 +18,7 @@ use serde_json::{Map, Value};
 pub use answer::Answer;
 pub use citations::CitationText;
 pub use layers::{Layers, Stack};
+pub use output::Output;
 pub use sink::{Ended, Flow, Sink, Stop};
 
 /// Who said a message.
@@ -235,6 +237,8 @@ pub struct Request {
     pub tool_choice: ToolChoice,
     /// Whether several calls may come in one answer.
     pub parallel_tool_calls: bool,
+    /// Text, or JSON (with a schema): `output.rs`.
+    pub output: Output,
 }
 
 impl Request {

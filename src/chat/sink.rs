@@ -41,6 +41,15 @@ impl Flow {
     }
 }
 
+impl From<Result<(), Stop>> for Flow {
+    fn from(result: Result<(), Stop>) -> Flow {
+        match result {
+            Ok(()) => Flow::Go,
+            Err(stop) => Flow::Stop(stop),
+        }
+    }
+}
+
 /// How an answer that did not fail ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {

@@ -61,6 +61,7 @@ fn a_prompt_is_as_many_tokens_as_its_text() {
         tools: Vec::new(),
         tool_choice: ToolChoice::Auto,
         parallel_tool_calls: true,
+        output: crate::chat::Output::Text,
     };
     assert_eq!(request(&"abcd".repeat(25)).estimated_prompt_tokens(), 25);
     assert_eq!(request("").estimated_prompt_tokens(), 1, "never zero");

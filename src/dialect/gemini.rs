@@ -12,15 +12,10 @@ use crate::chat::{
     ToolResult, estimate_tokens,
 };
 
-/// Added to the prompt in JSON mode: Kimi has no response format switch.
-const JSON_INSTRUCTION: &str = "Reply with one valid JSON value only: no prose, no Markdown, no code fences.";
-
 pub struct ParsedRequest {
     pub chat: chat::Request,
     /// Send `thought: true` parts (`thinkingConfig.includeThoughts`).
     pub include_thoughts: bool,
-    /// `responseMimeType: application/json`.
-    pub json_mode: bool,
     /// `alt=sse` framing rather than a JSON array.
     pub sse: bool,
 }
@@ -202,14 +197,11 @@ pub fn parse(model: &str, body: &[u8], stream: bool, sse: bool) -> Result<Parsed
     }
     let config = body.generation_config.ok().unwrap_or_default();
     let include_thoughts = config.thinking_config.ok().and_then(|t| t.include_thoughts.ok()) == Some(true);
-    let json_mode = config.response_mime_type.ok().as_deref() == Some("application/json");
-    if json_mode {
-        let instruction = match config.response_json_schema.or(config.response_schema) {
-            Some(schema) => format!("{JSON_INSTRUCTION} It must match this JSON schema: {schema}"),
-            None => JSON_INSTRUCTION.to_string(),
-        };
-        messages.push(Message::text(Role::System, instruction));
-    }
+    let output = output(
+        config.response_mime_type.ok().as_deref(),
+        config.response_json_schema,
+        config.response_schema,
+    );
     let model = model.strip_prefix("models/").unwrap_or(model).to_string();
     let mut mode = Mode::from_model_name(&model);
     mode.thinking |= include_thoughts;
@@ -226,11 +218,43 @@ pub fn parse(model: &str, body: &[u8], stream: bool, sse: bool) -> Result<Parsed
             tools: tools.collect(),
             tool_choice: tool_choice(calling),
             parallel_tool_calls: true,
+            output,
         },
         include_thoughts,
-        json_mode,
         sse,
     })
+}
+
+/// `responseMimeType: application/json`, with `responseJsonSchema` (a JSON Schema) or
+/// `responseSchema` (Google's OpenAPI subset, made a JSON Schema).
+fn output(mime: Option<&str>, json_schema: Option<Value>, openapi: Option<Value>) -> chat::Output {
+    if mime != Some("application/json") {
+        return chat::Output::Text;
+    }
+    let schema = json_schema.or_else(|| openapi.map(json_schema_of)).filter(Value::is_object);
+    match schema {
+        Some(schema) => chat::Output::JsonSchema { name: String::new(), schema },
+        None => chat::Output::Json,
+    }
+}
+
+/// An OpenAPI-style schema as a JSON Schema: upper-case types (`OBJECT`) in lower case, and
+/// `nullable: true` as a `null` type, at every level.
+fn json_schema_of(schema: Value) -> Value {
+    match schema {
+        Value::Object(map) => {
+            let nullable = map.get("nullable") == Some(&Value::Bool(true));
+            let mut map: Map<String, Value> = map.into_iter().map(|(k, v)| (k, json_schema_of(v))).collect();
+            if let Some(Value::String(kind)) = map.get("type") {
+                let kind = Value::String(kind.to_ascii_lowercase());
+                let kind = if nullable { Value::Array(vec![kind, "null".into()]) } else { kind };
+                map.insert("type".into(), kind);
+            }
+            Value::Object(map)
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(json_schema_of).collect()),
+        other => other,
+    }
 }
 
 fn declarations(tool: RawTool) -> impl Iterator<Item = chat::Tool> {
@@ -452,6 +476,8 @@ struct Candidate<'a> {
     content: Content<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     finish_reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finish_message: Option<&'a str>,
     index: u32,
 }
 
@@ -492,6 +518,7 @@ impl<'a> Response<'a> {
             candidates: [Candidate {
                 content: Content { parts, role: "model" },
                 finish_reason: None,
+                finish_message: None,
                 index: 0,
             }],
             usage_metadata: None,
@@ -610,7 +637,6 @@ impl StreamRenderer for Stream {
 pub struct Complete {
     model: String,
     include_thoughts: bool,
-    json_mode: bool,
     prompt_tokens: u64,
 }
 
@@ -619,18 +645,9 @@ impl Complete {
         Complete {
             model: request.chat.model.clone(),
             include_thoughts: request.include_thoughts,
-            json_mode: request.json_mode,
             prompt_tokens: request.chat.estimated_prompt_tokens(),
         }
     }
-}
-
-/// The JSON inside a Markdown code fence, if the model wrapped its answer in one.
-pub(super) fn unfenced(text: &str) -> &str {
-    let trimmed = text.trim();
-    let Some(inner) = trimmed.strip_prefix("```") else { return text };
-    let inner = inner.strip_prefix("json").unwrap_or(inner);
-    inner.strip_suffix("```").map_or(text, str::trim)
 }
 
 impl Aggregator for Complete {
@@ -639,7 +656,7 @@ impl Aggregator for Complete {
         if self.include_thoughts && !answer.thinking.is_empty() {
             parts.push(OutPart::Text(TextPart { text: &answer.thinking, thought: true }));
         }
-        let text = if self.json_mode { unfenced(&answer.text) } else { &answer.text };
+        let text = answer.text.as_str();
         if !text.is_empty() || answer.calls.is_empty() {
             parts.push(OutPart::Text(TextPart { text, thought: false }));
         }
@@ -651,8 +668,13 @@ impl Aggregator for Complete {
             thoughts: if answer.thinking.is_empty() { 0 } else { estimate_tokens(&answer.thinking) },
         };
         let response_id = super::unique_id("resp-");
-        let response = Response::new(&parts, &self.model, &response_id)
+        let mut response = Response::new(&parts, &self.model, &response_id)
             .finished(answer.finish, counts.metadata(self.prompt_tokens));
+        if let Some(why) = &answer.invalid_output {
+            // Structured output that failed its check: the text as it is, `OTHER` and why.
+            response.candidates[0].finish_reason = Some("OTHER");
+            response.candidates[0].finish_message = Some(why);
+        }
         serde_json::to_vec(&response).unwrap_or_default()
     }
 }
@@ -708,149 +730,5 @@ pub fn models(one: Option<&str>, list: &[(String, String)]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    fn parsed(body: Value, stream: bool, sse: bool) -> ParsedRequest {
-        parse("models/gemini-3.1-pro-preview", body.to_string().as_bytes(), stream, sse).unwrap()
-    }
-
-    #[test]
-    fn camel_and_snake_case() {
-        let camel = parsed(
-            json!({"systemInstruction": {"parts": [{"text": "be brief"}]},
-                   "contents": [{"role": "user", "parts": [{"text": "hi"}, {"inlineData": {"mimeType": "image/png", "data": "AA=="}}]},
-                                {"role": "user", "parts": [{"text": "again"}]}],
-                   "generationConfig": {"thinkingConfig": {"includeThoughts": true, "thinkingLevel": "HIGH"}}}),
-            false,
-            false,
-        );
-        let snake = parsed(
-            json!({"system_instruction": {"role": "user", "parts": [{"text": "be brief"}]},
-                   "contents": [{"role": "user", "parts": [{"text": "hi"}, {"inline_data": {"mime_type": "image/png", "data": "AA=="}}]},
-                                {"role": "user", "parts": [{"text": "again"}]}],
-                   "generation_config": {"thinking_config": {"include_thoughts": true, "thinking_budget": 100}}}),
-            false,
-            false,
-        );
-        for request in [camel, snake] {
-            assert_eq!(request.chat.model, "gemini-3.1-pro-preview");
-            assert!(request.include_thoughts && request.chat.mode.thinking);
-            assert_eq!(request.chat.messages[0], Message::text(Role::System, "be brief"));
-            assert_eq!(request.chat.messages[1].parts[1], Part::Image("data:image/png;base64,AA==".into()));
-            assert_eq!(request.chat.messages.len(), 3);
-        }
-    }
-
-    #[test]
-    fn function_turns_and_thoughts() {
-        let request = parsed(
-            json!({"contents": [
-                {"role": "user", "parts": [{"text": "read it"}]},
-                {"role": "model", "parts": [{"text": "plan", "thought": true},
-                    {"functionCall": {"id": "read_file_1", "name": "read_file", "args": {"file_path": "a"}},
-                     "thoughtSignature": "skip_thought_signature_validator"}]},
-                {"role": "user", "parts": [{"functionResponse": {"name": "read_file", "response": {"output": "x"}}}]}]}),
-            false,
-            false,
-        );
-        let messages = &request.chat.messages;
-        let arguments = json!({"file_path": "a"}).as_object().unwrap().clone();
-        let call = ToolCall { id: "read_file_1".into(), name: "read_file".into(), arguments };
-        assert_eq!(messages[1].parts, vec![Part::ToolCall(call)]);
-        let result = ToolResult {
-            call_id: String::new(),
-            name: "read_file".into(),
-            content: "x".into(),
-            is_error: false,
-        };
-        assert_eq!(messages[2].parts, vec![Part::ToolResult(result)]);
-    }
-
-    #[test]
-    fn json_mode_instructs_and_unfences() {
-        let request = parsed(
-            json!({"contents": [{"parts": [{"text": "classify"}]}],
-                   "generationConfig": {"responseMimeType": "application/json",
-                                        "responseJsonSchema": {"type": "OBJECT"}}}),
-            false,
-            false,
-        );
-        assert!(request.json_mode);
-        let last = request.chat.messages.last().unwrap().joined_text();
-        assert!(last.contains("valid JSON") && last.contains("OBJECT"));
-        let answer = crate::dialect::answer_of([
-            Event::Text("```json\n{\"a\": 1}\n```".into()),
-            Event::Finish(Finish::Stop),
-        ]);
-        let body: Value = serde_json::from_slice(&Complete::new(&request).body(&answer)).unwrap();
-        assert_eq!(body["candidates"][0]["content"]["parts"][0]["text"], "{\"a\": 1}");
-    }
-
-    #[test]
-    fn sse_framing_is_exactly_data_lines() {
-        let request = parsed(json!({"contents": [{"parts": [{"text": "hi"}]}]}), true, true);
-        let mut stream = Stream::new(&request);
-        let mut out = Vec::new();
-        for event in [
-            Event::Thinking("t".into()),
-            Event::Text("Hello".into()),
-            Event::Heartbeat,
-            Event::Finish(Finish::Stop),
-        ] {
-            stream.event(event, &mut out);
-        }
-        let text = String::from_utf8(out).unwrap();
-        let frames: Vec<&str> = text.split_terminator("\r\n\r\n").collect();
-        assert_eq!(frames.len(), 2, "thoughts are hidden unless asked for: {text}");
-        assert!(frames.iter().all(|f| f.starts_with("data: {") && !f.contains('\n')));
-        let last: Value = serde_json::from_str(&frames[1][6..]).unwrap();
-        assert_eq!(last["candidates"][0]["finishReason"], "STOP");
-        assert!(last["usageMetadata"]["totalTokenCount"].as_u64().unwrap() > 0);
-    }
-
-    #[test]
-    fn array_stream_is_valid_json() {
-        let request = parsed(json!({"contents": [{"parts": [{"text": "hi"}]}]}), true, false);
-        let mut stream = Stream::new(&request);
-        let mut out = Vec::new();
-        stream.event(Event::Text("a".into()), &mut out);
-        stream.event(Event::Text("b".into()), &mut out);
-        stream.event(Event::Finish(Finish::Stop), &mut out);
-        let array: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(array.as_array().unwrap().len(), 3);
-    }
-
-    #[test]
-    fn rate_limit_error_carries_retry_info() {
-        let (status, body) = error_response(&chat::Error::new(ErrorKind::RateLimited, "slow"));
-        assert_eq!(status, 429);
-        let body: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(body["error"]["status"], "RESOURCE_EXHAUSTED");
-        assert_eq!(body["error"]["details"][0]["retryDelay"], "2s");
-    }
-
-    #[test]
-    fn models_list_and_one() {
-        let list: Value = serde_json::from_slice(&models(None, &chat::listed_models())).unwrap();
-        let list = list["models"].as_array().unwrap();
-        assert_eq!(list.len(), chat::MODELS.len());
-        assert_eq!(
-            list[0],
-            json!({"name": "models/kimi", "baseModelId": "kimi", "version": "1", "displayName": "kimi",
-                   "description": chat::MODELS[0].1, "inputTokenLimit": 131072, "outputTokenLimit": 32768,
-                   "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"]})
-        );
-        let search = list.iter().find(|m| m["baseModelId"] == "kimi-search").unwrap();
-        for id in ["kimi-search", "models/kimi-search"] {
-            let one: Value = serde_json::from_slice(&models(Some(id), &chat::listed_models())).unwrap();
-            assert_eq!(&one, search);
-        }
-        let unknown: Value =
-            serde_json::from_slice(&models(Some("gemini-2.5-pro"), &chat::listed_models())).unwrap();
-        assert_eq!(unknown["name"], "models/gemini-2.5-pro");
-        assert_eq!(unknown["description"], "");
-    }
-}
+#[path = "gemini_tests.rs"]
+mod tests;

@@ -50,6 +50,23 @@ fn openai_effort(mode: &mut chat::Mode, effort: Option<&str>) {
     }
 }
 
+/// OpenAI's output format (Chat Completions' `response_format`, the Responses API's
+/// `text.format`): `json_object`, or `json_schema` with the `name` and `schema` found in `spec`
+/// (`response_format.json_schema`, or the format itself); anything else is text.
+fn openai_output(format: &Value, spec: &Value) -> chat::Output {
+    match format.get("type").and_then(Value::as_str) {
+        Some("json_object") => chat::Output::Json,
+        Some("json_schema") => match spec.get("schema").filter(|schema| schema.is_object()) {
+            Some(schema) => chat::Output::JsonSchema {
+                name: spec.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                schema: schema.clone(),
+            },
+            None => chat::Output::Json,
+        },
+        _ => chat::Output::Text,
+    }
+}
+
 /// The client APIs the server speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {

@@ -12,9 +12,6 @@ use crate::chat::{
     estimate_tokens,
 };
 
-/// The same instruction Gemini's JSON mode adds: Kimi has no constrained decoding.
-const JSON_INSTRUCTION: &str = "Reply with one valid JSON value only: no prose, no Markdown, no code fences.";
-
 #[derive(Deserialize)]
 struct Body {
     model: Option<String>,
@@ -44,18 +41,12 @@ struct Reasoning {
     effort: Option<String>,
 }
 
+/// `text`: its `format` is `{"type": "text" | "json_object"}` or
+/// `{"type": "json_schema", "name", "schema", "strict"}`.
 #[derive(Deserialize)]
 struct TextConfig {
     #[serde(default)]
-    format: Lenient<Format>,
-}
-
-#[derive(Deserialize)]
-struct Format {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    schema: Option<Value>,
+    format: Value,
 }
 
 /// One input item; which fields matter depends on `type` (absent with a `role`: a message).
@@ -92,7 +83,8 @@ pub struct ParsedRequest {
     pub chat: chat::Request,
     /// Names of the freeform tools, whose calls render as `custom_tool_call` items.
     freeform: Vec<String>,
-    json_mode: bool,
+    /// The client's `text.format`, echoed in the response object.
+    format: Value,
     /// Echoed in the response object, as the API does.
     tools: Vec<Value>,
     tool_choice: Value,
@@ -118,21 +110,16 @@ pub fn parse(body: &[u8]) -> Result<ParsedRequest, chat::Error> {
     if messages.iter().all(|m| m.role == Role::System) {
         return Err(chat::Error::invalid("`input` must be a non-empty string or list of items"));
     }
-    let format = body.text.ok().and_then(|t| t.format.ok()).filter(|f| f.kind.starts_with("json"));
-    if let Some(format) = &format {
-        let instruction = match &format.schema {
-            Some(schema) => format!("{JSON_INSTRUCTION} It must match this JSON schema: {schema}"),
-            None => JSON_INSTRUCTION.to_string(),
-        };
-        messages.push(Message::text(Role::System, instruction));
-    }
+    let format = body.text.ok().map(|t| t.format).filter(Value::is_object);
+    let format = format.unwrap_or_else(|| json!({"type": "text"}));
+    let output = super::openai_output(&format, &format);
     let effort = body.reasoning.ok().and_then(|r| r.effort);
     let mut mode = Mode::from_model_name(&model);
     super::openai_effort(&mut mode, effort.as_deref());
     let tools: Vec<chat::Tool> = body.tools.iter().filter_map(tool).collect();
     Ok(ParsedRequest {
         freeform: tools.iter().filter(|t| t.freeform).map(|t| t.name.clone()).collect(),
-        json_mode: format.is_some(),
+        format,
         tool_choice: body.tool_choice.clone().unwrap_or_else(|| json!("auto")),
         instructions: body.instructions,
         tools: body.tools,
@@ -145,6 +132,7 @@ pub fn parse(body: &[u8]) -> Result<ParsedRequest, chat::Error> {
             tools,
             tool_choice: tool_choice(body.tool_choice.as_ref()),
             parallel_tool_calls: body.parallel_tool_calls.unwrap_or(true),
+            output,
         },
     })
 }
@@ -285,18 +273,23 @@ enum OutputItem {
     CustomToolCall { id: String, status: &'static str, call_id: String, name: String, input: String },
 }
 
+/// A part of a message: its text, or a refusal.
 #[derive(Serialize)]
-struct TextPart {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    text: String,
-    annotations: [(); 0],
-    logprobs: [(); 0],
+#[serde(tag = "type", rename_all = "snake_case")]
+enum TextPart {
+    OutputText { text: String, annotations: [(); 0], logprobs: [(); 0] },
+    Refusal { refusal: String },
 }
 
 impl TextPart {
     fn new(text: &str) -> Self {
-        TextPart { kind: "output_text", text: text.to_string(), annotations: [], logprobs: [] }
+        TextPart::OutputText { text: text.to_string(), annotations: [], logprobs: [] }
+    }
+
+    /// Structured output that failed its check: a refusal part with why and the model's text
+    /// as it is (`responses.parse()` would raise on an `output_text` that is not the JSON).
+    fn refused(why: &str, text: &str) -> Self {
+        TextPart::Refusal { refusal: format!("{why}. The model answered:\n{text}") }
     }
 }
 
@@ -364,7 +357,7 @@ struct Echo {
     parallel_tool_calls: bool,
     instructions: Option<String>,
     freeform: Vec<String>,
-    json_mode: bool,
+    format: Value,
     prompt_tokens: u64,
 }
 
@@ -379,13 +372,12 @@ impl Echo {
             parallel_tool_calls: request.chat.parallel_tool_calls,
             instructions: request.instructions.clone(),
             freeform: request.freeform.clone(),
-            json_mode: request.json_mode,
+            format: request.format.clone(),
             prompt_tokens: request.chat.estimated_prompt_tokens(),
         }
     }
 
     fn response<'a>(&'a self, status: &'static str, output: &'a [OutputItem]) -> ResponseObject<'a> {
-        let format = if self.json_mode { "json_object" } else { "text" };
         ResponseObject {
             id: &self.id,
             object: "response",
@@ -397,7 +389,7 @@ impl Echo {
             tool_choice: &self.tool_choice,
             tools: &self.tools,
             instructions: self.instructions.as_deref(),
-            text: json!({"format": {"type": format}}),
+            text: json!({"format": self.format}),
             error: None,
             incomplete_details: None,
             metadata: Map::new(),
@@ -671,9 +663,12 @@ impl Aggregator for Complete {
                 summary: vec![SummaryPart::new(&answer.thinking)],
             });
         }
-        let text = if self.echo.json_mode { super::gemini::unfenced(&answer.text) } else { &answer.text };
+        let text = &answer.text;
         if !text.is_empty() || answer.calls.is_empty() {
-            let content = vec![TextPart::new(text)];
+            let content = match &answer.invalid_output {
+                Some(why) => vec![TextPart::refused(why, text)],
+                None => vec![TextPart::new(text)],
+            };
             output.push(OutputItem::Message {
                 id: unique_id("msg_"),
                 status: "completed",
@@ -697,298 +692,5 @@ impl Aggregator for Complete {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parsed(body: &str) -> ParsedRequest {
-        parse(body.as_bytes()).unwrap()
-    }
-
-    /// The `(event name, data)` pairs of a rendered stream.
-    fn frames(out: &[u8]) -> Vec<(String, Value)> {
-        let text = std::str::from_utf8(out).unwrap();
-        text.split("\n\n")
-            .filter(|f| !f.is_empty())
-            .map(|f| {
-                let (event, data) = f.split_once('\n').unwrap();
-                let data: Value = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
-                (event.strip_prefix("event: ").unwrap().to_string(), data)
-            })
-            .collect()
-    }
-
-    /// A captured body: the fixtures fold strings longer than a line into
-    /// `{"$folded": [pieces]}` (the repository allows no line over 200 characters).
-    fn capture(folded: &str) -> ParsedRequest {
-        fn unfold(value: Value) -> Value {
-            match value {
-                Value::Object(map) if map.len() == 1 && map.contains_key("$folded") => {
-                    let pieces = map["$folded"].as_array().cloned().unwrap_or_default();
-                    Value::String(pieces.iter().filter_map(Value::as_str).collect())
-                }
-                Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, unfold(v))).collect()),
-                Value::Array(items) => Value::Array(items.into_iter().map(unfold).collect()),
-                other => other,
-            }
-        }
-        parsed(&unfold(serde_json::from_str(folded).unwrap()).to_string())
-    }
-
-    /// What Codex CLI 0.169.0 really sent (`codex exec "say hi"`), captured on loopback.
-    #[test]
-    fn parses_codex_exec() {
-        let request = capture(include_str!("../../tests/fixtures/codex/exec_say_hi.json"));
-        let chat = &request.chat;
-        assert!(chat.stream && chat.parallel_tool_calls && !chat.mode.thinking);
-        let roles: Vec<Role> = chat.messages.iter().map(|m| m.role).collect();
-        assert_eq!(roles, [Role::System, Role::System, Role::User, Role::User]);
-        assert_eq!(chat.messages[3].joined_text(), "say hi");
-        let names: Vec<&str> = chat.tools.iter().map(|t| t.name.as_str()).collect();
-        assert!(names.contains(&"exec_command") && !names.contains(&"multi_agent_v1"), "{names:?}");
-    }
-
-    /// Codex's second turn of a tool loop: its `exec_command` call and the output.
-    #[test]
-    fn parses_codex_tool_loop() {
-        let request = capture(include_str!("../../tests/fixtures/codex/exec_tool_loop_turn2.json"));
-        let messages = &request.chat.messages;
-        let Part::ToolCall(call) = &messages[messages.len() - 2].parts[0] else { panic!("a call") };
-        assert_eq!((call.id.as_str(), call.name.as_str()), ("call_1", "exec_command"));
-        assert_eq!(call.arguments["cmd"], "echo MOCK-REPLY: codex said hi");
-        let Part::ToolResult(result) = &messages[messages.len() - 1].parts[0] else { panic!("a result") };
-        assert!(result.call_id == "call_1" && result.content.contains("MOCK-REPLY: codex said hi"));
-    }
-
-    #[test]
-    fn parses_items_tools_and_flags() {
-        let request = parsed(
-            r#"{"model":"kimi","instructions":"be brief","stream":true,"reasoning":{"effort":"high"},
-                "input":[{"role":"developer","content":"dev"},
-                  {"type":"message","role":"user","content":[{"type":"input_text","text":"a"},
-                    {"type":"input_image","image_url":"data:image/png;base64,AA"},
-                    {"type":"input_file","file_data":"data:application/pdf;base64,AA"},{"type":"mystery"}]},
-                  {"type":"reasoning","summary":[]},
-                  {"type":"function_call","call_id":"c1","name":"f","arguments":"{\"x\":1}"},
-                  {"type":"function_call","call_id":"c2","name":"g","arguments":""},
-                  {"type":"function_call_output","call_id":"c1","output":"one"},
-                  {"type":"custom_tool_call","call_id":"c3","name":"apply_patch","input":"*** Begin Patch"},
-                  {"type":"custom_tool_call_output","call_id":"c3","output":[{"type":"input_text","text":"ok"}]}],
-                "tools":[{"type":"function","name":"f","description":"d","parameters":{"type":"object"}},
-                  {"type":"custom","name":"apply_patch","description":"patch","format":{"type":"grammar"}},
-                  {"type":"web_search"}],
-                "tool_choice":{"type":"function","name":"f"},"parallel_tool_calls":false,
-                "store":false,"max_output_tokens":5,"include":["reasoning.encrypted_content"],"unknown":1}"#,
-        );
-        let chat = &request.chat;
-        assert!(chat.stream && chat.mode.thinking && !chat.parallel_tool_calls);
-        assert_eq!(chat.tool_choice, ToolChoice::Named("f".into()));
-        assert_eq!(chat.tools.len(), 2);
-        assert!(!chat.tools[0].freeform && chat.tools[1].freeform);
-        assert_eq!(request.freeform, vec!["apply_patch".to_string()]);
-        let m = &chat.messages;
-        assert_eq!(m[0], Message::text(Role::System, "be brief"));
-        assert_eq!(m[1], Message::text(Role::System, "dev"));
-        assert_eq!(m[2].parts.len(), 3);
-        assert!(matches!(&m[2].parts[1], Part::Image(url) if url.starts_with("data:image")));
-        assert!(matches!(&m[2].parts[2], Part::File(_)));
-        assert_eq!(m[3].role, Role::Assistant);
-        assert_eq!(m[3].parts.len(), 2, "calls in a row are one answer");
-        let Part::ToolCall(call) = &m[3].parts[0] else { panic!() };
-        assert_eq!((call.id.as_str(), call.arguments["x"].clone()), ("c1", json!(1)));
-        let Part::ToolResult(result) = &m[4].parts[0] else { panic!() };
-        assert_eq!((result.call_id.as_str(), result.content.as_str()), ("c1", "one"));
-        let Part::ToolCall(custom) = &m[5].parts[0] else { panic!() };
-        assert_eq!(custom.arguments["input"], "*** Begin Patch");
-        let Part::ToolResult(result) = &m[6].parts[0] else { panic!() };
-        assert_eq!(result.content, "ok");
-    }
-
-    #[test]
-    fn a_string_input_is_one_user_turn_and_effort_minimal_is_no_thinking() {
-        let request = parsed(r#"{"model":"kimi","input":"hi","reasoning":{"effort":"minimal"}}"#);
-        assert_eq!(request.chat.messages, vec![Message::text(Role::User, "hi")]);
-        assert!(!request.chat.mode.thinking && !request.chat.stream);
-    }
-
-    #[test]
-    fn reasoning_effort_xhigh_asks_for_the_top_effort() {
-        let mode = |effort: &str| {
-            let body = format!(r#"{{"model":"kimi","input":"hi","reasoning":{{"effort":"{effort}"}}}}"#);
-            let mode = parsed(&body).chat.mode;
-            (mode.thinking, mode.max_effort)
-        };
-        assert_eq!(mode("xhigh"), (true, true));
-        assert_eq!(mode("high"), (true, false));
-        assert_eq!(mode("none"), (false, false));
-    }
-
-    #[test]
-    fn bad_requests_are_named() {
-        let cases = [
-            ("{", "invalid JSON"),
-            (r#"{"input":"x"}"#, "`model`"),
-            (r#"{"model":"kimi","input":[]}"#, "`input`"),
-            (r#"{"model":"kimi","input":5}"#, "`input`"),
-            (r#"{"model":"kimi","input":[{"role":"wizard","content":"x"}]}"#, "input[0].role"),
-            (r#"{"model":"kimi","input":"x","previous_response_id":"resp_1"}"#, "full conversation"),
-        ];
-        for (body, needle) in cases {
-            let error = parse(body.as_bytes()).err().unwrap();
-            assert_eq!(error.kind, chat::ErrorKind::InvalidRequest);
-            assert!(error.message.contains(needle), "{body}: {}", error.message);
-        }
-    }
-
-    #[test]
-    fn json_mode_adds_the_instruction_and_unfences() {
-        let request = parsed(
-            r#"{"model":"kimi","input":"x","text":{"format":{"type":"json_schema","name":"n","schema":{"type":"object"}}}}"#,
-        );
-        let last = request.chat.messages.last().unwrap();
-        assert!(
-            last.joined_text().starts_with(JSON_INSTRUCTION) && last.joined_text().contains("\"object\"")
-        );
-        let answer = crate::dialect::answer_of([Event::Text("```json\n{\"a\":1}\n```".into())]);
-        let body: Value = serde_json::from_slice(&Complete::new(&request).body(&answer)).unwrap();
-        assert_eq!(body["output"][0]["content"][0]["text"], "{\"a\":1}");
-    }
-
-    #[test]
-    fn stream_events_in_order_with_sequence_numbers() {
-        let request = parsed(r#"{"model":"kimi","input":"hi","stream":true}"#);
-        let mut stream = Stream::new(&request);
-        let mut out = Vec::new();
-        for event in [
-            Event::ConversationId("chat1".into()),
-            Event::Thinking("hmm".into()),
-            Event::Text("Hel".into()),
-            Event::Text("lo".into()),
-            Event::Finish(Finish::Stop),
-        ] {
-            stream.event(event, &mut out);
-        }
-        let frames = frames(&out);
-        let names: Vec<&str> = frames.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "response.created",
-                "response.in_progress",
-                "response.output_item.added",
-                "response.reasoning_summary_part.added",
-                "response.reasoning_summary_text.delta",
-                "response.reasoning_summary_text.done",
-                "response.reasoning_summary_part.done",
-                "response.output_item.done",
-                "response.output_item.added",
-                "response.content_part.added",
-                "response.output_text.delta",
-                "response.output_text.delta",
-                "response.output_text.done",
-                "response.content_part.done",
-                "response.output_item.done",
-                "response.completed",
-            ]
-        );
-        for (i, (name, data)) in frames.iter().enumerate() {
-            assert_eq!((&data["type"], &data["sequence_number"]), (&json!(name), &json!(i)));
-        }
-        assert_eq!(frames[12].1["text"], "Hello");
-        assert_eq!(frames[12].1["output_index"], 1);
-        let response = &frames[15].1["response"];
-        assert_eq!(response["status"], "completed");
-        assert_eq!(response["output"][0]["summary"][0]["text"], "hmm");
-        assert_eq!(response["output"][1]["content"][0]["text"], "Hello");
-        assert!(response["usage"]["output_tokens_details"]["reasoning_tokens"].as_u64().unwrap() >= 1);
-        assert_eq!(response["id"], frames[0].1["response"]["id"]);
-    }
-
-    #[test]
-    fn calls_stream_as_function_and_custom_items() {
-        let request =
-            parsed(r#"{"model":"kimi","input":"hi","tools":[{"type":"custom","name":"apply_patch"}]}"#);
-        let mut stream = Stream::new(&request);
-        let mut out = Vec::new();
-        let arguments = Map::from_iter([("city".to_string(), json!("Paris"))]);
-        stream.event(
-            Event::ToolCall(ToolCall { id: String::new(), name: "get_weather".into(), arguments }),
-            &mut out,
-        );
-        let input = Map::from_iter([("input".to_string(), json!("*** Begin Patch"))]);
-        stream.event(
-            Event::ToolCall(ToolCall { id: String::new(), name: "apply_patch".into(), arguments: input }),
-            &mut out,
-        );
-        stream.event(Event::Finish(Finish::ToolCalls), &mut out);
-        let frames = frames(&out);
-        let names: Vec<&str> = frames.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            names[2..6],
-            [
-                "response.output_item.added",
-                "response.function_call_arguments.delta",
-                "response.function_call_arguments.done",
-                "response.output_item.done"
-            ]
-        );
-        assert_eq!(
-            names[6..10],
-            [
-                "response.output_item.added",
-                "response.custom_tool_call_input.delta",
-                "response.custom_tool_call_input.done",
-                "response.output_item.done"
-            ]
-        );
-        let output = &frames[10].1["response"]["output"];
-        assert_eq!(output[0]["type"], "function_call");
-        assert_eq!(output[0]["arguments"], "{\"city\":\"Paris\"}");
-        assert!(output[0]["call_id"].as_str().unwrap().starts_with("call_"));
-        assert_eq!(output[1]["type"], "custom_tool_call");
-        assert_eq!(output[1]["input"], "*** Begin Patch");
-        assert_eq!(frames[8].1["input"], "*** Begin Patch");
-    }
-
-    #[test]
-    fn a_failure_is_an_error_and_response_failed() {
-        let request = parsed(r#"{"model":"kimi","input":"hi"}"#);
-        let mut stream = Stream::new(&request);
-        let mut out = Vec::new();
-        stream.event(Event::Text("par".into()), &mut out);
-        stream.error(&chat::Error::new(chat::ErrorKind::Upstream, "cut"), &mut out);
-        let frames = frames(&out);
-        let (error, failed) = (&frames[frames.len() - 2], &frames[frames.len() - 1]);
-        assert_eq!((error.0.as_str(), error.1["message"].as_str()), ("error", Some("cut")));
-        assert_eq!(failed.0, "response.failed");
-        assert_eq!(failed.1["response"]["status"], "failed");
-        assert_eq!(failed.1["response"]["error"]["message"], "cut");
-        assert!(frames.iter().all(|(n, _)| n != "response.completed"));
-    }
-
-    #[test]
-    fn aggregated_response() {
-        let request = parsed(r#"{"model":"kimi-k1","input":"hi","tools":[{"type":"function","name":"f"}]}"#);
-        let call = ToolCall { id: String::new(), name: "f".into(), arguments: Map::new() };
-        let answer = crate::dialect::answer_of([
-            Event::Thinking("hmm".into()),
-            Event::Text("Hello".into()),
-            Event::ToolCall(call),
-            Event::Finish(Finish::ToolCalls),
-        ]);
-        let body: Value = serde_json::from_slice(&Complete::new(&request).body(&answer)).unwrap();
-        assert!(body["id"].as_str().unwrap().starts_with("resp_"));
-        assert_eq!((body["object"].as_str(), body["status"].as_str()), (Some("response"), Some("completed")));
-        assert_eq!(body["model"], "kimi-k1");
-        let types: Vec<&str> =
-            body["output"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap()).collect();
-        assert_eq!(types, ["reasoning", "message", "function_call"]);
-        assert_eq!(body["output"][2]["arguments"], "{}");
-        assert_eq!(body["tools"][0]["name"], "f");
-        assert_eq!(body["tool_choice"], "auto");
-        let usage = &body["usage"];
-        assert_eq!(
-            usage["total_tokens"].as_u64(),
-            Some(usage["input_tokens"].as_u64().unwrap() + usage["output_tokens"].as_u64().unwrap())
-        );
-    }
-}
+#[path = "responses_tests.rs"]
+mod tests;

@@ -8,9 +8,10 @@ use tiny_http::{Method, Request};
 use super::App;
 use super::exchange::{self, EventStream};
 use super::{healthz, metrics};
+use crate::chat::output;
 use crate::chat::{self, Answer, Ended, ErrorKind, Layers, Stop};
 use crate::dialect::{Aggregator, Dialect, StreamRenderer, anthropic, gemini, openai, responses};
-use crate::kimi::{Backend, Credential, TokenCheck};
+use crate::kimi::{self, Backend, Credential, TokenCheck};
 
 const WELCOME_PAGE: &str = include_str!("welcome.html");
 
@@ -319,43 +320,131 @@ where
             return Outcome::failed(dialect, &error);
         }
     };
-    let (chat, layers) = Layers::prepare(chat, &app.tools);
     let credential = credential.as_deref().map_or(Credential::Pool, Credential::Tokens);
     let _in_flight = app.metrics.chat_started();
     if chat.stream {
-        let started = Instant::now();
-        let mut stream = EventStream::new(request, dialect, renderer);
-        let (backend, result) = app.kimi.chat(credential, &chat, &mut layers.over(&mut stream, true));
-        let (chat_id, opened) = (stream.conversation_id.clone(), stream.opened);
-        let status = match result {
-            Ok(Ended::Stopped(Stop::ClientGone)) => {
-                stream.fail(&ended(app, chat::Error::new(ErrorKind::Upstream, "the client disconnected")))
-            }
-            Ok(_) => {
-                stream.finish();
-                200
-            }
-            Err(error) => stream.fail(&ended(app, error.into())),
-        };
-        app.metrics.stream(started.elapsed());
-        let first_byte = Some(opened.unwrap_or_else(Instant::now));
-        Outcome { status, dialect: Some(dialect), backend, chat_id, first_byte }
+        stream_chat(app, request, dialect, renderer, credential, chat)
     } else {
-        let mut answer = Answer::default();
-        let (backend, result) = app.kimi.chat(credential, &chat, &mut layers.over(&mut answer, false));
-        let first_byte = Some(Instant::now());
-        let status = match result {
-            Ok(_) => {
-                exchange::respond_json(request, 200, aggregator.body(&answer));
-                200
+        complete_chat(app, request, dialect, aggregator, credential, chat)
+    }
+}
+
+/// Streams the answer as it comes; a JSON answer is unfenced on the way and checked at the end
+/// (a failure is only logged: the answer has been sent).
+fn stream_chat<S: StreamRenderer>(
+    app: &App,
+    request: Request,
+    dialect: Dialect,
+    renderer: S,
+    credential: Credential<'_>,
+    chat: chat::Request,
+) -> Outcome {
+    let started = Instant::now();
+    let (chat, layers) = Layers::prepare(chat, &app.tools);
+    let mut stream = EventStream::new(request, dialect, renderer);
+    let (backend, result) = {
+        let mut sink = layers.over(&mut stream, true);
+        let (backend, result) = app.kimi.chat(credential, &chat, &mut sink);
+        log_problems(dialect, sink.inner().problems());
+        (backend, result)
+    };
+    let (chat_id, opened) = (stream.conversation_id.clone(), stream.opened);
+    let status = match result {
+        Ok(Ended::Stopped(Stop::ClientGone)) => {
+            stream.fail(&ended(app, chat::Error::new(ErrorKind::Upstream, "the client disconnected")))
+        }
+        Ok(_) => {
+            stream.finish();
+            200
+        }
+        Err(error) => stream.fail(&ended(app, error.into())),
+    };
+    app.metrics.stream(started.elapsed());
+    let first_byte = Some(opened.unwrap_or_else(Instant::now));
+    Outcome { status, dialect: Some(dialect), backend, chat_id, first_byte }
+}
+
+fn log_problems(dialect: Dialect, problems: &[String]) {
+    if !problems.is_empty() {
+        eprintln!(
+            "{}: the streamed JSON answer did not pass its check: {}",
+            dialect.name(),
+            problems.join("; ")
+        );
+    }
+}
+
+/// Collects the whole answer; a JSON answer is checked, and corrected once when it fails.
+fn complete_chat<A: Aggregator>(
+    app: &App,
+    request: Request,
+    dialect: Dialect,
+    aggregator: A,
+    credential: Credential<'_>,
+    chat: chat::Request,
+) -> Outcome {
+    let (backend, result) = if chat.output.is_json() {
+        checked_answer(app, credential, chat)
+    } else {
+        whole_answer(app, credential, chat)
+    };
+    let first_byte = Some(Instant::now());
+    match result {
+        Ok(answer) => {
+            exchange::respond_json(request, 200, aggregator.body(&answer));
+            Outcome {
+                status: 200,
+                dialect: Some(dialect),
+                backend,
+                chat_id: answer.conversation_id,
+                first_byte,
             }
-            Err(error) => {
-                let error = ended(app, error.into());
-                exchange::respond_error(request, dialect, &error, &[]);
-                dialect.error_response(&error).0
+        }
+        Err(error) => {
+            let error = ended(app, error.into());
+            exchange::respond_error(request, dialect, &error, &[]);
+            let status = dialect.error_response(&error).0;
+            Outcome { status, dialect: Some(dialect), backend, chat_id: None, first_byte }
+        }
+    }
+}
+
+/// One chat, its answer collected.
+fn whole_answer(
+    app: &App,
+    credential: Credential<'_>,
+    chat: chat::Request,
+) -> (Backend, Result<Answer, kimi::Error>) {
+    let (chat, layers) = Layers::prepare(chat, &app.tools);
+    let mut answer = Answer::default();
+    let (backend, result) = app.kimi.chat(credential, &chat, &mut layers.over(&mut answer, false));
+    (backend, result.map(|_| answer))
+}
+
+/// A JSON answer, checked: when it fails, one corrective follow-up (the model's answer and its
+/// problems as a new turn, in a new chat or, for a kept conversation, in the same one); when
+/// that fails too, the text as it is, marked (`Answer::invalid_output`). Never invented JSON.
+fn checked_answer(
+    app: &App,
+    credential: Credential<'_>,
+    chat: chat::Request,
+) -> (Backend, Result<Answer, kimi::Error>) {
+    let output = chat.output.clone();
+    let (backend, result) = whole_answer(app, credential, chat.clone());
+    let Ok(mut answer) = result else { return (backend, result) };
+    let Err(problems) = output::settle(&mut answer, &output) else { return (backend, Ok(answer)) };
+    let (again, second) = whole_answer(app, credential, output::correction(&chat, &answer, &problems));
+    match second {
+        Ok(mut second) => {
+            if let Err(problems) = output::settle(&mut second, &output) {
+                second.invalid_output = Some(output::explanation(&problems));
             }
-        };
-        Outcome { status, dialect: Some(dialect), backend, chat_id: answer.conversation_id, first_byte }
+            (again, Ok(second))
+        }
+        Err(_) => {
+            answer.invalid_output = Some(output::explanation(&problems));
+            (backend, Ok(answer))
+        }
     }
 }
 

@@ -7,6 +7,7 @@ the Rust behaviour tests).
 import base64
 import json
 
+import pydantic
 import pytest
 from google import genai
 from google.genai import errors, types
@@ -143,3 +144,28 @@ def test_busy_account_raises_client_error_429(kimi):
     with pytest.raises(errors.ClientError) as raised:
         client(kimi).models.generate_content(model="gemini-2.5-flash", contents="hi")
     assert raised.value.code == 429
+
+
+class Person(pydantic.BaseModel):
+    name: str
+    age: int
+
+
+def test_response_schema_is_parsed(kimi):
+    kimi.script(text=["```json\n", '{"name": "Ann", "age": 30}', "\n```"])
+    response = client(kimi).models.generate_content(
+        model="gemini-2.5-flash", contents="Who is Ann?",
+        config=types.GenerateContentConfig(response_mime_type="application/json", response_schema=Person))
+    assert response.parsed == Person(name="Ann", age=30)
+    assert response.candidates[0].finish_reason == types.FinishReason.STOP
+
+
+def test_response_schema_with_prose_is_not_parsed(kimi):
+    kimi.script(text=["I do not know Ann."])
+    response = client(kimi).models.generate_content(
+        model="gemini-2.5-flash", contents="Who is Ann?",
+        config=types.GenerateContentConfig(response_mime_type="application/json", response_schema=Person))
+    assert response.parsed is None
+    assert response.text == "I do not know Ann."
+    # The server says why in `finishMessage`, which google-genai drops on the Gemini API.
+    assert response.candidates[0].finish_reason == types.FinishReason.OTHER

@@ -5,6 +5,7 @@ import stat
 import time
 
 import openai
+import pydantic
 import pytest
 from helpers import (PNG, SUNNY, SUNNY_RESULT, WEATHER_ARGS, WEATHER_SCHEMA, busy_fault, settled,
                      weather_call_pieces, web_refresh_token, web_refreshes_of)
@@ -311,3 +312,34 @@ def test_responses_tool_round_trip(kimi, stream):
         {"type": "function_call_output", "call_id": calls[0].call_id, "output": SUNNY_RESULT}])
     assert second.output_text == SUNNY
     assert '<tool_result name="get_weather"' in kimi.stats()["last_prompt"]
+
+
+class Person(pydantic.BaseModel):
+    name: str
+    age: int
+
+
+def parse(stack, **options):
+    """`chat.completions.parse` (`beta.chat.completions.parse` in older SDKs)."""
+    completions = client(stack).chat.completions
+    if not hasattr(completions, "parse"):
+        completions = client(stack).beta.chat.completions
+    return completions.parse(model="kimi", messages=[{"role": "user", "content": "Who is Ann?"}], **options)
+
+
+def test_parse_with_a_pydantic_model(kimi):
+    kimi.script(text=["```json\n", '{"name": "Ann", ', '"age": 30}', "\n```"])
+    message = parse(kimi, response_format=Person).choices[0].message
+    assert message.parsed == Person(name="Ann", age=30)
+    assert message.refusal is None
+    assert json.loads(message.content) == {"name": "Ann", "age": 30}
+    assert settled(kimi)["live_chats"] == []
+
+
+def test_parse_of_prose_is_a_refusal_not_invented_json(kimi):
+    kimi.script(text=["I do not know Ann."])
+    choice = parse(kimi, response_format=Person).choices[0]
+    assert choice.message.parsed is None
+    assert "not the JSON that was asked for" in choice.message.refusal
+    assert choice.message.content == "I do not know Ann."
+    assert choice.finish_reason == "stop"

@@ -61,7 +61,7 @@ fn schema_of(tool: &chat::Tool) -> &Value {
 }
 
 /// The newest message, or a new user turn when the newest is the assistant's.
-fn newest_turn(messages: &mut Vec<Message>) -> &mut Message {
+pub(in crate::chat) fn newest_turn(messages: &mut Vec<Message>) -> &mut Message {
     if messages.last().is_none_or(|m| m.role == Role::Assistant) {
         messages.push(Message { role: Role::User, parts: Vec::new() });
     }
@@ -99,6 +99,11 @@ pub struct ToolCalls<S> {
 impl<S: Sink> ToolCalls<S> {
     pub fn new(parser: Option<ToolParser>, parallel: bool, inner: S) -> Self {
         ToolCalls { parser, inner, parallel, calls: 0, finished: false, out: Vec::new() }
+    }
+
+    /// The sink it passes events on to.
+    pub fn inner(&self) -> &S {
+        &self.inner
     }
 
     /// Passes on what the parser decided; a stop once the call block has closed.
@@ -197,6 +202,7 @@ mod tests {
             }],
             tool_choice: choice,
             parallel_tool_calls: true,
+            output: chat::Output::Text,
         }
     }
 

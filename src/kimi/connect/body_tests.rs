@@ -13,6 +13,7 @@ fn request(model: &str, messages: Vec<Message>) -> chat::Request {
         tools: Vec::new(),
         tool_choice: chat::ToolChoice::Auto,
         parallel_tool_calls: true,
+        output: crate::chat::Output::Text,
     }
 }
 
