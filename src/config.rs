@@ -7,8 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::kimi::RegionChoice;
-use crate::kimi::browser;
+use crate::kimi::{self, RegionChoice, browser};
 
 /// The server's configuration, fully resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -349,6 +348,28 @@ pub fn help_text() -> String {
 }
 
 impl Config {
+    /// The part of the configuration the Kimi side needs (the server and `doctor` both build
+    /// their `Kimi` from it).
+    pub fn kimi_settings(&self) -> kimi::Settings {
+        kimi::Settings {
+            legacy_base_url: self.kimi_base_url.clone(),
+            connect_base_url: self.kimi_connect_base_url.clone(),
+            auth_base_url: self.kimi_auth_base_url.clone(),
+            global_connect_base_url: self.kimi_global_base_url.clone(),
+            global_auth_base_url: self.kimi_global_auth_base_url.clone(),
+            region: self.kimi_region,
+            state_dir: Some(self.state_dir.clone()),
+            upstream_timeout: self.upstream_timeout,
+            allow_private_urls: self.allow_private_urls,
+            account_streams: self.account_streams,
+            account_wait: self.account_wait,
+            browser: browser::Browser {
+                web_version: self.kimi_web_version.clone(),
+                user_agent: self.user_agent.clone(),
+            },
+        }
+    }
+
     fn set(&mut self, flag: &str, value: &str, origin: &str) -> Result<(), ConfigError> {
         let bad = |what: &str| ConfigError(format!("{origin}: {what}, got {value:?}"));
         let url = |value: &str| base_url(value).ok_or_else(|| bad("expected an http(s) URL"));
