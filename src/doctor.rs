@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use crate::chat::{self, Conversation, Event, Flow, Message, Mode, Role, Sink, ToolChoice};
 use crate::config::Config;
 use crate::kimi::{self, Credential, Kimi};
-use crate::server::kimi_settings;
 
 /// What one step found.
 struct Verdict {
@@ -40,7 +39,7 @@ pub fn run(config: &Config, token: Option<&str>) -> ExitCode {
         eprintln!("doctor: give one Kimi token: kimi-free-api doctor TOKEN (or set KIMI_TOKEN)");
         return ExitCode::from(2);
     };
-    let (kimi, problem) = Kimi::new(kimi_settings(config));
+    let (kimi, problem) = Kimi::new(config.kimi_settings());
     if let Some(problem) = problem {
         println!("note       {problem}");
     }

@@ -1,13 +1,24 @@
 //! The HTTP client all backends share: one ureq agent (pooled connections), timeouts from the
 //! configuration, and the translation of transport failures and error bodies into [`Error`].
+//!
+//! It also builds the agents that fetch attachment URLs on the caller's behalf: their address
+//! check sits in the resolver ([`Guarded`]): ureq connects only to the addresses its resolver
+//! returned, so every connection is checked, each redirect hop included, and a name cannot
+//! answer one address to a check and another to the connect (DNS rebinding). The fetch agent
+//! uses no proxy (a proxy would connect where the check cannot see) and follows at most
+//! [`MAX_REDIRECTS`] redirects within [`FETCH_TIMEOUT`] in all.
 
+use std::fmt;
 use std::io::{self, Read};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
 use ureq::Agent;
-use ureq::http::Response;
+use ureq::http::{Response, Uri};
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use super::Error;
 use super::browser::Browser;
@@ -57,8 +68,8 @@ impl Upstream {
             // waits for the chats of interrupted requests.
             cleanup: builder().timeout_global(Some(CLEANUP_TIMEOUT)).build().new_agent(),
             interrupted: AtomicBool::new(false),
-            fetch_public: super::attachment::fetch_agent(false, &browser.user_agent),
-            fetch_any: super::attachment::fetch_agent(true, &browser.user_agent),
+            fetch_public: fetch_agent(false, &browser.user_agent),
+            fetch_any: fetch_agent(true, &browser.user_agent),
             browser: browser.clone(),
         }
     }
@@ -88,6 +99,97 @@ impl Upstream {
         self.interrupted.store(true, Ordering::Release);
         for agent in [&self.agent, &self.fetch_public, &self.fetch_any] {
             agent.clone().shutdown();
+        }
+    }
+}
+
+/// Redirects an attachment fetch follows at most.
+pub const MAX_REDIRECTS: u32 = 3;
+/// The whole fetch of one attachment: every connection, redirect and the body.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A resolver that refuses names with an address `allowed` rejects; with it, every address an
+/// agent connects to has been checked.
+#[derive(Debug)]
+pub struct Guarded<R> {
+    pub inner: R,
+    pub allowed: fn(IpAddr) -> bool,
+}
+
+/// Why a fetch was refused before it connected.
+#[derive(Debug)]
+pub struct Refused(String);
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "attachment URLs on private or local addresses are refused ({})", self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl<R: Resolver> Resolver for Guarded<R> {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        if addrs.iter().all(|a| (self.allowed)(a.ip())) {
+            return Ok(addrs);
+        }
+        let host = uri.host().unwrap_or_default().to_string();
+        Err(ureq::Error::Io(io::Error::new(io::ErrorKind::PermissionDenied, Refused(host))))
+    }
+}
+
+/// The agent attachment fetches use: public addresses only unless `allow_private`, at most
+/// [`MAX_REDIRECTS`] redirects, [`FETCH_TIMEOUT`] in all, no proxy, the same User-Agent as
+/// the calls to Kimi.
+pub fn fetch_agent(allow_private: bool, user_agent: &str) -> Agent {
+    let allowed = if allow_private { |_| true } else { is_public };
+    guarded_agent(Guarded { inner: DefaultResolver::default(), allowed }, FETCH_TIMEOUT, user_agent)
+}
+
+/// [`fetch_agent`] with the resolver and time bound given (tests put a double under the guard).
+pub fn guarded_agent<R: Resolver>(resolver: Guarded<R>, timeout: Duration, user_agent: &str) -> Agent {
+    let config = Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(MAX_REDIRECTS)
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(Duration::from_secs(10)))
+        .proxy(None)
+        .user_agent(user_agent)
+        .build();
+    Agent::with_parts(config, DefaultConnector::default(), resolver)
+}
+
+/// Whether an address is on the public internet.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || a >= 224)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
         }
     }
 }
@@ -208,6 +310,28 @@ pub fn from_io(error: &io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_public_addresses() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["1.1.1.1", "93.184.216.34", "2606:4700::1111"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
 
     #[test]
     fn error_bodies_map_to_kinds() {

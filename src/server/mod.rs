@@ -42,7 +42,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use crate::chat;
 use crate::chat::tools;
 use crate::config::Config;
-use crate::kimi::{self, Kimi};
+use crate::kimi::Kimi;
 
 /// Stack of each worker thread: room for JSON and TLS work, small enough for hundreds of
 /// workers on a small VPS (only touched pages count toward memory).
@@ -159,7 +159,7 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
     let (sender, receiver) = crossbeam_channel::bounded(config.queue_depth);
     let tools = tool_settings(&config)?;
     let tokens = accounts::initial(&config)?;
-    let (kimi, problem) = Kimi::new(kimi_settings(&config));
+    let (kimi, problem) = Kimi::new(config.kimi_settings());
     if let Some(problem) = problem {
         eprintln!("kimi-free-api: {problem}");
     }
@@ -232,28 +232,6 @@ fn refuse_while_draining(request: tiny_http::Request) {
     let dialect = routes::dialect_for_path(request.url());
     exchange::respond_error(request, dialect, &error, &[("Connection", "close")]);
 }
-
-/// The part of the configuration the Kimi side needs.
-pub fn kimi_settings(config: &Config) -> kimi::Settings {
-    kimi::Settings {
-        legacy_base_url: config.kimi_base_url.clone(),
-        connect_base_url: config.kimi_connect_base_url.clone(),
-        auth_base_url: config.kimi_auth_base_url.clone(),
-        global_connect_base_url: config.kimi_global_base_url.clone(),
-        global_auth_base_url: config.kimi_global_auth_base_url.clone(),
-        region: config.kimi_region,
-        state_dir: Some(config.state_dir.clone()),
-        upstream_timeout: config.upstream_timeout,
-        allow_private_urls: config.allow_private_urls,
-        account_streams: config.account_streams,
-        account_wait: config.account_wait,
-        browser: kimi::browser::Browser {
-            web_version: config.kimi_web_version.clone(),
-            user_agent: config.user_agent.clone(),
-        },
-    }
-}
-
 /// How tools are offered: the shipped prompt template or the operator's file.
 fn tool_settings(config: &Config) -> io::Result<tools::Settings> {
     let template = match &config.tool_prompt {
