@@ -161,6 +161,9 @@ pub fn guarded_agent<R: Resolver>(resolver: Guarded<R>, timeout: Duration, user_
         .timeout_connect(Some(Duration::from_secs(10)))
         .proxy(None)
         .user_agent(user_agent)
+        // Attachments come from any host, rarely the same one twice: a kept connection saves
+        // little, and one the host already closed fails the next fetch ("peer disconnected").
+        .max_idle_connections(0)
         .build();
     Agent::with_parts(config, DefaultConnector::default(), resolver)
 }
