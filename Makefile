@@ -92,7 +92,7 @@ deny:
 ## about half an hour on 2 cores). Survivors are listed in target/mutants/mutants.out/missed.txt.
 MUTANTS_VERSION := 27.1.0
 MUTANTS_FILES := src/kimi/legacy/sse.rs src/kimi/connect/envelope.rs src/kimi/connect/event.rs \
-                 src/kimi/legacy/event.rs src/kimi/token.rs src/chat.rs
+                 src/kimi/legacy/event.rs src/kimi/token.rs src/chat/mod.rs
 mutants:
 	@command -v cargo-mutants >/dev/null || $(CARGO) install --locked cargo-mutants@$(MUTANTS_VERSION)
 	$(CARGO) mutants --no-shuffle --timeout 60 --output target/mutants $(addprefix -f ,$(MUTANTS_FILES)) \
