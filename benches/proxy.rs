@@ -8,7 +8,7 @@
 //!
 //! Run with the release server built: `make bench` (writes `target/bench/report.md`).
 
-#[path = "../tests/support/mock.rs"]
+#[path = "../tests/support/mock/mod.rs"]
 mod mock;
 
 use std::io::{BufRead, BufReader, Read, Write};

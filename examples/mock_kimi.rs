@@ -1,7 +1,7 @@
 //! The test suite's mock Kimi upstream as a program, for the Python SDK tests and the
 //! benchmark: prints its base URL on the first line of stdout, then serves until killed.
 
-#[path = "../tests/support/mock.rs"]
+#[path = "../tests/support/mock/mod.rs"]
 mod mock;
 
 fn main() {
