@@ -15,7 +15,7 @@ IMAGE := localhost/kimi-free-api:latest
 BUILDAH := buildah --storage-driver vfs
 # Reproducible release builds: no build path and no registry path in the binary.
 RELEASE_FLAGS := --remap-path-prefix=$(CURDIR)=/build --remap-path-prefix=$(HOME)/.cargo=/cargo
-MAX_BINARY_BYTES := 4000000
+MAX_BINARY_BYTES := 4500000
 
 .PHONY: bench cli-deps run doctor build test lint source-check unit sdk-test release reproducible image \
         image-test unit-check deny vendor-check mutants musl-toolchain promtool clean
@@ -103,7 +103,7 @@ musl-toolchain:
 	@command -v musl-gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq musl-tools; }
 
 ## The static musl binary (LTO, stripped, panics still unwind so one request cannot kill the
-## server); fails if it grows past 4 MB.
+## server); fails if it grows past 4.5 MB.
 release: musl-toolchain
 	RUSTFLAGS="$(RELEASE_FLAGS)" $(CARGO) build --release --locked --target $(MUSL_TARGET)
 	@size=$$(stat -c %s $(RELEASE_BIN)); echo "$(RELEASE_BIN): $$size bytes"; \

@@ -68,17 +68,8 @@ impl<S: Sink> Sink for CitationText<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat::Collect;
     use crate::chat::Finish;
-
-    #[derive(Default)]
-    struct Collect(Vec<Event>);
-
-    impl Sink for Collect {
-        fn send(&mut self, event: Event) -> Flow {
-            self.0.push(event);
-            Flow::Go
-        }
-    }
 
     #[test]
     fn streamed_citations_become_lines_before_the_answer() {

@@ -20,6 +20,8 @@ pub use citations::CitationText;
 pub use layers::{Layers, Stack};
 pub use output::Output;
 pub use sink::{Ended, Flow, Sink, Stop};
+#[cfg(test)]
+pub(crate) use sink::Collect;
 
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

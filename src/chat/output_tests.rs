@@ -1,17 +1,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::chat::{Mode, ToolCall, ToolChoice};
-
-#[derive(Default)]
-struct Collect(Vec<Event>);
-
-impl Sink for Collect {
-    fn send(&mut self, event: Event) -> Flow {
-        self.0.push(event);
-        Flow::Go
-    }
-}
+use crate::chat::{Collect, Mode, ToolCall, ToolChoice};
 
 fn person() -> Value {
     json!({

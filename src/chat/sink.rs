@@ -90,3 +90,16 @@ impl<S: Sink + ?Sized> Sink for &mut S {
         (**self).flush()
     }
 }
+
+/// A sink that keeps every event, for tests.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Collect(pub Vec<Event>);
+
+#[cfg(test)]
+impl Sink for Collect {
+    fn send(&mut self, event: Event) -> Flow {
+        self.0.push(event);
+        Flow::Go
+    }
+}

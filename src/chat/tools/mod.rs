@@ -170,17 +170,8 @@ impl<S: Sink> Sink for ToolCalls<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat::Collect;
     use crate::chat::{Conversation, Mode, Tool};
-
-    #[derive(Default)]
-    struct Collect(Vec<Event>);
-
-    impl Sink for Collect {
-        fn send(&mut self, event: Event) -> Flow {
-            self.0.push(event);
-            Flow::Go
-        }
-    }
 
     fn settings(max_inline_prompt: usize) -> Settings {
         Settings { template: DEFAULT_TEMPLATE.into(), max_inline_prompt }
