@@ -19,9 +19,9 @@ pub use answer::Answer;
 pub use citations::CitationText;
 pub use layers::{Layers, Stack};
 pub use output::Output;
-pub use sink::{Ended, Flow, Sink, Stop};
 #[cfg(test)]
 pub(crate) use sink::Collect;
+pub use sink::{Ended, Flow, Sink, Stop};
 
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
