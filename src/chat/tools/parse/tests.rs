@@ -24,7 +24,7 @@ fn declared() -> Vec<(&'static str, Value)> {
                 "env": {"type": "object"},
                 "note": {"type": ["string", "null"]},
                 "retries": {"type": ["integer", "null"]},
-            }}),
+            }, "required": ["command"]}),
         ),
     ]
 }
@@ -34,6 +34,11 @@ static DECLARED: std::sync::LazyLock<Vec<(&str, Value)>> = std::sync::LazyLock::
 
 pub(super) fn tool_parser() -> ToolParser {
     ToolParser::new(DECLARED.iter().map(|(name, schema)| (*name, schema)))
+}
+
+/// A parser of other declared tools.
+pub(super) fn tool_parser_with(tools: &[(String, Value)]) -> ToolParser {
+    ToolParser::new(tools.iter().map(|(name, schema)| (name.as_str(), schema)))
 }
 
 pub(super) fn text(text: &str) -> Output {
@@ -74,6 +79,11 @@ fn cases() -> Vec<(String, Vec<Output>)> {
         k2_markers::tests::cases(),
         fence::tests::cases(),
         not_calls(),
+        function_calls::tests::cases(),
+        shell::tests::cases(),
+        tool_tag::tests::cases(),
+        k2_markers::tests::repaired(),
+        near_miss_names(),
     ]
     .concat()
 }
@@ -106,9 +116,40 @@ fn not_calls() -> Vec<(String, Vec<Output>)> {
     ]
 }
 
+/// Names near a declared tool's, in every form: the declared tool's call; others text.
+fn near_miss_names() -> Vec<(String, Vec<Output>)> {
+    let invoke =
+        |name: &str| format!("<invoke name=\"{name}\"><parameter name=\"path\">a</parameter></invoke>");
+    let k2 = |name: &str| {
+        format!(
+            "<|tool_calls_section_begin|><|tool_call_begin|>{name}:0<|tool_call_argument_begin|>{{\"path\": \"a\"}}<|tool_call_end|>"
+        )
+    };
+    let json =
+        |name: &str| format!("```json\n{{\"name\": \"{name}\", \"arguments\": {{\"path\": \"a\"}}}}\n```");
+    let tool = |name: &str| format!("<tool>{name}</tool><parameter>{{\"path\": \"a\"}}</parameter>");
+    let forms: [&dyn Fn(&str) -> String; 4] = [&invoke, &k2, &json, &tool];
+    let mut cases = Vec::new();
+    for form in forms {
+        for name in ["READ", "Read", "bridge_read", "functions.read", "claw_Read", "functions.bridge_read"] {
+            let done = form(name).starts_with("```").then_some(Output::Done);
+            cases.push((form(name), [read("a")].into_iter().chain(done).collect()));
+        }
+        for name in ["reader", "rea", "bridge_", "read_file", "FileRead", "bridge_rm", "re ad"] {
+            cases.push(as_text(&form(name)));
+        }
+    }
+    cases
+}
+
 /// What `input` comes to when pushed in pieces cut at these byte offsets, adjacent text merged.
 fn outputs(input: &str, cuts: &[usize]) -> Vec<Output> {
-    let mut parser = tool_parser();
+    outputs_of(tool_parser(), input, cuts)
+}
+
+/// What `input` comes to in `parser` when pushed in pieces cut at these byte offsets, adjacent
+/// text merged.
+pub(super) fn outputs_of(mut parser: ToolParser, input: &str, cuts: &[usize]) -> Vec<Output> {
     let mut all = Vec::new();
     let mut from = 0;
     for &cut in cuts.iter().chain([input.len()].iter()) {
