@@ -279,7 +279,13 @@ fn random_markup_gives_the_same_however_cut() {
         "=",
         "5",
     ];
-    let mut next = random(0xDEAD_BEEF_CAFE_F00D);
+    same_however_cut(&pieces, 0xDEAD_BEEF_CAFE_F00D);
+}
+
+/// Inputs of `pieces` put together at random give the same however cut; one of no call and no
+/// notes comes out as it went in.
+fn same_however_cut(pieces: &[&str], seed: u64) {
+    let mut next = random(seed);
     for _ in 0..5000 {
         let input: String = (0..next(32)).map(|_| pieces[next(pieces.len())]).collect();
         let whole = outputs(&input, &[]);
@@ -287,6 +293,9 @@ fn random_markup_gives_the_same_however_cut() {
         let mut cuts: Vec<usize> = (0..next(8)).map(|_| points[next(points.len())]).collect();
         cuts.sort_unstable();
         assert_eq!(outputs(&input, &cuts), whole, "{input:?} cut at {cuts:?}");
+        if input.contains("</antThinking>") {
+            continue;
+        }
         if let [Output::Text(text)] = &whole[..] {
             assert_eq!(text, &input);
         }
@@ -294,6 +303,67 @@ fn random_markup_gives_the_same_however_cut() {
             assert_eq!(input, "");
         }
     }
+}
+
+/// The same for the other forms' pieces.
+#[test]
+fn random_forms_give_the_same_however_cut() {
+    let pieces = [
+        "<function_calls>",
+        "</function_calls>",
+        "<invoke name=\"Read\">",
+        "</invoke>",
+        "<parameter name=\"path\">",
+        "</parameter>",
+        "&amp;",
+        "&#x41;",
+        "&",
+        ";",
+        "<bash>",
+        "</bash>",
+        "<powershell>",
+        "</powershell>",
+        "<sh>",
+        "</sh>",
+        "<antThinking>",
+        "</antThinking>",
+        "<tool>",
+        "</tool>",
+        "read",
+        "bridge_write",
+        "<parameter>",
+        "{\"path\": \"a\"}",
+        "{“path”: “C:\\a”}",
+        "“",
+        "’",
+        "\\",
+        SECTION_BEGIN,
+        CALL_BEGIN,
+        "functions.READ:0",
+        ARGUMENT_BEGIN,
+        CALL_END,
+        SECTION_END,
+        "```",
+        "\n",
+        " ",
+        "ls",
+        "<",
+        ">",
+    ];
+    same_however_cut(&pieces, 0x9E37_79B9_7F4A_7C15);
+}
+
+#[test]
+fn notes_are_dropped_and_held_for_a_bounded_length() {
+    let mut parser = tool_parser();
+    assert_eq!(push(&mut parser, "Sure. <antThink"), [text("Sure. ")]);
+    assert_eq!(push(&mut parser, "ing>the user wants <tool_calls>"), []);
+    assert_eq!(push(&mut parser, " x</antThinking>"), []);
+    assert_eq!(push(&mut parser, "\nDone"), [text("\nDone")]);
+    let long = format!("<antThinking>{}</antThinking>", "x".repeat(MAX_FENCE));
+    assert_eq!(pushed_in_pieces(&long, 1000, MAX_FENCE + 14), [text(&long)]);
+    let fits = format!("<antThinking>{}</antThinking>after", "x".repeat(MAX_FENCE - 13));
+    assert_eq!(pushed_in_pieces(&fits, 1000, MAX_FENCE + 14), [text("after")]);
 }
 
 /// Pushes one piece and returns what came out of it.

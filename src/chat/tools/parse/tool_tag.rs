@@ -6,7 +6,7 @@
 //! <parameter>{“command”: “ls”}</parameter>
 //! ```
 //!
-//! The name (letters, digits, `_ . : -` and blanks around them) closes within [`MAX_TAG`] bytes;
+//! The name (letters, digits, `_ . : -`, spaces around them) closes within [`MAX_TAG`] bytes;
 //! the arguments run to the first `</parameter>` and are mended as `json_repair.rs` says. Several
 //! in a row are parallel calls; the block ends where no other `<tool>` follows. The front door
 //! finds the first `<tool>`.
@@ -63,13 +63,17 @@ impl Block {
 
     fn tool_name(&mut self, text: &str, start: usize) -> Option<Event> {
         let rest = &text[self.at..];
-        let len = rest.bytes().take_while(|&b| b.is_ascii_alphanumeric() || b"_.:- ".contains(&b)).count();
+        let blanks = |from: usize| from + rest[from..].bytes().take_while(|&b| b == b' ').count();
+        let from = blanks(0);
+        let to = from
+            + rest[from..].bytes().take_while(|&b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b)).count();
+        let len = blanks(to);
         if len > MAX_TAG {
             return Some(Event::Broken(start));
         }
         match literal(&rest[len..], TOOL_END) {
-            Seen::Match(end) if !rest[..len].trim().is_empty() => {
-                let name = rest[..len].trim().to_string();
+            Seen::Match(end) if to > from => {
+                let name = rest[from..to].to_string();
                 self.at += len + end;
                 self.phase = Phase::Parameter { start, name }.into();
                 None
