@@ -1,6 +1,6 @@
 //! The `<function_calls>` form: the markup of `tool_calls.rs` in another wrapper, with its
-//! parameter values XML-escaped, as Kimi's model writes calls when a system prompt asks for them
-//! in Anthropic's style:
+//! parameter values XML-escaped, as Kimi's model was seen writing calls (September 2026, under a
+//! system prompt that asked for Anthropic's style):
 //!
 //! ```text
 //! <function_calls>

@@ -1,5 +1,5 @@
-//! The model's own notes, `<antThinking>…</antThinking>`, which Kimi's model sometimes writes
-//! before a shell shorthand (`shell.rs`) when it plays Anthropic's assistant:
+//! The model's own notes, `<antThinking>…</antThinking>`, which Kimi's model was seen writing
+//! before a shell shorthand (`shell.rs`):
 //!
 //! ```text
 //! <antThinking>The user wants the date, bash can tell.</antThinking>

@@ -1,5 +1,5 @@
-//! Shell shorthands: a command in a tag named after its shell, as Kimi's model writes it when it
-//! takes its tools for its own sandbox's:
+//! Shell shorthands: a command in a tag named after its shell, as Kimi's model was seen writing
+//! its shell calls (September 2026):
 //!
 //! ```text
 //! <bash>ls -la src &amp;&amp; cat Cargo.toml</bash>
