@@ -11,6 +11,7 @@ use support::{Harness, Kind, Script, post_with, stream_with};
 
 both_backends!(
     one_call_in_every_dialect,
+    every_form_kimis_model_writes_is_the_same_call,
     parallel_calls_in_order,
     prose_before_a_call_streams_as_text,
     a_call_split_across_many_upstream_events,
@@ -275,6 +276,26 @@ fn one_call_in_every_dialect(kind: Kind) {
         let prompt = h.mock.stats().last_prompt.unwrap();
         assert!(prompt.contains("## get_weather") && prompt.contains("<tool_calls>"), "the tools reach Kimi");
     });
+}
+
+/// The forms Kimi's model was seen writing calls in (`docs/tools.md`), near-miss names and a
+/// made-up result after the call included: each is the one call, in every dialect.
+fn every_form_kimis_model_writes_is_the_same_call(kind: Kind) {
+    let forms = [
+        "<function_calls>\n<invoke name=\"get_weather\">\n<parameter name=\"city\">Paris &amp; around</parameter>\n\
+         <parameter name=\"days\">3</parameter>\n</invoke>\n</function_calls>\n<function_results>sunny</function_results>",
+        "<tool>Get_Weather</tool>\n<parameter>{“city”: “Paris & around”, “days”: 3}</parameter>\nResult: sunny",
+        "<|tool_calls_section_begin|><|tool_call_begin|>functions.bridge_get_weather:0<|tool_call_argument_begin|>\
+         {“city”: “Paris & around”, “days”: “3”}<|tool_call_end|><|tool_calls_section_end|>\n[TOOL_RESULT] sunny",
+    ];
+    for form in forms {
+        each(kind, &[form], false, |api, stream, got, _| {
+            let expected = vec![("get_weather".to_string(), json!({"city": "Paris & around", "days": 3}))];
+            assert_eq!(got.calls, expected, "{api:?} {stream} {form}");
+            assert_eq!(got.finish, tool_finish(api), "{api:?} {stream}");
+            assert!(!got.text.contains("sunny") && got.text.trim().is_empty(), "{api:?}: {:?}", got.text);
+        });
+    }
 }
 
 fn parallel_calls_in_order(kind: Kind) {

@@ -9,14 +9,16 @@
 //! ```
 //!
 //! A `string` parameter is raw text up to the first `</parameter>`, so code needs no escaping;
-//! any other is JSON (the raw text when it does not parse). A call of a tool that was not
-//! declared is no call.
+//! any other is JSON (the raw text when it does not parse). A call's name is matched to a
+//! declared tool by `names.rs`; a call of a tool that was not declared is no call. A shell
+//! shorthand (`shell.rs`) calls the one declared shell-like tool, if there is exactly one.
 
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
 use super::ParsedCall;
+use super::names::resolve;
 
 /// A call's arguments as its form wrote them, not yet read by the schema.
 pub(super) enum Arguments {
@@ -24,6 +26,8 @@ pub(super) enum Arguments {
     Tagged(Vec<(String, String)>),
     /// Arguments already in JSON (Kimi's markers, a fence's JSON).
     Json(Map<String, Value>),
+    /// The command of a shell shorthand, for the shell-like tool.
+    Command(String),
 }
 
 /// A JSON object's text as its map; anything else is none.
@@ -34,19 +38,40 @@ pub(super) fn json_object(text: &str) -> Option<Map<String, Value>> {
     }
 }
 
-/// The declared tools: the kind of each parameter, by tool and parameter name.
-pub(super) struct Tools(HashMap<String, HashMap<String, Kind>>);
+/// The declared tools: the kind of each parameter, by tool and parameter name; and the one
+/// shell-like tool, with its command parameter, if there is exactly one.
+pub(super) struct Tools {
+    params: HashMap<String, HashMap<String, Kind>>,
+    shell: Option<(String, String)>,
+}
 
 impl Tools {
     /// `tools`: (name, JSON Schema of the arguments object) of every declared tool.
     pub(super) fn new<'a>(tools: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Self {
-        Tools(tools.into_iter().map(|(name, schema)| (name.to_string(), params(schema))).collect())
+        let tools: Vec<(&str, &Value)> = tools.into_iter().collect();
+        let params = tools.iter().map(|(name, schema)| (name.to_string(), params(schema))).collect();
+        Tools { params, shell: shell_tool(&tools) }
     }
 
-    /// The call as it goes out, if its tool is declared, each argument read by its parameter's
-    /// kind (a parameter the schema does not name has none: JSON if it parses).
+    /// Whether the shell shorthands call a tool: exactly one shell-like tool is declared.
+    pub(super) fn has_shell(&self) -> bool {
+        self.shell.is_some()
+    }
+
+    /// The call as it goes out, if its name calls a declared tool (`names.rs`), each argument
+    /// read by its parameter's kind (a parameter the schema does not name has none: JSON if it
+    /// parses).
     pub(super) fn call(&self, name: String, arguments: Arguments) -> Option<ParsedCall> {
-        let params = self.0.get(&name)?;
+        if let Arguments::Command(command) = arguments {
+            let (tool, param) = self.shell.clone()?;
+            return Some(ParsedCall {
+                name: tool,
+                arguments: Map::from_iter([(param, Value::String(command))]),
+            });
+        }
+        let declared: Vec<&str> = self.params.keys().map(String::as_str).collect();
+        let name = resolve(&name, &declared)?.to_string();
+        let params = &self.params[&name];
         let kind = |param: &str| params.get(param).copied().unwrap_or(Kind::Json);
         let arguments = match arguments {
             Arguments::Tagged(params) => params
@@ -63,8 +88,29 @@ impl Tools {
                     (param, value)
                 })
                 .collect(),
+            Arguments::Command(_) => return None,
         };
         Some(ParsedCall { name, arguments })
+    }
+}
+
+/// The command parameters a shell-like tool may name.
+const COMMAND_PARAMS: [&str; 2] = ["command", "cmd"];
+
+/// The one declared tool whose schema requires exactly one parameter, a string named `command`
+/// or `cmd` (Claude Code's `Bash`, Gemini CLI's `run_shell_command`, Codex's `exec_command`),
+/// with that parameter's name; none when no tool or more than one is so.
+fn shell_tool(tools: &[(&str, &Value)]) -> Option<(String, String)> {
+    let mut shells = tools.iter().filter_map(|(name, schema)| {
+        let required = schema.get("required")?.as_array()?;
+        let [Value::String(param)] = required.as_slice() else { return None };
+        let property = schema.get("properties")?.get(param)?;
+        (COMMAND_PARAMS.contains(&param.as_str()) && kind(property) == Kind::Text)
+            .then(|| (name.to_string(), param.clone()))
+    });
+    match (shells.next(), shells.next()) {
+        (Some(shell), None) => Some(shell),
+        _ => None,
     }
 }
 

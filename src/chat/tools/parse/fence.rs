@@ -99,7 +99,7 @@ impl Fence {
     pub(super) fn read(&mut self, text: &str, tools: &Tools) -> Fenced {
         loop {
             let fenced = match std::mem::replace(&mut self.phase, FencePhase::Start) {
-                FencePhase::Start => self.start(text),
+                FencePhase::Start => self.start(text, tools.has_shell()),
                 FencePhase::Json(scan) => self.json(text, scan, tools),
                 FencePhase::Block(block, calls) => self.block(text, block, calls, tools),
                 FencePhase::End(calls) => self.end(text, calls),
@@ -112,7 +112,7 @@ impl Fence {
 
     /// Each phase reads one step: `None` when it moved on (having set the next phase), else what
     /// it came to.
-    fn start(&mut self, text: &str) -> Option<Fenced> {
+    fn start(&mut self, text: &str, shell: bool) -> Option<Fenced> {
         self.at = skip_whitespace(text, self.at);
         let rest = &text[self.at..];
         match rest.bytes().next() {
@@ -125,7 +125,7 @@ impl Fence {
                 Seen::Partial => Some(Fenced::Wait),
                 Seen::NoMatch => Some(Fenced::Text),
             },
-            Some(b'<') => match block_opening(rest) {
+            Some(b'<') => match block_opening(rest, shell) {
                 Seen::Match((form, len)) => {
                     self.phase = FencePhase::Block(Block::new(form, self.at + len), Vec::new());
                     None

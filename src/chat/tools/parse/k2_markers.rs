@@ -9,10 +9,12 @@
 //! ```
 //!
 //! The tool's name is the call id without its `functions.` prefix and `:INDEX` suffix, and comes
-//! within [`MAX_TAG`] bytes; the arguments must be one JSON object. The section's opening is found
-//! by the front door (`block_opening`).
+//! within [`MAX_TAG`] bytes; the arguments must be one JSON object, mended as `json_repair.rs`
+//! says when it is none as written (smart quotes, bare Windows backslashes). The section's opening
+//! is found by the front door (`block_opening`).
 
-use super::arguments::{Arguments, json_object};
+use super::arguments::Arguments;
+use super::json_repair::repaired_object;
 use super::scan::{Seen, bounded, find_from, literal};
 use super::{Block, Call, Event, MAX_TAG};
 
@@ -85,7 +87,9 @@ impl Block {
                 return Some(Event::Wait);
             }
         };
-        let Some(arguments) = json_object(&text[self.at..end]) else { return Some(Event::Broken(self.at)) };
+        let Some(arguments) = repaired_object(&text[self.at..end]) else {
+            return Some(Event::Broken(self.at));
+        };
         self.at = end + CALL_END.len();
         Some(Event::Call(Call { name, arguments: Arguments::Json(arguments), span: start..self.at }))
     }
@@ -135,6 +139,32 @@ pub(super) mod tests {
             ),
             as_text(&native(&native_call("functions.nope:0", "{}"))),
             as_text(&native(&native_call("functions.read:0", "{path: a}"))),
+        ]
+    }
+
+    /// Kimi's markers with JSON as the model mistypes it (`json_repair.rs`).
+    pub(in super::super) fn repaired() -> Vec<(String, Vec<Output>)> {
+        let one = |id: &str, arguments: &str| {
+            format!(
+                "<|tool_calls_section_begin|><|tool_call_begin|>{id}<|tool_call_argument_begin|>{arguments}\
+                 <|tool_call_end|><|tool_calls_section_end|>"
+            )
+        };
+        vec![
+            (
+                one("functions.run:0", "{“command”: “pwd”}") + "\n[TOOL_RESULT] /home",
+                vec![call("run", json!({"command": "pwd"})), Output::Done],
+            ),
+            (
+                one("functions.read:0", "{\"path\": \"C:\\Users\\me\\notes.txt\"}"),
+                vec![read("C:\\Users\\me\\notes.txt"), Output::Done],
+            ),
+            (
+                one("functions.write:0", "{‘path’: ‘a’, ‘content’: ‘it’s “done”\n’}"),
+                vec![call("write", json!({"path": "a", "content": "it’s “done”\n"})), Output::Done],
+            ),
+            as_text(&one("functions.read:0", "{“path: “a”}")),
+            as_text(&one("functions.read:0", "{path: ‘a’}")),
         ]
     }
 

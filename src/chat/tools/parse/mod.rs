@@ -13,13 +13,19 @@
 //! its own file:
 //!
 //! - `tool_calls.rs`: the markup above, its `<tool_call>` wrapper and bare `<invoke>`s;
+//! - `function_calls.rs`: the same in a `<function_calls>` wrapper, values XML-escaped;
+//! - `shell.rs`: `<bash>ls</bash>`, `<powershell>`, `<sh>`, calls of the one shell-like tool;
+//! - `tool_tag.rs`: `<tool>read</tool><parameter>{"path": "a"}</parameter>`;
 //! - `k2_markers.rs`: Kimi's own markers, `<|tool_calls_section_begin|><|tool_call_begin|>`
 //!   `functions.read:0<|tool_call_argument_begin|>{"path": "a"}<|tool_call_end|>...`;
+//! - `json_repair.rs`: the JSON of those two, mended (smart quotes, bare backslashes);
+//! - `notes.rs`: `<antThinking>` notes, dropped;
 //! - `fence.rs`: a Markdown fence that holds nothing but calls (```` ```json ````, ```` ```xml ````),
 //!   and the code blocks in which markup is only shown;
 //! - `json_calls.rs`: the JSON in such a fence, `{"name": "read", "arguments": {"path": "a"}}`
 //!   or a list of those;
 //! - `arguments.rs`: a call's arguments read by its tool's schema (`"5"` for an integer is 5);
+//! - `names.rs`: a called name matched to a declared tool (`bridge_read_file`, `FileRead`);
 //! - `scan.rs`: the small matchers they share.
 //!
 //! This file is the front door. It reads the answer as it streams: text flows on at once and only
@@ -31,12 +37,18 @@
 
 mod arguments;
 mod fence;
+mod function_calls;
 mod json_calls;
+mod json_repair;
 mod k2_markers;
+mod names;
+mod notes;
 mod scan;
+mod shell;
 #[cfg(test)]
 mod tests;
 mod tool_calls;
+mod tool_tag;
 
 use std::ops::Range;
 
@@ -44,9 +56,13 @@ use serde_json::{Map, Value};
 
 use arguments::{Arguments, Tools};
 use fence::{Fence, Fenced, fence_end, fence_opening};
+use function_calls::FUNCTION_CALLS;
 use k2_markers::SECTION_BEGIN;
+use notes::{NOTES, Notes, read_notes};
 use scan::{Seen, bounded, literal, skip_whitespace};
+use shell::SHELLS;
 use tool_calls::{INVOKE, WRAPPERS, element};
+use tool_tag::TOOL;
 
 /// One call the model made.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +116,9 @@ enum State {
     Block(Open),
     /// In a fence that may hold nothing but calls, held whole from its opening line.
     Fence(Fence),
+    /// In the model's notes (`notes.rs`), held from their opening; their end is searched for
+    /// from `scan` on.
+    Notes { scan: usize },
     /// The call block closed; the rest of the answer is ignored.
     Done,
 }
@@ -148,6 +167,7 @@ impl ToolParser {
                 State::Text { code } => self.scan_text(code, at_end, out),
                 State::Block(open) => self.read_block(open, at_end, out),
                 State::Fence(fence) => self.read_fence(fence, at_end, out),
+                State::Notes { scan } => self.read_notes(scan, at_end, out),
                 State::Done => {
                     self.held.clear();
                     Next::Wait(State::Done)
@@ -171,7 +191,7 @@ impl ToolParser {
             from = at;
             let verdict = match held.as_bytes()[at] {
                 b'`' if !self.line_start => Verdict::Text,
-                _ => verdict(&held[at..], code, at_end),
+                _ => verdict(&held[at..], code, at_end, self.tools.has_shell()),
             };
             let opened = match verdict {
                 Verdict::Text => {
@@ -183,6 +203,7 @@ impl ToolParser {
                 Verdict::Marker(Marker::CallFence { ticks, len }) => {
                     Next::Again(State::Fence(Fence::new(ticks, len)))
                 }
+                Verdict::Marker(Marker::Notes) => Next::Again(State::Notes { scan: NOTES.len() }),
                 Verdict::Marker(Marker::CodeFence { ticks }) => {
                     (code, from, search) = (Some(ticks), at + ticks, at + ticks);
                     give(out, &mut self.line_start, &held[at..from]);
@@ -271,6 +292,21 @@ impl ToolParser {
     }
 }
 
+impl ToolParser {
+    /// Reads the model's notes on: dropped once they close, their opening text if they do not.
+    fn read_notes(&mut self, scan: usize, at_end: bool, out: &mut Vec<Output>) -> Next {
+        match read_notes(&self.held, scan, at_end) {
+            Notes::Wait(scan) => return Next::Wait(State::Notes { scan }),
+            Notes::Dropped(len) => drop(self.held.drain(..len)),
+            Notes::Text(len) => {
+                give(out, &mut self.line_start, &self.held[..len]);
+                self.held.drain(..len);
+            }
+        }
+        Next::Again(State::Text { code: None })
+    }
+}
+
 /// Appends decided text to `out`, to the text piece already last there if there is one.
 fn give(out: &mut Vec<Output>, line_start: &mut bool, text: &str) {
     if text.is_empty() {
@@ -319,18 +355,21 @@ enum Marker {
     CodeFence { ticks: usize },
     /// The closing fence of a code block, up to the end of its line.
     FenceEnd(usize),
+    /// The model's notes open (`notes.rs`).
+    Notes,
 }
 
 /// Decides the text at a possible marker from its first [`MAX_MARKER`] bytes; at the end of the
-/// answer nothing can complete it any more.
-fn verdict(candidate: &str, code: Option<usize>, at_end: bool) -> Verdict {
+/// answer nothing can complete it any more. `shell`: whether the shell shorthands are calls.
+fn verdict(candidate: &str, code: Option<usize>, at_end: bool, shell: bool) -> Verdict {
     let window = bounded(candidate, MAX_MARKER);
     let verdict = match code {
         Some(ticks) => fence_end(window, ticks),
-        None if window.starts_with('<') => match block_opening(window) {
-            Seen::Match((form, len)) => Verdict::Marker(Marker::Block(form, len)),
-            Seen::Partial => Verdict::Undecided,
-            Seen::NoMatch => Verdict::Text,
+        None if window.starts_with('<') => match (block_opening(window, shell), literal(window, NOTES)) {
+            (Seen::Match((form, len)), _) => Verdict::Marker(Marker::Block(form, len)),
+            (_, Seen::Match(_)) => Verdict::Marker(Marker::Notes),
+            (Seen::Partial, _) | (_, Seen::Partial) => Verdict::Undecided,
+            (Seen::NoMatch, Seen::NoMatch) => Verdict::Text,
         },
         None => fence_opening(window),
     };
@@ -340,13 +379,22 @@ fn verdict(candidate: &str, code: Option<usize>, at_end: bool) -> Verdict {
     }
 }
 
-/// Whether `text` starts with the opening of a call block, and how many bytes that takes.
-fn block_opening(text: &str) -> Seen<(Form, usize)> {
+/// Whether `text` starts with the opening of a call block, and how many bytes that takes (none
+/// for a form whose block reads its first call's tag itself). `shell`: whether the shell
+/// shorthands are calls (exactly one shell-like tool is declared).
+fn block_opening(text: &str, shell: bool) -> Seen<(Form, usize)> {
     let mut partial = false;
-    let openings = WRAPPERS.map(|open| (open, Form::Wrapped));
-    for (open, form) in openings.into_iter().chain([(SECTION_BEGIN, Form::Native)]) {
+    let wrappers = WRAPPERS.map(|open| (open, Form::Wrapped, true));
+    let others = [
+        (FUNCTION_CALLS, Form::Escaped, true),
+        (SECTION_BEGIN, Form::Native, true),
+        (TOOL, Form::Tagged, false),
+    ];
+    let shells = SHELLS.map(|(open, _)| (open, Form::Shell, false));
+    let shells = shells.into_iter().filter(|_| shell);
+    for (open, form, consumed) in wrappers.into_iter().chain(others).chain(shells) {
         match literal(text, open) {
-            Seen::Match(len) => return Seen::Match((form, len)),
+            Seen::Match(len) => return Seen::Match((form, if consumed { len } else { 0 })),
             Seen::Partial => partial = true,
             Seen::NoMatch => {}
         }
@@ -364,10 +412,16 @@ fn block_opening(text: &str) -> Seen<(Form, usize)> {
 enum Form {
     /// In `<tool_calls>` or `<tool_call>`.
     Wrapped,
+    /// In `<function_calls>`: the markup with XML-escaped values.
+    Escaped,
     /// `<invoke>`s without a wrapper: the block ends where no other `<invoke` follows.
     Bare,
     /// Kimi's own markers.
     Native,
+    /// Shell shorthands, `<bash>...</bash>`: the block ends where no other follows.
+    Shell,
+    /// `<tool>NAME</tool><parameter>{json}</parameter>`: the block ends where no other follows.
+    Tagged,
 }
 
 /// A call block outside a fence: its calls go out as they close.
@@ -401,6 +455,10 @@ enum Phase {
     Markup(tool_calls::Phase),
     /// In a call of Kimi's markers (`k2_markers.rs`).
     Native(k2_markers::Phase),
+    /// In a shell shorthand (`shell.rs`).
+    Shell(shell::Phase),
+    /// In a `<tool>` call (`tool_tag.rs`).
+    Tool(tool_tag::Phase),
 }
 
 /// What reading a call block came to.
@@ -440,6 +498,8 @@ impl Block {
                 Phase::Between => self.between(text),
                 Phase::Markup(phase) => self.markup(text, phase),
                 Phase::Native(phase) => self.native(text, phase),
+                Phase::Shell(phase) => self.shell(text, phase),
+                Phase::Tool(phase) => self.tool(text, phase),
             };
             if let Some(event) = event {
                 return event;
@@ -457,7 +517,9 @@ impl Block {
         }
         match self.form {
             Form::Native => self.native_between(rest),
-            Form::Wrapped | Form::Bare => self.markup_between(rest),
+            Form::Wrapped | Form::Escaped | Form::Bare => self.markup_between(rest),
+            Form::Shell => self.shell_between(rest),
+            Form::Tagged => self.tool_between(rest),
         }
     }
 }

@@ -24,7 +24,7 @@ fn declared() -> Vec<(&'static str, Value)> {
                 "env": {"type": "object"},
                 "note": {"type": ["string", "null"]},
                 "retries": {"type": ["integer", "null"]},
-            }}),
+            }, "required": ["command"]}),
         ),
     ]
 }
@@ -34,6 +34,11 @@ static DECLARED: std::sync::LazyLock<Vec<(&str, Value)>> = std::sync::LazyLock::
 
 pub(super) fn tool_parser() -> ToolParser {
     ToolParser::new(DECLARED.iter().map(|(name, schema)| (*name, schema)))
+}
+
+/// A parser of other declared tools.
+pub(super) fn tool_parser_with(tools: &[(String, Value)]) -> ToolParser {
+    ToolParser::new(tools.iter().map(|(name, schema)| (name.as_str(), schema)))
 }
 
 pub(super) fn text(text: &str) -> Output {
@@ -74,6 +79,11 @@ fn cases() -> Vec<(String, Vec<Output>)> {
         k2_markers::tests::cases(),
         fence::tests::cases(),
         not_calls(),
+        function_calls::tests::cases(),
+        shell::tests::cases(),
+        tool_tag::tests::cases(),
+        k2_markers::tests::repaired(),
+        near_miss_names(),
     ]
     .concat()
 }
@@ -106,9 +116,40 @@ fn not_calls() -> Vec<(String, Vec<Output>)> {
     ]
 }
 
+/// Names near a declared tool's, in every form: the declared tool's call; others text.
+fn near_miss_names() -> Vec<(String, Vec<Output>)> {
+    let invoke =
+        |name: &str| format!("<invoke name=\"{name}\"><parameter name=\"path\">a</parameter></invoke>");
+    let k2 = |name: &str| {
+        format!(
+            "<|tool_calls_section_begin|><|tool_call_begin|>{name}:0<|tool_call_argument_begin|>{{\"path\": \"a\"}}<|tool_call_end|>"
+        )
+    };
+    let json =
+        |name: &str| format!("```json\n{{\"name\": \"{name}\", \"arguments\": {{\"path\": \"a\"}}}}\n```");
+    let tool = |name: &str| format!("<tool>{name}</tool><parameter>{{\"path\": \"a\"}}</parameter>");
+    let forms: [&dyn Fn(&str) -> String; 4] = [&invoke, &k2, &json, &tool];
+    let mut cases = Vec::new();
+    for form in forms {
+        for name in ["READ", "Read", "bridge_read", "functions.read", "claw_Read", "functions.bridge_read"] {
+            let done = form(name).starts_with("```").then_some(Output::Done);
+            cases.push((form(name), [read("a")].into_iter().chain(done).collect()));
+        }
+        for name in ["reader", "rea", "bridge_", "read_file", "FileRead", "bridge_rm", "re ad"] {
+            cases.push(as_text(&form(name)));
+        }
+    }
+    cases
+}
+
 /// What `input` comes to when pushed in pieces cut at these byte offsets, adjacent text merged.
 fn outputs(input: &str, cuts: &[usize]) -> Vec<Output> {
-    let mut parser = tool_parser();
+    outputs_of(tool_parser(), input, cuts)
+}
+
+/// What `input` comes to in `parser` when pushed in pieces cut at these byte offsets, adjacent
+/// text merged.
+pub(super) fn outputs_of(mut parser: ToolParser, input: &str, cuts: &[usize]) -> Vec<Output> {
     let mut all = Vec::new();
     let mut from = 0;
     for &cut in cuts.iter().chain([input.len()].iter()) {
@@ -238,7 +279,13 @@ fn random_markup_gives_the_same_however_cut() {
         "=",
         "5",
     ];
-    let mut next = random(0xDEAD_BEEF_CAFE_F00D);
+    same_however_cut(&pieces, 0xDEAD_BEEF_CAFE_F00D);
+}
+
+/// Inputs of `pieces` put together at random give the same however cut; one of no call and no
+/// notes comes out as it went in.
+fn same_however_cut(pieces: &[&str], seed: u64) {
+    let mut next = random(seed);
     for _ in 0..5000 {
         let input: String = (0..next(32)).map(|_| pieces[next(pieces.len())]).collect();
         let whole = outputs(&input, &[]);
@@ -246,6 +293,9 @@ fn random_markup_gives_the_same_however_cut() {
         let mut cuts: Vec<usize> = (0..next(8)).map(|_| points[next(points.len())]).collect();
         cuts.sort_unstable();
         assert_eq!(outputs(&input, &cuts), whole, "{input:?} cut at {cuts:?}");
+        if input.contains("</antThinking>") {
+            continue;
+        }
         if let [Output::Text(text)] = &whole[..] {
             assert_eq!(text, &input);
         }
@@ -253,6 +303,67 @@ fn random_markup_gives_the_same_however_cut() {
             assert_eq!(input, "");
         }
     }
+}
+
+/// The same for the other forms' pieces.
+#[test]
+fn random_forms_give_the_same_however_cut() {
+    let pieces = [
+        "<function_calls>",
+        "</function_calls>",
+        "<invoke name=\"Read\">",
+        "</invoke>",
+        "<parameter name=\"path\">",
+        "</parameter>",
+        "&amp;",
+        "&#x41;",
+        "&",
+        ";",
+        "<bash>",
+        "</bash>",
+        "<powershell>",
+        "</powershell>",
+        "<sh>",
+        "</sh>",
+        "<antThinking>",
+        "</antThinking>",
+        "<tool>",
+        "</tool>",
+        "read",
+        "bridge_write",
+        "<parameter>",
+        "{\"path\": \"a\"}",
+        "{“path”: “C:\\a”}",
+        "“",
+        "’",
+        "\\",
+        SECTION_BEGIN,
+        CALL_BEGIN,
+        "functions.READ:0",
+        ARGUMENT_BEGIN,
+        CALL_END,
+        SECTION_END,
+        "```",
+        "\n",
+        " ",
+        "ls",
+        "<",
+        ">",
+    ];
+    same_however_cut(&pieces, 0x9E37_79B9_7F4A_7C15);
+}
+
+#[test]
+fn notes_are_dropped_and_held_for_a_bounded_length() {
+    let mut parser = tool_parser();
+    assert_eq!(push(&mut parser, "Sure. <antThink"), [text("Sure. ")]);
+    assert_eq!(push(&mut parser, "ing>the user wants <tool_calls>"), []);
+    assert_eq!(push(&mut parser, " x</antThinking>"), []);
+    assert_eq!(push(&mut parser, "\nDone"), [text("\nDone")]);
+    let long = format!("<antThinking>{}</antThinking>", "x".repeat(MAX_FENCE));
+    assert_eq!(pushed_in_pieces(&long, 1000, MAX_FENCE + 14), [text(&long)]);
+    let fits = format!("<antThinking>{}</antThinking>after", "x".repeat(MAX_FENCE - 13));
+    assert_eq!(pushed_in_pieces(&fits, 1000, MAX_FENCE + 14), [text("after")]);
 }
 
 /// Pushes one piece and returns what came out of it.

@@ -15,8 +15,10 @@
 //! (`<invoke name="read">...</invoke>` written straight into the prose) ends where no other
 //! `<invoke` follows. Tags take one attribute, `name`, in double or single quotes, and close
 //! within [`MAX_TAG`] bytes. The block's opening is found by the front door (`block_opening`).
+//! The same grammar reads `<function_calls>` (`function_calls.rs`), whose values are escaped.
 
 use super::arguments::Arguments;
+use super::function_calls::{FUNCTION_CALLS_END, unescape};
 use super::scan::{Seen, bounded, find_from, literal, skip_whitespace};
 use super::{Block, Call, Event, Form, MAX_TAG};
 
@@ -128,7 +130,8 @@ impl Block {
 
     fn wrapper_end(&self, rest: &str) -> Event {
         let mut event = Event::Broken(self.at);
-        for end in WRAPPER_ENDS {
+        let ends: &[&str] = if self.form == Form::Escaped { &FUNCTION_CALLS_END } else { &WRAPPER_ENDS };
+        for end in ends {
             match literal(rest, end) {
                 Seen::Match(len) => return Event::Closed(self.at + len),
                 Seen::Partial => event = Event::Wait,
@@ -169,7 +172,9 @@ impl Block {
     fn value(&mut self, text: &str, mut invoke: Invoke, param: String, scan: usize) -> Option<Event> {
         match find_from(text, scan, PARAMETER_END) {
             Ok(end) => {
-                invoke.params.push((param, text[self.at..end].to_string()));
+                let value = &text[self.at..end];
+                let value = if self.form == Form::Escaped { unescape(value) } else { value.into() };
+                invoke.params.push((param, value.into_owned()));
                 self.at = end + PARAMETER_END.len();
                 self.phase = Phase::Invoke(invoke).into();
                 None
