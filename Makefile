@@ -131,19 +131,21 @@ image: release
 image-test: image build
 	tests/image.sh $(IMAGE) target/debug/examples/mock_kimi
 
-## The systemd units: `systemd-analyze verify` clean and the service's security exposure at most 2.0.
+## The systemd units: `systemd-analyze verify` clean and every service's security exposure at
+## most 2.0 (every .service in deploy/, so a new unit cannot slip through unhardened).
 unit-check: build
 	@command -v systemd-analyze >/dev/null || { apt-get update -qq && apt-get install -y -qq systemd; }
 	@tmp=$$(mktemp -d); \
-	for unit in kimi-free-api.service kimi-free-api-health.service; do \
+	for unit in deploy/*.service deploy/*.timer; do \
 	  sed "s|^ExecStart=/usr/local/bin/kimi-free-api|ExecStart=$(CURDIR)/target/debug/kimi-free-api|" \
-	    deploy/$$unit > $$tmp/$$unit; done; \
-	cp deploy/kimi-free-api-health.timer $$tmp/; \
-	out=$$(systemd-analyze verify $$tmp/kimi-free-api.service $$tmp/kimi-free-api-health.service \
-	  $$tmp/kimi-free-api-health.timer 2>&1); rc=$$?; rm -rf $$tmp; \
+	    $$unit > $$tmp/$${unit#deploy/}; done; \
+	out=$$(systemd-analyze verify $$tmp/* 2>&1); rc=$$?; rm -rf $$tmp; \
 	if [ $$rc -ne 0 ] || [ -n "$$out" ]; then echo "systemd-analyze verify: $$out"; exit 1; fi
-	@out=$$(systemd-analyze security --offline=yes --threshold=20 deploy/kimi-free-api.service 2>&1) \
-	  || { echo "$$out"; echo "security exposure above 2.0"; exit 1; }; echo "$$out" | tail -n 1
+	@units=$$(ls deploy/*.service); [ -n "$$units" ] || { echo "no .service unit in deploy/"; exit 1; }; \
+	for unit in $$units; do \
+	  out=$$(systemd-analyze security --offline=yes --threshold=20 $$unit 2>&1) \
+	    || { echo "$$out"; echo "$$unit: security exposure above 2.0"; exit 1; }; \
+	  echo "$$unit: $$(echo "$$out" | tail -n 1)"; done
 
 clean:
 	$(CARGO) clean

@@ -51,8 +51,12 @@ pub struct Config {
     /// Longest silence from a client: between two requests on a keep-alive connection, or
     /// inside a request's head (the connection is then closed).
     pub idle_timeout: Duration,
-    /// Longest time a request body may take to arrive once its head is in (`408` beyond it).
+    /// Longest time a request's head and body may take to arrive, from its first byte (`408`
+    /// beyond it; the time a request waits for a worker is not counted).
     pub request_timeout: Duration,
+    /// Largest request head (request line and headers): `431` beyond it, and the connection
+    /// closed; no more than this is held while a head is read.
+    pub max_header_bytes: usize,
     /// Longest a write to a client may block (a client that stops reading a stream is
     /// dropped, its upstream call stopped and its chat deleted).
     pub write_timeout: Duration,
@@ -105,6 +109,7 @@ impl Default for Config {
             allow_private_urls: false,
             idle_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
+            max_header_bytes: 64 * 1024,
             write_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
             tokens_file: None,
@@ -316,9 +321,16 @@ const KNOBS: &[Knob] = &[
     Knob {
         flag: "--request-timeout",
         env: "REQUEST_TIMEOUT",
-        help: "seconds for a request body to arrive, 408 beyond",
+        help: "seconds for a request's head and body to arrive from its first byte, 408 beyond",
         default: |c| c.request_timeout.as_secs_f64().to_string(),
         set: |c, v| seconds(&mut c.request_timeout, v),
+    },
+    Knob {
+        flag: "--max-header-bytes",
+        env: "MAX_HEADER_BYTES",
+        help: "largest request head (request line and headers) in bytes, 431 beyond",
+        default: |c| c.max_header_bytes.to_string(),
+        set: |c, v| positive(&mut c.max_header_bytes, v, "expected a byte count above 0"),
     },
     Knob {
         flag: "--write-timeout",

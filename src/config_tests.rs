@@ -144,6 +144,22 @@ fn connection_timeouts() {
 }
 
 #[test]
+fn request_heads_are_bounded() {
+    assert_eq!(Config::default().max_header_bytes, 65536);
+    let line = help_text().lines().find(|l| l.contains("--max-header-bytes")).unwrap().to_string();
+    assert!(line.contains("MAX_HEADER_BYTES") && line.ends_with("[65536]"), "{line}");
+    let env = |name: &str| (name == "MAX_HEADER_BYTES").then(|| "8192".to_string());
+    let Ok(Command::Serve(config)) = parse(args(&[]), env) else { panic!() };
+    assert_eq!(config.max_header_bytes, 8192);
+    let Ok(Command::Serve(config)) = parse(args(&["--max-header-bytes=1000"]), env) else { panic!() };
+    assert_eq!(config.max_header_bytes, 1000);
+    for bad in ["0", "-1", "64k"] {
+        let err = parse(args(&["--max-header-bytes", bad]), no_env).unwrap_err();
+        assert!(err.to_string().starts_with("--max-header-bytes"), "{err}");
+    }
+}
+
+#[test]
 fn browser_identity_from_flags_and_environment() {
     let defaults = Config::default();
     assert_eq!(defaults.kimi_web_version, "2.3.0");

@@ -12,7 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Harness, Kind, Script, Streamed, stream_with};
+use support::process::ServerProcess;
+use support::{Harness, Kind, MockKimi, Script, Streamed, stream_with};
 
 both_backends!(
     silent_and_half_sent_connections_are_closed_and_never_delay_others,
@@ -491,4 +492,127 @@ fn concurrent_answers_have_distinct_ids(kind: Kind) {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), ids.len(), "ids collide: {ids:?}");
+}
+
+/// Sends `bytes` on a clone of `socket` from another thread, `gap` apart in `chunk`s, until
+/// the server stops taking them or `within` has passed; joined by the caller.
+fn send_in_thread(
+    socket: &TcpStream,
+    bytes: Vec<u8>,
+    chunk: usize,
+    gap: Duration,
+) -> thread::JoinHandle<usize> {
+    let mut writer = socket.try_clone().unwrap();
+    thread::spawn(move || {
+        let started = Instant::now();
+        let mut sent = 0;
+        for part in bytes.chunks(chunk) {
+            if started.elapsed() > Duration::from_secs(6) || writer.write_all(part).is_err() {
+                break;
+            }
+            sent += part.len();
+            thread::sleep(gap);
+        }
+        sent
+    })
+}
+
+/// Everything the server sends until it closes (a reset ends it too), at most 10 s.
+fn read_until_closed(socket: &mut TcpStream) -> String {
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = socket.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A GET /ping whose head (request line, headers, final CRLF) is exactly `size` bytes.
+fn head_of(size: usize) -> String {
+    let start = "GET /ping HTTP/1.1\r\nHost: x\r\n";
+    let filler = |n: usize| format!("X-Fill: {}\r\n", "f".repeat(n));
+    let mut head = start.to_string();
+    let mut left = size - start.len() - 2;
+    while left > 0 {
+        // Header lines of at most 8 KiB, the last one taking what is left (at least 11 bytes).
+        let line = if left > 8192 + 11 { 8192 } else { left };
+        head.push_str(&filler(line - 10));
+        left -= line;
+    }
+    head.push_str("\r\n");
+    assert_eq!(head.len(), size);
+    head
+}
+
+#[test]
+fn a_head_that_trickles_in_is_cut_at_the_request_timeout() {
+    // Each byte comes well within the idle timeout; the head as a whole does not come within
+    // the request timeout, which runs from its first byte.
+    let h = Harness::start_with(|c| {
+        c.idle_timeout = Duration::from_secs(5);
+        c.request_timeout = Duration::from_secs(1);
+    });
+    let mut socket = TcpStream::connect(h.server.addr()).unwrap();
+    let head = format!("GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: {}\r\n\r\n", "s".repeat(100));
+    let started = Instant::now();
+    let writer = send_in_thread(&socket, head.into_bytes(), 1, Duration::from_millis(200));
+    let answer = read_until_closed(&mut socket);
+    let cut = started.elapsed();
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(!answer.contains("pong"), "{answer}");
+    assert!(cut >= Duration::from_millis(900), "cut after {cut:?}, before the request timeout");
+    assert!(cut < Duration::from_millis(2500), "cut after {cut:?}, well past the 1 s request timeout");
+    let sent = writer.join().unwrap();
+    assert!(sent < 30, "{sent} bytes of the head were taken");
+    // Meanwhile, and after, the server answers others at once.
+    assert!(timed_ping(&h.base) < Duration::from_secs(2));
+}
+
+#[test]
+fn a_head_at_the_limit_is_served_and_one_byte_more_is_431() {
+    let h = Harness::start_with(|c| c.idle_timeout = Duration::from_secs(5));
+    let mut socket = TcpStream::connect(h.server.addr()).unwrap();
+    socket.write_all(head_of(65536).as_bytes()).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = [0u8; 12];
+    socket.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200", "a head of exactly 64 KiB is served");
+    let mut socket = TcpStream::connect(h.server.addr()).unwrap();
+    socket.write_all(head_of(65537).as_bytes()).unwrap();
+    let answer = read_until_closed(&mut socket);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+}
+
+#[test]
+fn a_megabyte_header_line_is_431_and_memory_stays_bounded() {
+    let mock = MockKimi::start();
+    let server = ServerProcess::start(&mock, &["--idle-timeout", "5"]);
+    let before = server.rss_kb();
+    // Eight connections at once, each sending a 1 MB header line: unbounded, they would hold
+    // 8 MB or more while their lines are read.
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = server.addr.clone();
+            thread::spawn(move || {
+                let mut socket = TcpStream::connect(addr).unwrap();
+                let mut head = b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Long: ".to_vec();
+                head.resize(head.len() + 1024 * 1024, b'l');
+                let writer = send_in_thread(&socket, head, 16 * 1024, Duration::ZERO);
+                let answer = read_until_closed(&mut socket);
+                let sent = writer.join().unwrap();
+                (answer, sent)
+            })
+        })
+        .collect();
+    for client in clients {
+        let (answer, _) = client.join().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    }
+    let after = server.rss_kb();
+    assert!(before > 0 && after < before + 4096, "RSS grew from {before} kB to {after} kB");
+    assert!(support::process::ping(&server.addr), "the server still answers");
 }

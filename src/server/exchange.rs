@@ -76,6 +76,8 @@ pub fn read_body(request: &mut Request, limit: usize, timeout: Duration) -> Resu
     if request.body_length().is_some_and(|len| len > limit) {
         return Err(too_large());
     }
+    // The request timeout runs from the head's first byte: what the head took is spent.
+    let timeout = timeout.saturating_sub(request.head_time());
     let started = Instant::now();
     let mut body = Vec::new();
     let mut reader = request.as_reader().take(limit as u64 + 1);

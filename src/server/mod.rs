@@ -14,7 +14,9 @@
 //! (`--write-timeout`), set once on the listening socket: on Linux an accepted socket inherits
 //! both. A silent connection is then closed by tiny_http, a body that stops arriving gets 408,
 //! and a client that stops reading a stream fails the next write, which stops the upstream
-//! read and deletes the chat.
+//! read and deletes the chat. The patched tiny_http also bounds every head
+//! ([`tiny_http::HeadLimits`]): `--request-timeout` from its first byte (408; the body gets
+//! what is left) and `--max-header-bytes` (431), the connection closed either way.
 //!
 //! [`RunningServer::drain`] is the graceful stop: the listening socket is shut down (the port
 //! closes at once), requests still arriving on open connections get 503, running requests
@@ -153,7 +155,10 @@ fn listen(config: &Config) -> io::Result<(TcpListener, TcpStream)> {
 /// Binds the configured address and starts the listener and the workers.
 pub fn start(config: Config) -> io::Result<RunningServer> {
     let (listener, socket) = listen(&config)?;
-    let http = tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?;
+    let limits =
+        tiny_http::HeadLimits { max_bytes: config.max_header_bytes, timeout: Some(config.request_timeout) };
+    let http =
+        tiny_http::Server::from_listener_with_limits(listener, None, limits).map_err(io::Error::other)?;
     let addr = http.server_addr().to_ip().ok_or_else(|| io::Error::other("not an IP listener"))?;
     let http = Arc::new(http);
     let (sender, receiver) = crossbeam_channel::bounded(config.queue_depth);

@@ -6,11 +6,14 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::common::{HTTPVersion, Method};
+use crate::util::refined_tcp_stream::HeadDeadline;
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
-use crate::Request;
+use crate::{HeadLimits, Request};
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
@@ -34,6 +37,16 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // kimi-free-api patch: the bounds of a request head, and the deadline its socket keeps to
+    limits: HeadLimits,
+    head_deadline: Arc<HeadDeadline>,
+}
+
+/// kimi-free-api patch: what is left of a request head's bounds while it is read.
+struct HeadBudget {
+    bytes_left: usize,
+    started: Option<Instant>,
 }
 
 /// Error that can happen when reading a request.
@@ -44,6 +57,8 @@ enum ReadError {
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
+    /// kimi-free-api patch: the request line and headers exceed `HeadLimits::max_bytes`
+    HeadTooLarge,
 }
 
 impl ClientConnection {
@@ -51,9 +66,12 @@ impl ClientConnection {
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        limits: HeadLimits,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        let head_deadline = Arc::new(HeadDeadline::default());
+        read_socket.set_head_deadline(head_deadline.clone());
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -65,6 +83,8 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            limits,
+            head_deadline,
         }
     }
 
@@ -77,7 +97,10 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    ///
+    /// kimi-free-api patch: every byte counts against `budget`; the head's first byte starts
+    /// its deadline (`HeadLimits::timeout`), which the reading socket then keeps to.
+    fn read_next_line(&mut self, budget: &mut HeadBudget) -> Result<AsciiString, ReadError> {
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
 
@@ -85,14 +108,30 @@ impl ClientConnection {
             let byte = self.next_header_source.by_ref().bytes().next();
 
             let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
+                Some(b) => b.map_err(ReadError::ReadIoError)?,
+                None => {
+                    let eof = IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF");
+                    return Err(ReadError::ReadIoError(eof));
+                }
             };
+
+            if budget.started.is_none() {
+                let now = Instant::now();
+                budget.started = Some(now);
+                self.head_deadline
+                    .set(self.limits.timeout.and_then(|timeout| now.checked_add(timeout)));
+            }
+            if budget.bytes_left == 0 {
+                return Err(ReadError::HeadTooLarge);
+            }
+            budget.bytes_left -= 1;
 
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
+                return AsciiString::from_ascii(buf).map_err(|_| {
+                    let e = IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII");
+                    ReadError::ReadIoError(e)
+                });
             }
 
             prev_byte_was_cr = byte == b'\r';
@@ -103,11 +142,25 @@ impl ClientConnection {
 
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
+    ///
+    /// kimi-free-api patch: within `HeadLimits` (a body of up to 1 KiB, read with the head, is
+    /// under the same deadline); the deadline ends with the head.
     fn read(&mut self) -> Result<Request, ReadError> {
+        let mut budget = HeadBudget {
+            bytes_left: self.limits.max_bytes,
+            started: None,
+        };
+        let request = self.read_within(&mut budget);
+        self.head_deadline.set(None);
+        let head_time = budget.started.map_or(Duration::ZERO, |started| started.elapsed());
+        request.map(|request| request.with_head_time(head_time))
+    }
+
+    fn read_within(&mut self, budget: &mut HeadBudget) -> Result<Request, ReadError> {
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self.read_next_line(budget)?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -118,7 +171,7 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self.read_next_line(budget)?;
 
                     if line.is_empty() {
                         break;
@@ -211,6 +264,17 @@ impl Iterator for ClientConnection {
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                         .ok();
                     return None; // closing the connection
+                }
+
+                // kimi-free-api patch: a head over `HeadLimits::max_bytes` is refused, and the
+                // connection closed (the rest of the head is never read)
+                Err(ReadError::HeadTooLarge) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::new_empty(StatusCode(431));
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    return None;
                 }
 
                 Err(ReadError::ExpectationFailed(ver)) => {

@@ -179,6 +179,27 @@ pub struct ServerConfig {
     pub ssl: Option<SslConfig>,
 }
 
+/// kimi-free-api patch: the bounds of every request head a server reads.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLimits {
+    /// The request line and headers together, in bytes (CRLFs included); a longer head is
+    /// answered 431 and its connection closed.
+    pub max_bytes: usize,
+    /// From the head's first byte to the end of the head (and of a body of up to 1 KiB, read
+    /// with it); a slower head is answered 408 and its connection closed.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for HeadLimits {
+    /// No bounds, as tiny_http has none.
+    fn default() -> Self {
+        HeadLimits {
+            max_bytes: usize::MAX,
+            timeout: None,
+        }
+    }
+}
+
 /// Configuration of the server for SSL.
 #[derive(Debug, Clone)]
 pub struct SslConfig {
@@ -242,6 +263,15 @@ impl Server {
     pub fn from_listener<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_limits(listener, ssl_config, HeadLimits::default())
+    }
+
+    /// kimi-free-api patch: `from_listener` whose request heads keep to `limits`.
+    pub fn from_listener_with_limits<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: HeadLimits,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
@@ -311,7 +341,7 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        Ok(ClientConnection::new(write_closable, read_closable, limits))
                     }
                     Err(e) => Err(e),
                 };

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
+use std::time::Duration;
 
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
@@ -74,6 +75,9 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // kimi-free-api patch: how long the head (and a body read with it) took from its first byte
+    head_time: Duration,
 }
 
 struct NotifyOnDrop<R> {
@@ -238,6 +242,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        head_time: Duration::ZERO,
     })
 }
 
@@ -278,6 +283,18 @@ impl Request {
     #[inline]
     pub fn body_length(&self) -> Option<usize> {
         self.body_length
+    }
+
+    /// kimi-free-api patch: how long the request line and headers (and a body of up to 1 KiB,
+    /// read with them) took to arrive, from their first byte to the last.
+    #[inline]
+    pub fn head_time(&self) -> Duration {
+        self.head_time
+    }
+
+    pub(crate) fn with_head_time(mut self, head_time: Duration) -> Self {
+        self.head_time = head_time;
+        self
     }
 
     /// Returns the address of the client that sent this request.

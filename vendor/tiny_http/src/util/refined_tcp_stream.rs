@@ -1,6 +1,8 @@
 use std::io::Result as IoResult;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -86,6 +88,55 @@ pub struct RefinedTcpStream {
     stream: Stream,
     close_read: bool,
     close_write: bool,
+    head_deadline: Option<Arc<HeadDeadline>>,
+}
+
+/// kimi-free-api patch: the instant by which a request head must have arrived, shared by the
+/// connection (which sets it at the head's first byte and clears it once the head is read)
+/// and its reading socket. While it is set, every read from the socket waits at most until
+/// then (SO_RCVTIMEO lowered to what is left, never raised above the socket's own timeout) and
+/// fails with `TimedOut` once it has passed; the socket's own timeout is put back before the
+/// first read after it is cleared. Only plain TCP sockets have it.
+#[derive(Debug, Default)]
+pub(crate) struct HeadDeadline {
+    state: Mutex<DeadlineState>,
+}
+
+#[derive(Debug, Default)]
+struct DeadlineState {
+    until: Option<Instant>,
+    // the socket's own read timeout, while a lowered one is in place
+    saved: Option<Option<Duration>>,
+}
+
+impl HeadDeadline {
+    pub(crate) fn set(&self, until: Option<Instant>) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).until = until;
+    }
+
+    fn before_read(&self, socket: &std::net::TcpStream) -> IoResult<Option<Instant>> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(until) = state.until else {
+            if let Some(saved) = state.saved.take() {
+                socket.set_read_timeout(saved)?;
+            }
+            return Ok(None);
+        };
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(head_timed_out());
+        }
+        let own = match state.saved {
+            Some(own) => own,
+            None => *state.saved.insert(socket.read_timeout()?),
+        };
+        socket.set_read_timeout(Some(own.map_or(left, |own| own.min(left))))?;
+        Ok(Some(until))
+    }
+}
+
+fn head_timed_out() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "the request head took too long")
 }
 
 impl RefinedTcpStream {
@@ -101,12 +152,14 @@ impl RefinedTcpStream {
             stream: read,
             close_read: true,
             close_write: false,
+            head_deadline: None,
         };
 
         let write = RefinedTcpStream {
             stream: write,
             close_read: false,
             close_write: true,
+            head_deadline: None,
         };
 
         (read, write)
@@ -120,6 +173,11 @@ impl RefinedTcpStream {
 
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
+    }
+
+    /// kimi-free-api patch: reads from this socket keep to `deadline` (see `HeadDeadline`).
+    pub(crate) fn set_head_deadline(&mut self, deadline: Arc<HeadDeadline>) {
+        self.head_deadline = Some(deadline);
     }
 }
 
@@ -137,7 +195,24 @@ impl Drop for RefinedTcpStream {
 
 impl Read for RefinedTcpStream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        self.stream.read(buf)
+        // kimi-free-api patch: see `HeadDeadline`.
+        let socket = match (&self.head_deadline, &self.stream) {
+            (Some(deadline), Stream::Http(Connection::Tcp(socket))) => Some((deadline, socket)),
+            _ => None,
+        };
+        let Some((deadline, socket)) = socket else {
+            return self.stream.read(buf);
+        };
+        let until = deadline.before_read(socket)?;
+        match self.stream.read(buf) {
+            Err(e)
+                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+                    && until.is_some_and(|until| Instant::now() >= until) =>
+            {
+                Err(head_timed_out())
+            }
+            result => result,
+        }
     }
 }
 
