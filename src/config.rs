@@ -73,6 +73,8 @@ pub struct Config {
     pub account_streams: usize,
     /// How long a request waits for an account when every one is busy, before `503`.
     pub account_wait: Duration,
+    /// Least time between two request starts on one account, jittered by ±20 % (zero: off).
+    pub account_min_interval: Duration,
 }
 
 /// Tokens or keys: their `Debug` shows how many, never what, so no log or test failure prints
@@ -117,6 +119,7 @@ impl Default for Config {
             api_keys: Secrets::default(),
             account_streams: 1,
             account_wait: Duration::from_secs(10),
+            account_min_interval: Duration::ZERO,
         }
     }
 }
@@ -380,14 +383,14 @@ const KNOBS: &[Knob] = &[
         env: "ACCOUNT_WAIT",
         help: "seconds a request waits when every account is busy, then 503",
         default: |c| c.account_wait.as_secs_f64().to_string(),
-        set: |c, v| {
-            let secs: f64 = v.parse().map_err(|_| "expected seconds")?;
-            if !(0.0..=3600.0).contains(&secs) {
-                return Err("expected seconds between 0 and 3600");
-            }
-            c.account_wait = Duration::from_secs_f64(secs);
-            Ok(())
-        },
+        set: |c, v| seconds_within_an_hour(&mut c.account_wait, v),
+    },
+    Knob {
+        flag: "--account-min-interval",
+        env: "ACCOUNT_MIN_INTERVAL",
+        help: "least seconds between request starts on one account, ±20% jitter; 0 is off",
+        default: |c| c.account_min_interval.as_secs_f64().to_string(),
+        set: |c, v| seconds_within_an_hour(&mut c.account_min_interval, v),
     },
 ];
 
@@ -444,6 +447,7 @@ impl Config {
             allow_private_urls: self.allow_private_urls,
             account_streams: self.account_streams,
             account_wait: self.account_wait,
+            account_min_interval: self.account_min_interval,
             browser: browser::Browser {
                 web_version: self.kimi_web_version.clone(),
                 user_agent: self.user_agent.clone(),
@@ -460,6 +464,16 @@ impl Config {
             .ok_or_else(|| ConfigError(format!("unknown flag {flag}; see --help")))?;
         (knob.set)(self, value).map_err(|what| ConfigError(format!("{origin}: {what}, got {value:?}")))
     }
+}
+
+/// Seconds from 0 to 3600, fractions allowed (the account knobs).
+fn seconds_within_an_hour(target: &mut Duration, value: &str) -> Result<(), Refused> {
+    let secs: f64 = value.parse().map_err(|_| "expected seconds")?;
+    if !(0.0..=3600.0).contains(&secs) {
+        return Err("expected seconds between 0 and 3600");
+    }
+    *target = Duration::from_secs_f64(secs);
+    Ok(())
 }
 
 fn region_name(region: RegionChoice) -> &'static str {

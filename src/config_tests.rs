@@ -194,6 +194,24 @@ fn header_values_with_line_breaks_or_nothing_are_refused() {
 }
 
 #[test]
+fn pacing_is_off_by_default_and_takes_fractional_seconds() {
+    assert_eq!(Config::default().account_min_interval, Duration::ZERO);
+    let line = help_text().lines().find(|l| l.contains("--account-min-interval")).unwrap().to_string();
+    assert!(line.ends_with("[0]"), "{line}");
+    let Ok(Command::Serve(config)) = parse(args(&["--account-min-interval", "0.3"]), no_env) else {
+        panic!()
+    };
+    assert_eq!(config.account_min_interval, Duration::from_millis(300));
+    let env = |name: &str| (name == "ACCOUNT_MIN_INTERVAL").then(|| "6".to_string());
+    let Ok(Command::Serve(config)) = parse(Vec::new(), env) else { panic!() };
+    assert_eq!(config.kimi_settings().account_min_interval, Duration::from_secs(6));
+    for bad in ["-1", "3601", "soon"] {
+        let err = parse(args(&["--account-min-interval", bad]), no_env).unwrap_err();
+        assert!(err.to_string().starts_with("--account-min-interval"), "{err}");
+    }
+}
+
+#[test]
 fn one_stream_per_account_by_default() {
     assert_eq!(Config::default().account_streams, 1);
     let line = help_text().lines().find(|l| l.contains("--account-streams")).unwrap().to_string();

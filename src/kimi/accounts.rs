@@ -63,6 +63,11 @@ fn random_below(n: usize) -> usize {
     })
 }
 
+/// A random fraction in `[0, 1)`, in steps of a millionth (pacing's jitter).
+pub fn random_fraction() -> f64 {
+    random_below(1_000_000) as f64 / 1e6
+}
+
 /// A random decimal id of `digits` digits starting with `lead`, like the web client's
 /// device and session ids.
 pub fn random_digits(lead: char, digits: usize) -> String {

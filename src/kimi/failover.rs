@@ -51,10 +51,14 @@ impl Kimi {
         let mut tried = Vec::new();
         let mut last = None;
         let mut retries = 0;
+        // Set when an account's paced start came too late: if no other account takes the
+        // request, the answer is busy (that account is, for this request).
+        let mut paced_out = false;
         loop {
             let lease = match self.pool.acquire(accounts, request.mode.research, &tried, deadline) {
                 Ok(lease) => lease,
                 Err(refusal) => {
+                    let refusal = if paced_out { Refusal::Busy } else { refusal };
                     return last.unwrap_or_else(|| (Backend::None, Err(self.refused(accounts, refusal))));
                 }
             };
@@ -69,6 +73,12 @@ impl Kimi {
                 }
                 tried.push(lease.account().clone());
                 last = Some(refused);
+                continue;
+            }
+            if !lease.pace(self.settings.account_min_interval, deadline) {
+                // Its next start comes after this request's deadline: another account, or busy.
+                tried.push(lease.account().clone());
+                paced_out = true;
                 continue;
             }
             let (backend, result) = self.attempt_while_busy(&lease, request, &mut sink, accounts, &tried);

@@ -75,6 +75,9 @@ pub struct Settings {
     pub account_streams: usize,
     /// How long a request waits for an account when every one is busy.
     pub account_wait: Duration,
+    /// Least time between two request starts on one account, jittered by ±20 % (zero: no
+    /// pacing).
+    pub account_min_interval: Duration,
     /// The web client version and User-Agent every call to Kimi presents.
     pub browser: browser::Browser,
 }
@@ -184,6 +187,11 @@ impl Kimi {
     /// Requests moved to another account before the client saw anything, since the start.
     pub fn failovers(&self) -> u64 {
         self.pool.failovers()
+    }
+
+    /// Time requests spent waiting for their paced start on an account (`--account-min-interval`).
+    pub fn pacing_wait(&self) -> Duration {
+        self.pool.pacing_wait()
     }
 
     /// Errors Kimi answered, by kind (`unauthorized`, `rate_limited`...), since the start.

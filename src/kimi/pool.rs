@@ -49,6 +49,9 @@ const CREDITS_STALE: Duration = Duration::from_secs(10 * 60);
 const CREDITS_RECHECK: Duration = Duration::from_secs(60 * 60);
 /// Pass-through accounts remembered at most.
 const MAX_KNOWN: usize = 4096;
+/// Pacing's jitter: each gap between two starts on an account is the interval times a factor
+/// drawn in `[1 - JITTER, 1 + JITTER]`.
+const JITTER: f64 = 0.2;
 /// Separates a kept conversation's Kimi id from its account's fingerprint.
 const MARK: char = '@';
 
@@ -69,6 +72,45 @@ pub struct Account {
     in_flight: AtomicUsize,
     requests: AtomicU64,
     health: Mutex<Health>,
+    pace: Mutex<Pace>,
+}
+
+/// Pacing of one account (`--account-min-interval`): the earliest the next request may start
+/// on it (the last start plus the jittered interval). The decision is pure: time and jitter
+/// are given.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    next: Option<Instant>,
+}
+
+impl Pace {
+    /// Claims the next start for a request that may wait until `deadline`: the later of `now`
+    /// and the next allowed start, after which the next one is `interval` times `jitter` later
+    /// (the caller draws `jitter` in `[0.8, 1.2]`). `None`, and nothing claimed, when that start
+    /// would come after `deadline`. An `interval` of zero never waits and remembers nothing.
+    pub fn claim(
+        &mut self,
+        now: Instant,
+        deadline: Instant,
+        interval: Duration,
+        jitter: f64,
+    ) -> Option<Instant> {
+        if interval.is_zero() {
+            return Some(now);
+        }
+        let start = self.next.map_or(now, |next| next.max(now));
+        if start > deadline {
+            return None;
+        }
+        let factor = jitter.clamp(1.0 - JITTER, 1.0 + JITTER);
+        self.next = Some(start + interval.mul_f64(factor));
+        Some(start)
+    }
+}
+
+/// A jitter factor for [`Pace::claim`], drawn in `[0.8, 1.2)`.
+pub fn jitter() -> f64 {
+    1.0 - JITTER + 2.0 * JITTER * accounts::random_fraction()
 }
 
 /// What the last requests on an account taught.
@@ -185,6 +227,8 @@ pub struct Pool {
     freed: Condvar,
     waiters: AtomicUsize,
     failovers: AtomicU64,
+    /// Time requests spent waiting for their paced start, in microseconds.
+    paced_micros: AtomicU64,
     errors: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -205,6 +249,7 @@ impl Pool {
             freed: Condvar::new(),
             waiters: AtomicUsize::new(0),
             failovers: AtomicU64::new(0),
+            paced_micros: AtomicU64::new(0),
             errors: Mutex::default(),
         }
     }
@@ -492,6 +537,11 @@ impl Pool {
         self.failovers.load(Ordering::Relaxed)
     }
 
+    /// Time requests spent waiting for their paced start on an account, since the start.
+    pub fn pacing_wait(&self) -> Duration {
+        Duration::from_micros(self.paced_micros.load(Ordering::Relaxed))
+    }
+
     /// Errors Kimi answered, by kind, since the start.
     pub fn errors(&self) -> Vec<(&'static str, u64)> {
         lock(&self.errors).iter().map(|(kind, n)| (*kind, *n)).collect()
@@ -507,6 +557,7 @@ impl Account {
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             health: Mutex::new(Health { kind, ..Health::default() }),
+            pace: Mutex::default(),
         }
     }
 
@@ -575,6 +626,27 @@ impl Lease<'_> {
 
     pub fn account(&self) -> &Arc<Account> {
         &self.account
+    }
+
+    /// Waits for this request's start on the account, at least `interval` (jittered) after the
+    /// previous start there (`--account-min-interval`). Starts are claimed in the order leases
+    /// were taken, so concurrent requests on one account are spaced out one after another.
+    /// Returns `false`, without waiting or claiming anything, when the start would come after
+    /// `deadline`: the caller then tries another account or answers busy.
+    pub fn pace(&self, interval: Duration, deadline: Instant) -> bool {
+        if interval.is_zero() {
+            return true;
+        }
+        let now = Instant::now();
+        let Some(start) = lock(&self.account.pace).claim(now, deadline, interval, jitter()) else {
+            return false;
+        };
+        let wait = start.saturating_duration_since(now);
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+            self.pool.paced_micros.fetch_add(wait.as_micros() as u64, Ordering::Relaxed);
+        }
+        true
     }
 
     /// What the token turned out to be.

@@ -178,6 +178,13 @@ fn render_kimi(out: &mut String, app: &App) {
         "Requests moved to another account before the client saw anything.",
     );
     let _ = writeln!(out, "kimi_free_api_failovers_total {}", kimi.failovers());
+    family(
+        out,
+        "pacing_wait_seconds_total",
+        "counter",
+        "Time requests waited for their start on an account (--account-min-interval).",
+    );
+    let _ = writeln!(out, "kimi_free_api_pacing_wait_seconds_total {}", kimi.pacing_wait().as_secs_f64());
     let (_, deleted, failed) = kimi.chat_counts();
     family(out, "chats_created_total", "counter", "Chats created on Kimi (kept conversations included).");
     let _ = writeln!(out, "kimi_free_api_chats_created_total {}", kimi.chats_created());

@@ -14,7 +14,7 @@ use super::http::{
     Chunked, Flow, Request, bearer, connect_error, json_response, json_response_with, request_header,
     retry_after_header,
 };
-use super::script::{Fault, Script, Strike, answer_pieces, stamp_piece, strike};
+use super::script::{Fault, Script, Strike, answer_pieces, micros_now, stamp_piece, strike};
 use super::state::{State, Streaming, account_fault, delete_chat, fault_applies};
 
 fn envelope(flags: u8, payload: &[u8]) -> Vec<u8> {
@@ -134,6 +134,7 @@ pub(super) fn chat(state: &Mutex<State>, request: Request) -> Flow {
         return connect_error(request, 400, "invalid_argument");
     }
     *st.stats.completions_by_user.entry(sub.clone()).or_default() += 1;
+    st.stats.starts_by_user.entry(sub.clone()).or_default().push(micros_now());
     let claim = mock_claim(&request);
     let entry = match validate_chat(&catalogue(&catalogue_name(&st, &claim)), &body) {
         Ok(entry) => entry,

@@ -11,7 +11,7 @@ use super::http::{
     Chunked, Flow, Request, bearer, json_response, json_response_with, legacy_error, request_header,
     retry_after_header,
 };
-use super::script::{Fault, Strike, answer_pieces, stamp_piece, strike};
+use super::script::{Fault, Strike, answer_pieces, micros_now, stamp_piece, strike};
 use super::state::{State, Streaming, delete_chat, fault_applies};
 
 /// `GET /api/auth/token/refresh`: an access token for a refresh token (any but empty or `bad…`);
@@ -114,6 +114,7 @@ pub(super) fn completion(state: &Mutex<State>, request: Request, chat_id: &str, 
         return legacy_error(request, 401, "auth.token.invalid");
     };
     *st.stats.completions_by_user.entry(user.clone()).or_default() += 1;
+    st.stats.starts_by_user.entry(user.clone()).or_default().push(micros_now());
     if st.stats.last_traffic_id.as_deref() != Some(user.as_str()) {
         drop(st);
         return legacy_error(request, 400, "mock.traffic_id_mismatch");

@@ -8,6 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Now in microseconds since the Unix epoch (`Stats::starts_by_user`).
+pub fn micros_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
 /// What the next completions answer. Every field has a default, so `{}` is a plain answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -183,6 +188,8 @@ pub struct Stats {
     pub last_cookie: Option<String>,
     /// Chat turns by user id (the Connect `sub`, or the legacy user), faulted ones included.
     pub completions_by_user: BTreeMap<String, u32>,
+    /// When each user's chat turns arrived, in microseconds since the Unix epoch, in order.
+    pub starts_by_user: BTreeMap<String, Vec<u64>>,
     /// The most answers each user had streaming at once.
     pub peak_streams_by_user: BTreeMap<String, u32>,
     /// Calls of `ConfigService/GetAvailableModels`, refused ones included.
