@@ -543,3 +543,7 @@ fn token_check(app: &App, mut request: Request) -> Outcome {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "routes_tests.rs"]
+mod tests;
