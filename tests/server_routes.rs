@@ -210,3 +210,38 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn jwt_shaped_non_jwt_gets_401_not_a_kimi_token_without_calling_kimi() {
+    let h = Harness::start();
+    let body = json!({"model": "kimi", "messages": [{"role": "user", "content": "hi"}]});
+    let reply = post_json(&h.url("/v1/chat/completions"), Some("eyJabc.def.ghi"), &body);
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    let message = reply.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.starts_with("not a Kimi token (not a valid JWT)"), "{message}");
+    assert!(!message.contains("Kimi refused"), "{message}");
+    let stats = h.mock.stats();
+    assert_eq!((stats.refreshes, stats.web_refreshes, stats.user_calls, stats.chats_created), (0, 0, 0, 0));
+}
+
+#[test]
+fn missing_credential_401_names_each_dialects_own_header() {
+    let h = Harness::start();
+    let chat = json!({"model": "kimi", "messages": [{"role": "user", "content": "hi"}]});
+    let gemini = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]});
+    let responses = json!({"model": "kimi", "input": "hi"});
+    let cases = [
+        ("/v1/chat/completions", &chat, "`Authorization: Bearer TOKEN`"),
+        ("/v1/responses", &responses, "`Authorization: Bearer TOKEN`"),
+        ("/v1/messages", &chat, "`x-api-key: TOKEN`"),
+        ("/v1beta/models/kimi:generateContent", &gemini, "`x-goog-api-key: TOKEN` (or `?key=TOKEN`)"),
+    ];
+    for (path, body, header) in cases {
+        let reply = post_json(&h.url(path), None, body);
+        assert_eq!(reply.status, 401, "{path}: {}", reply.body);
+        assert!(reply.body.contains(header), "{path} should name {header}: {}", reply.body);
+        if !path.starts_with("/v1/chat") && !path.starts_with("/v1/responses") {
+            assert!(!reply.body.contains("Bearer"), "{path}: {}", reply.body);
+        }
+    }
+}

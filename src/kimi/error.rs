@@ -5,6 +5,10 @@ use std::fmt;
 
 use crate::chat::{self, ErrorKind};
 
+/// How an [`Error::Unauthorized`] found without asking Kimi begins (a token of no Kimi shape);
+/// shown as it is, not as "Kimi refused the credential".
+pub const NOT_A_KIMI_TOKEN: &str = "not a Kimi token";
+
 /// A failure talking to Kimi. Messages never contain a token or a cookie.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Error {
@@ -97,6 +101,8 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // Refused before asking Kimi: the message says so, not that Kimi refused it.
+            Error::Unauthorized(why) if why.starts_with(NOT_A_KIMI_TOKEN) => f.write_str(why),
             Error::Unauthorized(why) => write!(f, "Kimi refused the credential: {why}"),
             Error::RateLimited(why, _) => write!(f, "Kimi rate limit: {why}"),
             Error::QuotaUsedUp(why) => write!(f, "Kimi rate limit: {why}"),

@@ -682,6 +682,8 @@ impl Lease<'_> {
     fn record_at(&self, outcome: &Result<Ended, Error>, now: Instant) -> Option<u64> {
         let account = &self.account;
         account.requests.fetch_add(1, Ordering::Relaxed);
+        // Read before the health lock: `set_server` holds the server list while it locks them.
+        let reloadable = matches!(outcome, Err(Error::Unauthorized(_))) && self.is_server_account();
         let mut health = lock(&account.health);
         let error = match outcome {
             // A client that left says nothing of the account; a tool-call answer is a success.
@@ -702,12 +704,7 @@ impl Lease<'_> {
         match error {
             Error::Unauthorized(_) => {
                 if health.dead_until.is_none() {
-                    eprintln!(
-                        "kimi: account {} is dead ({error}): skipped until the tokens are reloaded, \
-                         and Kimi is asked again every {} minutes",
-                        account.fingerprint,
-                        DEAD_RECHECK.as_secs() / 60
-                    );
+                    eprintln!("{}", dead_log_line(&account.fingerprint, error, reloadable));
                 }
                 health.dead_until = Some(now + DEAD_RECHECK);
                 health.refusal = Some(error.clone());
@@ -730,6 +727,25 @@ impl Lease<'_> {
             _ => None,
         }
     }
+}
+
+impl Lease<'_> {
+    /// Whether the account is one of the server's own (from its tokens file or list), which a
+    /// reload brings back; a caller's token in pass-through mode is not.
+    fn is_server_account(&self) -> bool {
+        let server = self.pool.server.read().unwrap_or_else(PoisonError::into_inner);
+        server.as_ref().is_some_and(|accounts| accounts.iter().any(|a| Arc::ptr_eq(a, &self.account)))
+    }
+}
+
+/// The log line of an account found dead. Only the server's own accounts are reloaded (SIGHUP);
+/// a pass-through account is skipped until a recheck finds it working.
+fn dead_log_line(fingerprint: &str, error: &Error, reloadable: bool) -> String {
+    let until = if reloadable { "until the tokens are reloaded" } else { "until it works again" };
+    format!(
+        "kimi: account {fingerprint} is dead ({error}): skipped {until}, and Kimi is asked again every {} minutes",
+        DEAD_RECHECK.as_secs() / 60
+    )
 }
 
 impl Drop for Lease<'_> {

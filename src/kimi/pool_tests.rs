@@ -362,3 +362,19 @@ fn leases_on_one_account_wait_for_their_paced_starts_and_the_wait_is_counted() {
     let third = pool.acquire(&accounts, false, &[], deadline).unwrap();
     assert!(!third.pace(interval, Instant::now()), "its slot is past a deadline of now");
 }
+
+#[test]
+fn pass_through_dead_account_log_says_until_it_works_again_not_until_tokens_are_reloaded() {
+    let error = Error::Unauthorized("gone".into());
+    let passing = Pool::new(1);
+    let callers = passing.accounts(Credential::Tokens("caller-token"));
+    let lease = passing.acquire(&callers, false, &[], soon()).unwrap();
+    assert!(!lease.is_server_account());
+    let line = dead_log_line(lease.fingerprint(), &error, lease.is_server_account());
+    assert!(line.contains("skipped until it works again") && !line.contains("reloaded"), "{line}");
+    let (server, accounts) = pool(1, &["a"]);
+    let lease = server.acquire(&accounts, false, &[], soon()).unwrap();
+    assert!(lease.is_server_account());
+    let line = dead_log_line(lease.fingerprint(), &error, lease.is_server_account());
+    assert!(line.contains("skipped until the tokens are reloaded"), "{line}");
+}

@@ -11,6 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use super::Error;
+use super::error::NOT_A_KIMI_TOKEN;
 
 /// Tokens that live longer than this are refresh tokens or old `kimi-auth` cookies; shorter
 /// ones are the 2026 web app's access tokens (about 15 minutes).
@@ -68,7 +69,9 @@ pub fn kind(token: &str, now: u64) -> Result<TokenKind, Error> {
         return Ok(TokenKind::Unknown);
     }
     let claims = Claims::of(token).ok_or_else(|| {
-        Error::Unauthorized("the token looks like a JWT but its payload cannot be read".into())
+        Error::Unauthorized(format!(
+            "{NOT_A_KIMI_TOKEN} (not a valid JWT): it looks like one (eyJ…, three parts) but its payload is not a JSON object"
+        ))
     })?;
     Ok(claims.kind(now))
 }
@@ -359,6 +362,15 @@ mod tests {
             let Err(Error::Unauthorized(message)) = kind(token, NOW) else { panic!("{token}") };
             assert!(message.contains("JWT"));
         }
+    }
+
+    #[test]
+    fn a_jwt_shaped_non_jwt_is_not_a_kimi_token_not_refused_by_kimi() {
+        let Err(error) = kind("eyJabc.def.ghi", NOW) else { panic!("eyJabc.def.ghi is no JWT") };
+        let message = error.to_string();
+        assert!(message.starts_with("not a Kimi token (not a valid JWT)"), "{message}");
+        assert!(!message.contains("Kimi refused"), "{message}");
+        assert_eq!(error.kind(), crate::chat::ErrorKind::Authentication);
     }
 
     #[test]

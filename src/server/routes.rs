@@ -267,17 +267,31 @@ fn read_body(app: &App, request: &mut Request) -> Result<Vec<u8>, chat::Error> {
     exchange::read_body(request, app.config.max_body_bytes, app.config.request_timeout)
 }
 
+/// How a client of `dialect` sends its credential, as the 401 for a missing one says it: each
+/// API's own header, the one its SDKs and CLIs set.
+fn credential_header(dialect: Dialect, what: &str) -> String {
+    match dialect {
+        Dialect::OpenAi | Dialect::Responses => format!("`Authorization: Bearer {what}`"),
+        Dialect::Anthropic => format!("`x-api-key: {what}`"),
+        Dialect::Gemini => format!("`x-goog-api-key: {what}` (or `?key={what}`)"),
+    }
+}
+
 /// Reads the credential and body every chat endpoint needs. In server-pool mode the credential
 /// must be one of the server's API keys, and the request runs on the pool (`None`); otherwise
 /// it is the caller's own Kimi token (or list).
-fn credential_and_body(app: &App, request: &mut Request) -> Result<(Option<String>, Vec<u8>), chat::Error> {
+fn credential_and_body(
+    app: &App,
+    request: &mut Request,
+    dialect: Dialect,
+) -> Result<(Option<String>, Vec<u8>), chat::Error> {
     let body = read_body(app, request)?;
     let presented = exchange::credential(request);
     if !app.kimi.is_server_pool() {
         let token = presented.ok_or_else(|| {
             chat::Error::new(
                 ErrorKind::Authentication,
-                "no Kimi token: send it as `Authorization: Bearer TOKEN`",
+                format!("no Kimi token: send it as {}", credential_header(dialect, "TOKEN")),
             )
         })?;
         return Ok((Some(token), body));
@@ -289,7 +303,7 @@ fn credential_and_body(app: &App, request: &mut Request) -> Result<(Option<Strin
         }
         None => Err(chat::Error::new(
             ErrorKind::Authentication,
-            "no API key: send one of the server's keys as `Authorization: Bearer KEY`",
+            format!("no API key: send one of the server's keys as {}", credential_header(dialect, "KEY")),
         )),
     }
 }
@@ -311,8 +325,8 @@ where
     S: StreamRenderer,
     A: Aggregator,
 {
-    let parsed =
-        credential_and_body(app, &mut request).and_then(|(credential, body)| Ok((credential, parse(&body)?)));
+    let parsed = credential_and_body(app, &mut request, dialect)
+        .and_then(|(credential, body)| Ok((credential, parse(&body)?)));
     let (credential, (chat, renderer, aggregator)) = match parsed {
         Ok(parsed) => parsed,
         Err(error) => {
