@@ -90,6 +90,9 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
+// kimi-free-api patch: the published crate warns of an unused import (`SequentialWriter`) and an
+// unused trait (`MustBeShareDummy`) on current Rust; allowed here, in the vendored crate only.
+#![allow(unused_imports, dead_code)]
 
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
 use zeroize::Zeroizing;
