@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::pool::{PoolServer, connect_token_with_fault};
+use support::pool::{PoolServer, connect_token_with_fault, promtool};
 use support::{
     Fault, Harness, MockKimi, Script, connect_token, connect_token_with, post_json, web_refresh_token_with,
 };
@@ -276,22 +276,6 @@ fn deep_research_on_a_free_account_is_a_429_that_says_so() {
     let message = message(&reply);
     assert!(message.contains("paid"), "{message}");
     assert_eq!(turns(&server.mock, "research-free"), 1);
-}
-
-/// `promtool check metrics` on the text: the exposition (with Kimi's names as labels) is valid.
-fn promtool(text: &str) {
-    use std::io::Write;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool runs (make test installs it: apt-get install prometheus)");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let said = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success() && said.trim().is_empty(), "promtool: {said}\n{text}");
 }
 
 #[test]

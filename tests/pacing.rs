@@ -5,12 +5,11 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::thread;
 
 use serde_json::{Value, json};
 use support::connect_token;
-use support::pool::PoolServer;
+use support::pool::{PoolServer, promtool};
 
 const KEY: &str = "key-pace-5d2b7e0a9c1f";
 /// The interval these tests pace at, in seconds.
@@ -49,21 +48,6 @@ fn metrics(server: &PoolServer) -> String {
 fn waited(text: &str) -> f64 {
     let line = text.lines().find_map(|l| l.strip_prefix("kimi_free_api_pacing_wait_seconds_total "));
     line.unwrap_or_else(|| panic!("no pacing counter in\n{text}")).parse().unwrap()
-}
-
-fn promtool(text: &str) {
-    use std::io::Write;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool runs (make test installs it: apt-get install prometheus)");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let said = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success() && said.trim().is_empty(), "promtool: {said}\n{text}");
 }
 
 #[test]

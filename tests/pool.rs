@@ -7,14 +7,14 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use kimi_free_api::kimi::fingerprint;
 use serde_json::{Value, json};
-use support::pool::{PoolServer, connect_token_with_fault};
+use support::pool::{PoolServer, connect_token_with_fault, promtool};
 use support::{Kind, Script, connect_token};
 
 const KEY: &str = "key-pool-3e1f9a7c0d5b";
@@ -54,22 +54,6 @@ fn metrics(server: &PoolServer) -> String {
     let reply = server.get("/metrics", &headers(&keyed()));
     assert_eq!(reply.status, 200, "{}", reply.body);
     reply.body
-}
-
-/// `promtool check metrics` on the text: the exposition is valid and lint-clean.
-fn promtool(text: &str) {
-    use std::io::Write;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool runs (make test installs it: apt-get install prometheus)");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let said = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success() && said.trim().is_empty(), "promtool: {said}\n{text}");
 }
 
 fn dead_token(kind: Kind) -> String {

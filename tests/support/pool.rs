@@ -211,3 +211,19 @@ fn read_until_listening(child: &mut Child) -> (String, Arc<Mutex<Vec<String>>>) 
     });
     (base, log)
 }
+
+/// `promtool check metrics` on the text: the exposition is valid and lint-clean.
+pub fn promtool(text: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs (make test installs it: apt-get install prometheus)");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && said.trim().is_empty(), "promtool: {said}\n{text}");
+}
