@@ -236,9 +236,14 @@ impl Direct {
 
     fn connect(&self, started: Instant, run: &mut Run) -> Result<String, String> {
         let token = connect_token();
-        let body = json!({"scenario": "SCENARIO_K2D5", "message": {"role": "user",
-            "blocks": [{"message_id": "", "text": {"content": "bench\n"}}], "scenario": "SCENARIO_K2D5"},
-            "options": {"thinking": false}});
+        // The request the server sends for `kimi` (docs/kimi-protocol.md §7.2), which the mock
+        // checks against its catalogue like Kimi.
+        let body = json!({"scenario": "SCENARIO_CHAT", "tools": [{"type": "TOOL_TYPE_CRON_JOB"}],
+            "message": {"role": "user", "blocks": [{"message_id": "", "text": {"content": "bench\n"}}],
+                "scenario": "SCENARIO_CHAT", "is_goal": false},
+            "options": {"thinking": true, "enable_plugin": true, "reasoning_effort": "REASONING_EFFORT_NONE",
+                "model": "k2d6-chat"},
+            "project_id": ""});
         let response = self
             .agent
             .post(format!("{}/apiv2/kimi.gateway.chat.v1.ChatService/Chat", self.base))
