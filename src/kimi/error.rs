@@ -5,15 +5,13 @@ use std::fmt;
 
 use crate::chat::{self, ErrorKind};
 
-/// How an [`Error::Unauthorized`] found without asking Kimi begins (a token of no Kimi shape);
-/// shown as it is, not as "Kimi refused the credential".
-pub const NOT_A_KIMI_TOKEN: &str = "not a Kimi token";
-
 /// A failure talking to Kimi. Messages never contain a token or a cookie.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Error {
-    /// The credential is missing, malformed, expired or refused.
+    /// The credential is missing, expired or refused.
     Unauthorized(String),
+    /// The credential has no Kimi token's shape: refused here, without asking Kimi.
+    NotAToken(String),
     /// Kimi refuses for now: a quota, or another answer streaming on the same account. The
     /// number is how many seconds to wait, when Kimi (or the pool) says.
     RateLimited(String, Option<u64>),
@@ -50,7 +48,7 @@ impl Error {
     /// The neutral kind a dialect renders.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Unauthorized(_) => ErrorKind::Authentication,
+            Error::Unauthorized(_) | Error::NotAToken(_) => ErrorKind::Authentication,
             Error::RateLimited(..)
             | Error::QuotaUsedUp(_)
             | Error::PlanRequired(_)
@@ -62,6 +60,12 @@ impl Error {
             Error::Upstream(_) | Error::Refused(_) | Error::Transport(_) => ErrorKind::Upstream,
             Error::Timeout => ErrorKind::Timeout,
         }
+    }
+
+    /// Whether the account's credential does not work (refused by Kimi, or no token at all):
+    /// the account is dead until it works again.
+    pub(super) fn is_dead_credential(&self) -> bool {
+        matches!(self, Error::Unauthorized(_) | Error::NotAToken(_))
     }
 
     /// Whether another attempt may succeed where this one failed.
@@ -82,6 +86,7 @@ impl Error {
     pub(super) fn name(&self) -> &'static str {
         match self {
             Error::Unauthorized(_) => "unauthorized",
+            Error::NotAToken(_) => "not_a_token",
             Error::RateLimited(..) => "rate_limited",
             Error::QuotaUsedUp(_) => "quota_used_up",
             Error::PlanRequired(_) => "plan_required",
@@ -101,8 +106,8 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            // Refused before asking Kimi: the message says so, not that Kimi refused it.
-            Error::Unauthorized(why) if why.starts_with(NOT_A_KIMI_TOKEN) => f.write_str(why),
+            // Found without asking Kimi: the message says what the credential is, whole.
+            Error::NotAToken(why) => f.write_str(why),
             Error::Unauthorized(why) => write!(f, "Kimi refused the credential: {why}"),
             Error::RateLimited(why, _) => write!(f, "Kimi rate limit: {why}"),
             Error::QuotaUsedUp(why) => write!(f, "Kimi rate limit: {why}"),

@@ -214,6 +214,7 @@ fn fails_over(error: &Error) -> bool {
     matches!(
         error,
         Error::Unauthorized(_)
+            | Error::NotAToken(_)
             | Error::RateLimited(..)
             | Error::QuotaUsedUp(_)
             | Error::PlanRequired(_)

@@ -17,6 +17,7 @@ fn every_kind() -> Vec<Error> {
         Error::Upstream("up".into()),
         Error::Transport("tr".into()),
         Error::Refused("r".into()),
+        Error::NotAToken("n".into()),
         Error::Timeout,
     ]
 }
@@ -36,6 +37,7 @@ fn the_accounts_trouble_moves_to_the_next_account() {
         let step = after_failure(&error, false, true, 0);
         let expected = match error {
             Error::Unauthorized(_)
+            | Error::NotAToken(_)
             | Error::RateLimited(..)
             | Error::QuotaUsedUp(_)
             | Error::PlanRequired(_)

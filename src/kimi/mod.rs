@@ -165,8 +165,8 @@ impl Kimi {
         match result {
             // The caller's key was good: a pool account that Kimi refuses is the server's trouble,
             // and a 401 would tell the client (Claude Code retries those for minutes) otherwise.
-            Err(Error::Unauthorized(why)) if credential == Credential::Pool => {
-                let why = format!("Kimi refused the pool's account ({why}); see /healthz");
+            Err(error) if error.is_dead_credential() && credential == Credential::Pool => {
+                let why = format!("the pool's account does not work ({error}); see /healthz");
                 (backend, Err(Error::Overloaded(why, Some(60))))
             }
             other => (backend, other),

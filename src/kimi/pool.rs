@@ -683,7 +683,7 @@ impl Lease<'_> {
         let account = &self.account;
         account.requests.fetch_add(1, Ordering::Relaxed);
         // Read before the health lock: `set_server` holds the server list while it locks them.
-        let reloadable = matches!(outcome, Err(Error::Unauthorized(_))) && self.is_server_account();
+        let reloadable = outcome.as_ref().is_err_and(Error::is_dead_credential) && self.is_server_account();
         let mut health = lock(&account.health);
         let error = match outcome {
             // A client that left says nothing of the account; a tool-call answer is a success.
@@ -702,7 +702,7 @@ impl Lease<'_> {
         *lock(&self.pool.errors).entry(error.name()).or_default() += 1;
         health.last_error = Some((error.to_string(), unix_now()));
         match error {
-            Error::Unauthorized(_) => {
+            error if error.is_dead_credential() => {
                 if health.dead_until.is_none() {
                     eprintln!("{}", dead_log_line(&account.fingerprint, error, reloadable));
                 }

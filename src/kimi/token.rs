@@ -11,7 +11,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use super::Error;
-use super::error::NOT_A_KIMI_TOKEN;
 
 /// Tokens that live longer than this are refresh tokens or old `kimi-auth` cookies; shorter
 /// ones are the 2026 web app's access tokens (about 15 minutes).
@@ -69,9 +68,11 @@ pub fn kind(token: &str, now: u64) -> Result<TokenKind, Error> {
         return Ok(TokenKind::Unknown);
     }
     let claims = Claims::of(token).ok_or_else(|| {
-        Error::Unauthorized(format!(
-            "{NOT_A_KIMI_TOKEN} (not a valid JWT): it looks like one (eyJ…, three parts) but its payload is not a JSON object"
-        ))
+        Error::NotAToken(
+            "not a Kimi token (not a valid JWT): it looks like one (eyJ…, three parts) but its payload is \
+             not a JSON object"
+                .into(),
+        )
     })?;
     Ok(claims.kind(now))
 }
@@ -359,7 +360,7 @@ mod tests {
     #[test]
     fn malformed_jwts_are_refused_clearly() {
         for token in ["eyJhbGciOiJIUzI1NiJ9.!!!.sig", "eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.sig"] {
-            let Err(Error::Unauthorized(message)) = kind(token, NOW) else { panic!("{token}") };
+            let Err(Error::NotAToken(message)) = kind(token, NOW) else { panic!("{token}") };
             assert!(message.contains("JWT"));
         }
     }
