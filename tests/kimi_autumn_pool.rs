@@ -317,15 +317,7 @@ fn doctor_on_a_free_account_notes_that_k3_needs_a_paid_plan() {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kimi-free-api"));
     command.args(["doctor", &token]);
     // The web token is of a global (kimi.ai) account: every host is the mock.
-    for flag in [
-        "--kimi-base-url",
-        "--kimi-connect-base-url",
-        "--kimi-auth-base-url",
-        "--kimi-global-base-url",
-        "--kimi-global-auth-base-url",
-    ] {
-        command.args([flag, mock.url()]);
-    }
+    support::process::at_mock(&mut command, &mock);
     let output = command.arg("--state-dir").arg(&state).output().unwrap();
     let _ = std::fs::remove_dir_all(&state);
     let stdout = String::from_utf8(output.stdout).unwrap();

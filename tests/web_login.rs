@@ -270,9 +270,7 @@ fn an_opaque_legacy_token_is_tried_as_a_web_token_once_then_goes_to_the_legacy_a
 fn binary(args: &[&str], mock: &MockKimi, state_dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kimi-free-api"));
     command.args(args);
-    for flag in ["--kimi-base-url", "--kimi-connect-base-url", "--kimi-auth-base-url"] {
-        command.args([flag, mock.url()]);
-    }
+    support::process::at_mock(&mut command, mock);
     command.arg("--state-dir").arg(state_dir);
     command
 }

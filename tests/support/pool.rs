@@ -48,15 +48,7 @@ impl PoolServer {
         std::fs::create_dir_all(&dir).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_kimi-free-api"));
         command.args(["--host", "127.0.0.1", "--port", "0", "--upstream-timeout", "2"]);
-        for flag in [
-            "--kimi-base-url",
-            "--kimi-connect-base-url",
-            "--kimi-auth-base-url",
-            "--kimi-global-base-url",
-            "--kimi-global-auth-base-url",
-        ] {
-            command.args([flag, mock.url()]);
-        }
+        super::process::at_mock(&mut command, &mock);
         command.arg("--state-dir").arg(dir.join("state"));
         let mut secrets: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
         if let Some(tokens) = tokens {

@@ -27,30 +27,39 @@ pub struct ServerProcess {
     state_dir: std::path::PathBuf,
 }
 
+/// Points every Kimi host of the binary's `command` at the mock (both regions).
+pub fn at_mock(command: &mut Command, mock: &MockKimi) {
+    for flag in [
+        "--kimi-base-url",
+        "--kimi-connect-base-url",
+        "--kimi-auth-base-url",
+        "--kimi-global-base-url",
+        "--kimi-global-auth-base-url",
+    ] {
+        command.args([flag, mock.url()]);
+    }
+}
+
 impl ServerProcess {
     /// Starts the binary on a free loopback port, every Kimi host pointed at `mock`, with the
     /// extra flags given; returns once it answers `/ping`.
     pub fn start(mock: &MockKimi, extra: &[&str]) -> ServerProcess {
         let state_dir = temp_state_dir();
         // Many streams run on one token here: the per-account limit is the pool tests' matter.
-        let mut args: Vec<String> =
-            ["--host", "127.0.0.1", "--port", "0", "--upstream-timeout", "5", "--account-streams", "64"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-        for flag in [
-            "--kimi-base-url",
-            "--kimi-connect-base-url",
-            "--kimi-auth-base-url",
-            "--kimi-global-base-url",
-            "--kimi-global-auth-base-url",
-        ] {
-            args.extend([flag.to_string(), mock.url().to_string()]);
-        }
-        args.extend(["--state-dir".to_string(), state_dir.display().to_string()]);
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let mut child = Command::new(binary())
-            .args(&args)
+        let mut command = Command::new(binary());
+        command.args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--upstream-timeout",
+            "5",
+            "--account-streams",
+            "64",
+        ]);
+        at_mock(&mut command, mock);
+        command.arg("--state-dir").arg(&state_dir).args(extra);
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
