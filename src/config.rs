@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::kimi::{self, RegionChoice, browser};
+use crate::kimi::{self, RegionChoice, ToolMode, browser};
 
 /// The server's configuration, fully resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,8 +31,13 @@ pub struct Config {
     pub user_agent: String,
     /// Where rotated logins survive restarts.
     pub state_dir: PathBuf,
-    /// A tool prompt template replacing the shipped one.
+    /// How tools are offered to Kimi's model: declared natively, in the user's turn, or per
+    /// account as it turns out to work (`docs/tools.md` §3).
+    pub tool_mode: ToolMode,
+    /// A tool prompt template replacing the shipped one (the user's turn).
     pub tool_prompt: Option<PathBuf>,
+    /// The same for the system prompt field (native tools).
+    pub native_tool_prompt: Option<PathBuf>,
     /// A merged prompt longer than this (characters) sends its history as an attachment.
     pub max_inline_prompt: usize,
     /// Most requests served at once; a long stream holds one worker for its whole life.
@@ -102,7 +107,9 @@ impl Default for Config {
             kimi_web_version: browser::DEFAULT_WEB_VERSION.into(),
             user_agent: browser::DEFAULT_USER_AGENT.into(),
             state_dir: PathBuf::from("./kimi-state"),
+            tool_mode: ToolMode::Auto,
             tool_prompt: None,
+            native_tool_prompt: None,
             max_inline_prompt: 120_000,
             workers: 1024,
             queue_depth: 128,
@@ -301,11 +308,28 @@ const KNOBS: &[Knob] = &[
         },
     },
     Knob {
+        flag: "--tool-mode",
+        env: "TOOL_MODE",
+        help: "how tools reach Kimi's model: native|prompt|auto (see docs/tools.md)",
+        default: |c| c.tool_mode.name().into(),
+        set: |c, v| {
+            c.tool_mode = ToolMode::parse(v).ok_or("expected native, prompt or auto")?;
+            Ok(())
+        },
+    },
+    Knob {
         flag: "--tool-prompt",
         env: "TOOL_PROMPT",
         help: "file replacing the tool prompt template (see docs/tools.md)",
         default: |c| c.tool_prompt.as_ref().map_or("built in".into(), |p| p.display().to_string()),
         set: |c, v| path(c.tool_prompt.insert(PathBuf::new()), v),
+    },
+    Knob {
+        flag: "--native-tool-prompt",
+        env: "NATIVE_TOOL_PROMPT",
+        help: "file replacing the tool template of Kimi's system prompt field (native mode)",
+        default: |c| c.native_tool_prompt.as_ref().map_or("built in".into(), |p| p.display().to_string()),
+        set: |c, v| path(c.native_tool_prompt.insert(PathBuf::new()), v),
     },
     Knob {
         flag: "--max-inline-prompt",
@@ -448,6 +472,7 @@ impl Config {
             account_streams: self.account_streams,
             account_wait: self.account_wait,
             account_min_interval: self.account_min_interval,
+            tool_mode: self.tool_mode,
             browser: browser::Browser {
                 web_version: self.kimi_web_version.clone(),
                 user_agent: self.user_agent.clone(),

@@ -201,6 +201,7 @@ fn chat_step(kimi: &Kimi, token: &str, name: &str, model: &str, stream: bool) ->
         tool_choice: ToolChoice::Auto,
         parallel_tool_calls: true,
         output: crate::chat::Output::Text,
+        tool_prompt: None,
     };
     let mut seen = Seen { started: Some(Instant::now()), ..Seen::default() };
     match kimi.chat(Credential::Tokens(token), &request, &mut seen) {

@@ -38,7 +38,7 @@ impl Sink for Answer {
             Event::Finish(finish) => self.finish = finish,
             Event::ToolCall(call) => self.calls.push(call),
             // Citations reach here as text (see `chat::CitationText`).
-            Event::Citation { .. } | Event::Heartbeat => {}
+            Event::Citation { .. } | Event::Heartbeat | Event::ToolsOffered(_) => {}
         }
         Flow::Go
     }

@@ -12,6 +12,7 @@ use super::{CitationText, Request, Sink};
 pub struct Layers {
     parser: Option<ToolParser>,
     parallel: bool,
+    required: bool,
     silent: bool,
     output: Output,
 }
@@ -25,9 +26,10 @@ impl Layers {
     pub fn prepare(request: Request, settings: &tools::Settings) -> (Request, Layers) {
         let silent = request.mode.silent || request.output.is_json();
         let output = request.output.clone();
+        let required = tools::requires_call(&request);
         let (request, parser) = tools::prepare(output::prepare(request), settings);
         let parallel = request.parallel_tool_calls;
-        (request, Layers { parser, parallel, silent, output })
+        (request, Layers { parser, parallel, required, silent, output })
     }
 
     /// The layers over `inner`: a stream (citations lead the answer, JSON is unfenced as it
@@ -35,6 +37,6 @@ impl Layers {
     pub fn over<S: Sink>(self, inner: S, streaming: bool) -> Stack<S> {
         let output = if streaming { self.output } else { Output::Text };
         let citations = CitationText::new(inner, streaming, self.silent);
-        ToolCalls::new(self.parser, self.parallel, Unfenced::new(&output, citations))
+        ToolCalls::new(self.parser, self.parallel, self.required, Unfenced::new(&output, citations))
     }
 }

@@ -241,6 +241,36 @@ pub struct Request {
     pub parallel_tool_calls: bool,
     /// Text, or JSON (with a schema): `output.rs`.
     pub output: Output,
+    /// The tools as the model is told of them, once the tool layer prepared the request; the
+    /// backend places it as the account takes tools ([`ToolOffer`], `docs/tools.md` §3).
+    pub tool_prompt: Option<ToolPrompt>,
+}
+
+/// The tool section of a prepared request, in both places a backend may put it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolPrompt {
+    /// For the newest user turn, where the tools are functions the user's program runs.
+    pub turn: String,
+    /// For Kimi's system prompt field, beside the tools declared to Kimi by name.
+    pub system: String,
+}
+
+/// How the tools of one request were offered to the model (`docs/tools.md` §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolOffer {
+    /// Declared to Kimi as device tools, their schemas and the call form in the system prompt.
+    Native,
+    /// Described in the newest user turn.
+    Prompt,
+}
+
+impl ToolOffer {
+    pub fn name(self) -> &'static str {
+        match self {
+            ToolOffer::Native => "native",
+            ToolOffer::Prompt => "prompt",
+        }
+    }
 }
 
 impl Request {
@@ -278,6 +308,8 @@ pub enum Event {
     ToolCall(ToolCall),
     /// The answer is complete; nothing follows.
     Finish(Finish),
+    /// How the backend offered the request's tools (before any content; for the tool layer).
+    ToolsOffered(ToolOffer),
 }
 
 /// The kind of a failure, from which each dialect picks its status code and error type.

@@ -40,6 +40,7 @@ fn request(output: Output, messages: Vec<Message>) -> chat::Request {
         tool_choice: ToolChoice::Auto,
         parallel_tool_calls: true,
         output,
+        tool_prompt: None,
     }
 }
 

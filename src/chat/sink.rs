@@ -21,6 +21,10 @@ pub enum Stop {
     ToolCalls,
     /// The client went away; the backend stops reading and cleans up.
     ClientGone,
+    /// The request requires a tool call and the answer made none: the backend asks once more
+    /// in the same chat ([`crate::chat::tools::corrective`]) and goes on pushing that answer
+    /// to the same sink, which then takes it as it comes.
+    CallMissing,
 }
 
 impl Flow {

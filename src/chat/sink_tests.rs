@@ -62,6 +62,7 @@ fn a_prompt_is_as_many_tokens_as_its_text() {
         tool_choice: ToolChoice::Auto,
         parallel_tool_calls: true,
         output: crate::chat::Output::Text,
+        tool_prompt: None,
     };
     assert_eq!(request(&"abcd".repeat(25)).estimated_prompt_tokens(), 25);
     assert_eq!(request("").estimated_prompt_tokens(), 1, "never zero");

@@ -221,6 +221,7 @@ pub fn parse(body: &[u8]) -> Result<ParsedRequest, chat::Error> {
             // Anthropic has no response format: a forced tool whose input is the schema is its
             // structured output, and the tool layer serves it (`docs/clients.md`).
             output: chat::Output::Text,
+            tool_prompt: None,
         },
     })
 }
@@ -643,7 +644,7 @@ impl StreamRenderer for Stream {
             }
             Event::Finish(finish) => self.finish(finish, out),
             Event::ToolCall(call) => self.tool_use(&call, out),
-            Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat => {}
+            Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat | Event::ToolsOffered(_) => {}
         }
         if out.len() > before {
             self.last_output = std::time::Instant::now();

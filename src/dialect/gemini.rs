@@ -219,6 +219,7 @@ pub fn parse(model: &str, body: &[u8], stream: bool, sse: bool) -> Result<Parsed
             tool_choice: tool_choice(calling),
             parallel_tool_calls: true,
             output,
+            tool_prompt: None,
         },
         include_thoughts,
         sse,
@@ -623,7 +624,7 @@ impl StreamRenderer for Stream {
                 self.chunk(out, OutPart::Text(TextPart { text: "", thought: false }), Some(finish));
                 self.framing.end(out);
             }
-            Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat => {}
+            Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat | Event::ToolsOffered(_) => {}
         }
     }
 

@@ -134,6 +134,7 @@ pub fn parse(body: &[u8]) -> Result<ParsedRequest, chat::Error> {
             tool_choice: tool_choice(body.tool_choice.as_ref()),
             parallel_tool_calls: body.parallel_tool_calls.unwrap_or(true),
             output: super::openai_output(&body.response_format, &body.response_format["json_schema"]),
+            tool_prompt: None,
         },
     })
 }
@@ -443,7 +444,7 @@ impl StreamRenderer for Stream {
             }
             Event::ToolCall(call) => self.tool_call(&call, out),
             // Citations reach this renderer as text (see `chat::CitationText`).
-            Event::Citation { .. } | Event::Heartbeat => {}
+            Event::Citation { .. } | Event::Heartbeat | Event::ToolsOffered(_) => {}
             Event::Finish(finish) => {
                 self.start(out);
                 self.chunk(out, Delta::default(), Some(finish_reason(finish)));

@@ -133,6 +133,7 @@ pub fn parse(body: &[u8]) -> Result<ParsedRequest, chat::Error> {
             tool_choice: tool_choice(body.tool_choice.as_ref()),
             parallel_tool_calls: body.parallel_tool_calls.unwrap_or(true),
             output,
+            tool_prompt: None,
         },
     })
 }
@@ -611,7 +612,7 @@ impl StreamRenderer for Stream {
     fn event(&mut self, event: Event, out: &mut Vec<u8>) {
         // The response starts with its first content: a refusal before any (a model the plan
         // does not include, a conversation too long) is still an error status, not a 200.
-        if !matches!(event, Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat) {
+        if !matches!(event, Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat | Event::ToolsOffered(_)) {
             self.start(out);
         }
         match event {
@@ -626,7 +627,7 @@ impl StreamRenderer for Stream {
             Event::ToolCall(call) => self.tool_call(&call, out),
             Event::Finish(finish) => self.completed(finish, out),
             // Citations reach this renderer as text (see `chat::CitationText`).
-            Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat => {}
+            Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat | Event::ToolsOffered(_) => {}
         }
     }
 

@@ -11,7 +11,7 @@ use super::connect::credits::Credits;
 use super::guard::{Halt, Progress};
 use super::token::{self, Claims, ConnectIdentity, Region, TokenKind};
 use super::{Backend, Error, Kimi, RegionChoice, attachment, connect, fingerprint, legacy, session};
-use crate::chat;
+use crate::chat::{self, Sink};
 
 /// Resolved kinds remembered at most (the map is cleared past this).
 const MAX_RESOLVED: usize = 4096;
@@ -162,7 +162,12 @@ impl Kimi {
     ) -> Result<(), Halt> {
         let login = match self.login(account)? {
             Login::Legacy => {
-                return legacy::chat(self.legacy(), account.token, request, sink).map_err(
+                // The legacy API declares no tools: they go in the user's turn.
+                if request.tool_prompt.is_some() {
+                    sink.send(chat::Event::ToolsOffered(chat::ToolOffer::Prompt)).go()?;
+                }
+                let request = chat::tools::in_turn(request);
+                return legacy::chat(self.legacy(), account.token, &request, sink).map_err(
                     |halt| match halt {
                         Halt::Failed(error) => Halt::Failed(refused_both(account, error)),
                         stopped => stopped,
@@ -270,6 +275,7 @@ impl Kimi {
             auth_base,
             parents: &self.parents,
             memory: &self.memory,
+            tools: &self.tool_modes,
             account,
             fetch: self.fetch(),
             kimi_auth_cookie,

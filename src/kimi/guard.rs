@@ -127,7 +127,7 @@ impl Sink for Progress<'_> {
             }
             (event, _) => event,
         };
-        if !matches!(event, Event::ConversationId(_) | Event::Heartbeat) {
+        if !matches!(event, Event::ConversationId(_) | Event::Heartbeat | Event::ToolsOffered(_)) {
             self.delivered = true;
         }
         self.inner.send(event)

@@ -30,6 +30,7 @@ mod session;
 pub(crate) mod sha256;
 mod state;
 mod token;
+mod tool_mode;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -50,6 +51,8 @@ pub use pool::{AccountReport, AccountState, Credential};
 use session::Sessions;
 use token::TokenKind;
 pub use token::utc;
+pub use tool_mode::ToolMode;
+use tool_mode::ToolModes;
 
 /// What the Kimi side needs to know: where Kimi is, how long to wait for it, and where logins
 /// are kept. It knows nothing of listeners and workers.
@@ -78,6 +81,8 @@ pub struct Settings {
     /// Least time between two request starts on one account, jittered by ±20 % (zero: no
     /// pacing).
     pub account_min_interval: Duration,
+    /// How the client's tools reach Kimi's model (`tool_mode.rs`).
+    pub tool_mode: ToolMode,
     /// The web client version and User-Agent every call to Kimi presents.
     pub browser: browser::Browser,
 }
@@ -119,6 +124,7 @@ pub struct Kimi {
     web_sessions: Sessions,
     parents: connect::Parents,
     memory: connect::Memory,
+    tool_modes: ToolModes,
     chats: guard::ChatCounts,
     /// What tokens of unknown kind turned out to be (so the guess is made once).
     resolved: Mutex<HashMap<String, TokenKind>>,
@@ -134,9 +140,10 @@ impl Kimi {
         let kimi = Kimi {
             upstream: http::Upstream::new(settings.upstream_timeout, &settings.browser),
             legacy_sessions: Sessions::new(state.clone(), "legacy"),
-            web_sessions: Sessions::new(state, "web"),
+            web_sessions: Sessions::new(state.clone(), "web"),
             parents: connect::Parents::default(),
             memory: connect::Memory::default(),
+            tool_modes: ToolModes::new(settings.tool_mode, state),
             chats: guard::ChatCounts::default(),
             resolved: Mutex::default(),
             pool: Pool::new(settings.account_streams),

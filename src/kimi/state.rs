@@ -14,9 +14,13 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::sha256;
+
+/// The kind of record that keeps a login (its file names predate the other kinds).
+const LOGIN: &str = "state";
 
 /// What is kept of one account's login.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,30 +70,42 @@ impl StateDir {
 
     /// The saved login of the account whose user-given token is `seed`.
     pub fn load(&self, seed: &str) -> Option<Saved> {
-        let bytes = fs::read(self.file(seed)?).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        self.load_record(LOGIN, seed)
     }
 
     /// Saves the login; a failure is logged once (the login is still kept in memory).
     pub fn save(&self, seed: &str, saved: &Saved) {
-        let Some(path) = self.file(seed) else { return };
-        if let Err(error) = self.write_atomically(&path, saved)
+        self.save_record(LOGIN, seed, saved)
+    }
+
+    /// A record of `kind` kept for `key` (what the server learned of an account), if any.
+    pub fn load_record<T: DeserializeOwned>(&self, kind: &str, key: &str) -> Option<T> {
+        let bytes = fs::read(self.file(kind, key)?).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Saves a record of `kind` for `key`; a failure is logged once (the caller keeps it in
+    /// memory).
+    pub fn save_record<T: Serialize>(&self, kind: &str, key: &str, value: &T) {
+        let Some(path) = self.file(kind, key) else { return };
+        if let Err(error) = self.write_atomically(&path, value)
             && !self.warned.swap(true, Ordering::Relaxed)
         {
             eprintln!(
-                "kimi: cannot save a rotated login to the state directory ({}): it is kept in memory, \
+                "kimi: cannot save to the state directory ({}): what it would keep is kept in memory, \
                  and a restart will lose it",
                 error.kind()
             );
         }
     }
 
-    fn file(&self, seed: &str) -> Option<PathBuf> {
-        let name = sha256::hex(format!("kimi-free-api state\0{seed}").as_bytes());
+    /// The file of a record: a hash of its kind and key, so that no name shows a token.
+    fn file(&self, kind: &str, key: &str) -> Option<PathBuf> {
+        let name = sha256::hex(format!("kimi-free-api {kind}\0{key}").as_bytes());
         Some(self.dir.as_ref()?.join(format!("{}.json", &name[..32])))
     }
 
-    fn write_atomically(&self, path: &Path, saved: &Saved) -> io::Result<()> {
+    fn write_atomically<T: Serialize>(&self, path: &Path, saved: &T) -> io::Result<()> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let temp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
         let result = (|| {

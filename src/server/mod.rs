@@ -237,14 +237,18 @@ fn refuse_while_draining(request: tiny_http::Request) {
     let dialect = routes::dialect_for_path(request.url());
     exchange::respond_error(request, dialect, &error, &[("Connection", "close")]);
 }
-/// How tools are offered: the shipped prompt template or the operator's file.
+/// How tools are offered: the shipped prompt templates or the operator's files.
 fn tool_settings(config: &Config) -> io::Result<tools::Settings> {
-    let template = match &config.tool_prompt {
+    let read = |path: &Option<std::path::PathBuf>, flag: &str, shipped: &str| match path {
         Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot read the --tool-prompt file: {e}")))?,
-        None => tools::DEFAULT_TEMPLATE.to_string(),
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot read the {flag} file: {e}"))),
+        None => Ok(shipped.to_string()),
     };
-    Ok(tools::Settings { template, max_inline_prompt: config.max_inline_prompt })
+    Ok(tools::Settings {
+        template: read(&config.tool_prompt, "--tool-prompt", tools::DEFAULT_TEMPLATE)?,
+        native_template: read(&config.native_tool_prompt, "--native-tool-prompt", tools::NATIVE_TEMPLATE)?,
+        max_inline_prompt: config.max_inline_prompt,
+    })
 }
 
 /// The workers and what they share.

@@ -7,8 +7,12 @@ use serde_json::{Map, Value};
 
 use crate::chat::{Message, Part, Role, Tool, ToolCall, ToolChoice, ToolResult};
 
-/// The template shipped with the server (`--tool-prompt FILE` replaces it).
+/// The template for the newest user turn shipped with the server (`--tool-prompt FILE`
+/// replaces it).
 pub const DEFAULT_TEMPLATE: &str = include_str!("prompt.txt");
+/// The template for Kimi's system prompt field shipped with the server
+/// (`--native-tool-prompt FILE` replaces it).
+pub const NATIVE_TEMPLATE: &str = include_str!("native.txt");
 
 /// The tool block for the newest turn: the template with the tools, an example built from one
 /// of them, and the rules that follow from `tool_choice` and the parallel flag.

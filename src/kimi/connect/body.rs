@@ -1,7 +1,8 @@
 //! The `Chat` request body, as the browser sends it since September 2026
 //! (`docs/kimi-protocol.md` §7.2): the catalogue entry the model name picks, its scenario in
 //! both places, its effort from its own ladder, its agent fields, the tools the composer
-//! sends, and the system prompt in Kimi's own field (§7.3). Pure: request in, JSON out.
+//! sends, the system prompt in Kimi's own field (§7.3), and the client's tools declared by name
+//! with their section in that field when they go natively (§7.4). Pure: request in, JSON out.
 
 use serde_json::{Value, json};
 
@@ -9,6 +10,8 @@ use super::models::{Catalogue, DEEP_RESEARCHER, Entry};
 use crate::chat::{self, Mode};
 use crate::kimi::prompt;
 
+/// The tool type by which a client declares its own tools (§7.4).
+pub const DEVICE_TOOL: &str = "TOOL_TYPE_DEVICE_TOOL";
 /// The agent mode of K3 and K2.8, which the browser leaves out of the request.
 const AGENT_MODE_NORMAL: &str = "TYPE_NORMAL";
 
@@ -65,16 +68,27 @@ pub struct Turn<'a> {
     pub files: &'a [String],
     /// Send the system prompt in `options.systemPrompt` (else it stays in the text).
     pub system_field: bool,
+    /// Declare the request's tools to Kimi, their section in the system prompt (§7.4; the
+    /// request's tool section is otherwise already in its newest turn).
+    pub native_tools: bool,
+    /// The turn's text, instead of the request's (a follow-up in the same chat).
+    pub text: Option<&'a str>,
 }
 
 /// The `Chat` request for the neutral request on `target`.
 pub fn chat_body(request: &chat::Request, target: &Target<'_>, turn: &Turn<'_>) -> Value {
     let entry = target.entry;
-    let system = turn.system_field.then(|| prompt::system_prompt(&request.messages)).flatten();
-    let content = match (turn.chat_id, &system) {
-        (Some(_), _) => prompt::new_turn(&request.messages),
-        (None, Some(_)) => prompt::merge_conversation(&request.messages),
-        (None, None) => prompt::merge_history(&request.messages),
+    let own = turn.system_field.then(|| prompt::system_prompt(&request.messages)).flatten();
+    let content = match (turn.text, turn.chat_id, &own) {
+        (Some(text), _, _) => text.to_string(),
+        (None, Some(_), _) => prompt::new_turn(&request.messages),
+        (None, None, Some(_)) => prompt::merge_conversation(&request.messages),
+        (None, None, None) => prompt::merge_history(&request.messages),
+    };
+    let tool_section = request.tool_prompt.as_ref().filter(|_| turn.native_tools).map(|p| p.system.as_str());
+    let system = match (own, tool_section) {
+        (Some(own), Some(section)) => Some(format!("{own}\n\n{section}")),
+        (own, section) => own.or(section.map(str::to_string)),
     };
     let mut blocks = vec![json!({"message_id": "", "text": {"content": content}})];
     blocks
@@ -85,7 +99,7 @@ pub fn chat_body(request: &chat::Request, target: &Target<'_>, turn: &Turn<'_>) 
     }
     let mut body = json!({
         "scenario": entry.scenario,
-        "tools": tools(&request.mode, target),
+        "tools": tools(request, target, turn.native_tools),
         "message": message,
         "options": options(&request.mode, target, system),
         "project_id": "",
@@ -103,8 +117,10 @@ pub fn chat_body(request: &chat::Request, target: &Target<'_>, turn: &Turn<'_>) 
 }
 
 /// The composer's tools: web search when asked; agents may ask the user, chat models carry the
-/// scheduled-task tool the browser always sends.
-fn tools(mode: &Mode, target: &Target<'_>) -> Value {
+/// scheduled-task tool the browser always sends; then the client's tools, each declared by its
+/// name alone when they go natively (§7.4).
+fn tools(request: &chat::Request, target: &Target<'_>, native: bool) -> Value {
+    let mode = &request.mode;
     let mut tools = Vec::new();
     if mode.search || mode.research {
         tools.push(json!({"type": "TOOL_TYPE_SEARCH", "search": {}}));
@@ -113,6 +129,9 @@ fn tools(mode: &Mode, target: &Target<'_>) -> Value {
         tools.push(json!({"type": "TOOL_TYPE_ASK_USER"}));
     } else {
         tools.push(json!({"type": "TOOL_TYPE_CRON_JOB"}));
+    }
+    if native && request.tool_prompt.is_some() {
+        tools.extend(request.tools.iter().map(|t| json!({"type": DEVICE_TOOL, "name": t.name})));
     }
     Value::Array(tools)
 }

@@ -14,6 +14,7 @@ fn request(model: &str, messages: Vec<Message>) -> chat::Request {
         tool_choice: chat::ToolChoice::Auto,
         parallel_tool_calls: true,
         output: crate::chat::Output::Text,
+        tool_prompt: None,
     }
 }
 

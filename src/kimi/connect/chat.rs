@@ -3,6 +3,7 @@
 //! (`refusal.rs`), the chat deleted on the way out, and the last answer's id kept for the next
 //! turn of a kept chat (`docs/kimi-protocol.md` §4.4–4.7, §7).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,7 +21,7 @@ use super::markers::CitationMarkers;
 use super::models::{Catalogue, Entry};
 use super::refusal::refusal;
 use super::upload::upload;
-use crate::chat::{self, Conversation, Event, Finish, Sink, Stop};
+use crate::chat::{self, Conversation, Event, Finish, Sink, Stop, ToolOffer, tools};
 use crate::kimi::guard::{ChatGuard, Halt, Progress};
 use crate::kimi::token::ConnectIdentity;
 use crate::kimi::{Error, attachment, drift, http, prompt};
@@ -54,8 +55,9 @@ impl Parents {
 }
 
 /// Runs one chat: the account's catalogue picks the model, the request goes out as the
-/// browser's would, and a refusal that names the system prompt field or the model is answered
-/// once more the way Kimi takes (`docs/kimi-protocol.md` §7.3, §7.1).
+/// browser's would, its tools as the account takes them (`tool_mode.rs`), and a refusal that
+/// names the system prompt field, the declared tools or the model is answered once more the
+/// way Kimi takes (`docs/kimi-protocol.md` §7.3, §7.4, §7.1).
 pub fn chat(
     ctx: Context<'_>,
     token: &str,
@@ -77,12 +79,40 @@ pub fn chat(
         .collect::<Result<Vec<_>, _>>()?;
     let (mut catalogue, mut fresh) = catalogue(ctx, token, who)?;
     let mut system_field = !ctx.memory.plain_system(ctx.account);
+    let mut offer = request.tool_prompt.as_ref().map(|_| ctx.tools.offer(ctx.account));
     let has_system = prompt::system_prompt(&request.messages).is_some();
     for _ in 0..3 {
-        let target = Target::of(&catalogue, request);
+        let native = offer == Some(ToolOffer::Native) && system_field;
+        let placed = if native { Cow::Borrowed(request) } else { tools::in_turn(request) };
+        if offer.is_some() {
+            let offer = if native { ToolOffer::Native } else { ToolOffer::Prompt };
+            sink.send(Event::ToolsOffered(offer)).go()?;
+        }
+        let target = Target::of(&catalogue, &placed);
         let parent = continued.and_then(|id| ctx.parents.get(id));
-        let turn = Turn { chat_id: continued, parent_id: parent.as_deref(), files: &files, system_field };
-        match chat_once(ctx, token, who, request, &target, &turn, sink) {
+        let turn = Turn {
+            chat_id: continued,
+            parent_id: parent.as_deref(),
+            files: &files,
+            system_field,
+            native_tools: native,
+            text: None,
+        };
+        let result = chat_once(ctx, token, who, &placed, &target, &turn, sink);
+        match result {
+            Err(Halt::Failed(Error::Rejected(why)))
+                if !sink.delivered() && native && (names_device_tools(&why) || names_system(&why)) =>
+            {
+                if names_system(&why) {
+                    ctx.memory.set_plain_system(ctx.account);
+                    system_field = false;
+                }
+                if !ctx.tools.refused(ctx.account, &why) {
+                    let why = format!("Kimi refused the declared tools ({why}); --tool-mode native keeps them");
+                    return Err(Error::Rejected(why).into());
+                }
+                offer = Some(ToolOffer::Prompt);
+            }
             Err(Halt::Failed(Error::Rejected(why)))
                 if !sink.delivered() && system_field && has_system && names_system(&why) =>
             {
@@ -99,10 +129,31 @@ pub fn chat(
                 ctx.memory.forget_catalogue(ctx.account);
                 (catalogue, fresh) = self::catalogue(ctx, token, who)?;
             }
-            other => return other,
+            other => {
+                if native && tools::requires_call(request) {
+                    note_outcome(ctx, &other);
+                }
+                return other;
+            }
         }
     }
     Err(Error::Rejected("Kimi refused the request as this server can send it".into()).into())
+}
+
+/// A required call offered natively came (the answer stopped at its calls) or did not (the
+/// answer ended complete): what `auto` learns from (`tool_mode.rs`).
+fn note_outcome(ctx: Context<'_>, result: &Result<(), Halt>) {
+    match result {
+        Ok(()) => ctx.tools.outcome(ctx.account, false),
+        Err(Halt::Stopped(Stop::ToolCalls)) => ctx.tools.outcome(ctx.account, true),
+        Err(_) => {}
+    }
+}
+
+/// Whether Kimi's refusal is about the declared tools.
+fn names_device_tools(why: &str) -> bool {
+    let why = why.to_ascii_lowercase();
+    why.contains("device_tool") || why.contains("devicetool") || why.contains("tool_type")
 }
 
 /// The account's catalogue (cached an hour), and whether it was read just now.
@@ -140,18 +191,12 @@ fn chat_once(
     turn: &Turn<'_>,
     sink: &mut Progress,
 ) -> Result<(), Halt> {
-    let body = chat_body(request, target, turn);
-    let builder: RequestBuilder<WithBody> =
-        ctx.upstream.agent().post(format!("{}/apiv2/kimi.gateway.chat.v1.ChatService/Chat", ctx.base));
-    let response = signed(builder, ctx, token, who)
-        .header("Content-Type", "application/connect+json")
-        .send(&envelope::encode(envelope::FLAG_DATA, body.to_string().as_bytes())[..])
-        .map_err(http::from_ureq)?;
-    if response.status().as_u16() != 200 {
-        return Err(http::error_of(response).into());
-    }
+    let response = post_chat(ctx, token, who, &chat_body(request, target, turn))?;
     let mut stream = ChatStream::new(ctx, token, who, request, target, turn.chat_id.is_some());
-    let result = stream.read(response.into_body().into_reader(), sink);
+    let mut result = stream.read(response.into_body().into_reader(), sink);
+    if result == Err(Halt::Stopped(Stop::CallMissing)) {
+        result = follow_up(&mut stream, request, target, turn, sink);
+    }
     match &result {
         // A kept chat goes on from this answer: complete, or ended by the client's tool calls.
         Ok(()) | Err(Halt::Stopped(Stop::ToolCalls)) => stream.remember_parent(),
@@ -159,6 +204,47 @@ fn chat_once(
         Err(_) => {}
     }
     result
+}
+
+/// Sends a `Chat` request; its answer is the stream to read.
+fn post_chat(
+    ctx: Context<'_>,
+    token: &str,
+    who: &ConnectIdentity,
+    body: &Value,
+) -> Result<ureq::http::Response<ureq::Body>, Error> {
+    let builder: RequestBuilder<WithBody> =
+        ctx.upstream.agent().post(format!("{}/apiv2/kimi.gateway.chat.v1.ChatService/Chat", ctx.base));
+    let response = signed(builder, ctx, token, who)
+        .header("Content-Type", "application/connect+json")
+        .send(&envelope::encode(envelope::FLAG_DATA, body.to_string().as_bytes())[..])
+        .map_err(http::from_ureq)?;
+    if response.status().as_u16() != 200 {
+        return Err(http::error_of(response));
+    }
+    Ok(response)
+}
+
+/// A required call did not come: the same chat is asked once more
+/// ([`tools::corrective`]), and that answer goes to the sink as it comes.
+fn follow_up(
+    stream: &mut ChatStream<'_>,
+    request: &chat::Request,
+    target: &Target<'_>,
+    turn: &Turn<'_>,
+    sink: &mut Progress,
+) -> Result<(), Halt> {
+    let (Some(text), Some(guard), Some(parent)) =
+        (tools::corrective(request), &stream.guard, stream.last_message.clone())
+    else {
+        return Ok(sink.send(Event::Finish(Finish::Stop)).go()?);
+    };
+    let chat_id = guard.chat_id().to_string();
+    let ask = Turn { chat_id: Some(&chat_id), parent_id: Some(&parent), files: &[], text: Some(&text), ..*turn };
+    let body = chat_body(request, target, &ask);
+    let response = post_chat(stream.ctx, stream.token, stream.who, &body)?;
+    stream.done = false;
+    stream.read(response.into_body().into_reader(), sink)
 }
 
 /// The state of one `Chat` stream.

@@ -22,6 +22,7 @@ use crate::kimi::attachment::Fetch;
 use crate::kimi::guard::ChatCounts;
 use crate::kimi::http::Upstream;
 use crate::kimi::token::ConnectIdentity;
+use crate::kimi::tool_mode::ToolModes;
 
 pub use chat::{Parents, catalogue, chat};
 pub use memory::Memory;
@@ -38,6 +39,8 @@ pub struct Context<'a> {
     pub parents: &'a Parents,
     /// What is remembered of each account (catalogue, refusals), and this account's fingerprint.
     pub memory: &'a Memory,
+    /// How each account takes the client's tools (natively or in the text).
+    pub tools: &'a ToolModes,
     pub account: &'a str,
     pub fetch: Fetch<'a>,
     /// Send the token as the `kimi-auth` cookie too (the old cookie-era token).

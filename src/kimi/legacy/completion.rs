@@ -11,7 +11,7 @@ use super::Context;
 use super::call::{EventReader, post_json, signed};
 use super::event::{self, LegacyEvent};
 use super::upload::upload;
-use crate::chat::{self, Conversation, Event, Finish, Sink};
+use crate::chat::{self, Conversation, Event, Finish, Flow, Sink, Stop, tools};
 use crate::kimi::guard::{ChatGuard, Halt};
 use crate::kimi::session::Session;
 use crate::kimi::{Error, attachment, http, prompt};
@@ -88,6 +88,7 @@ pub(super) fn run(
         "extend": {"sidebar": true},
     });
     let mut produced = false;
+    let mut corrective = tools::corrective(request);
     for _ in 0..=MAX_CONTINUATIONS {
         let (ending, answered) = stream_completion(ctx, session, guard.chat_id(), &body, sink)?;
         produced |= answered;
@@ -96,7 +97,14 @@ pub(super) fn run(
             Ending::Done if !produced => {
                 return Err(Error::Upstream("Kimi returned an empty answer".into()).into());
             }
-            Ending::Done => return Ok(sink.send(Event::Finish(Finish::Stop)).go()?),
+            Ending::Done => match (sink.send(Event::Finish(Finish::Stop)), corrective.take()) {
+                // A required tool call did not come: the same chat is asked once more.
+                (Flow::Stop(Stop::CallMissing), Some(text)) => body = follow_up(mode, &text),
+                (Flow::Stop(Stop::CallMissing), None) => {
+                    return Ok(sink.send(Event::Finish(Finish::Stop)).go()?);
+                }
+                (flow, _) => return Ok(flow.go()?),
+            },
             Ending::Length { segment_id: Some(segment_id) } => {
                 body = json!({
                     "segment_id": segment_id,
@@ -110,6 +118,17 @@ pub(super) fn run(
         }
     }
     Ok(sink.send(Event::Finish(Finish::Length)).go()?)
+}
+
+/// The next user message in the same chat, asking again for a required tool call.
+fn follow_up(mode: &chat::Mode, text: &str) -> Value {
+    json!({
+        "kimiplus_id": kimiplus_id(mode),
+        "messages": [{"role": "user", "content": text}],
+        "refs": [],
+        "use_search": false,
+        "extend": {"sidebar": true},
+    })
 }
 
 fn create_chat(ctx: Context<'_>, session: &Session, kimiplus_id: &str) -> Result<String, Error> {

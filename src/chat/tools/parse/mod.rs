@@ -96,6 +96,8 @@ pub struct ToolParser {
     /// Whether the text given out so far ends at the start of a line, blanks aside: a Markdown
     /// fence opens and closes only there.
     line_start: bool,
+    /// The form of each call given out, in order (for `/metrics`).
+    forms: Vec<&'static str>,
 }
 
 /// A marker's start that has not become one within this many bytes is text. Kimi's markers are
@@ -138,7 +140,13 @@ impl ToolParser {
             held: String::new(),
             state: State::Text { code: None },
             line_start: true,
+            forms: Vec::new(),
         }
+    }
+
+    /// The forms of the calls given out so far ([`Form::name`], or `fence`).
+    pub fn forms(&self) -> &[&'static str] {
+        &self.forms
     }
 
     /// Feeds a piece of the answer text; appends what is decided to `out` (text to a text piece
@@ -250,6 +258,7 @@ impl ToolParser {
                     give(out, &mut self.line_start, &self.held[undeclared]);
                 }
                 open.committed = true;
+                self.forms.push(open.block.form.name());
                 out.push(Output::Call(parsed));
             }
             None if open.committed => give(out, &mut self.line_start, &self.held[span.clone()]),
@@ -277,6 +286,7 @@ impl ToolParser {
         let whole = view.len() == self.held.len();
         match fence.read(view, &self.tools) {
             Fenced::Calls(calls) => {
+                self.forms.extend(calls.iter().map(|_| "fence"));
                 out.extend(calls.into_iter().map(Output::Call));
                 out.push(Output::Done);
                 self.held.clear();
@@ -422,6 +432,20 @@ enum Form {
     Shell,
     /// `<tool>NAME</tool><parameter>{json}</parameter>`: the block ends where no other follows.
     Tagged,
+}
+
+impl Form {
+    /// The form's name in `/metrics` and the doctor's `tools` line.
+    fn name(self) -> &'static str {
+        match self {
+            Form::Wrapped => "tool_calls",
+            Form::Escaped => "function_calls",
+            Form::Bare => "invoke",
+            Form::Native => "k2_markers",
+            Form::Shell => "shell",
+            Form::Tagged => "tool_tag",
+        }
+    }
 }
 
 /// A call block outside a fence: its calls go out as they close.
