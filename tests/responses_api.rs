@@ -185,7 +185,7 @@ fn a_custom_tool_call_carries_the_raw_input(kind: Kind) {
             let done = events.iter().find(|(n, _)| n == "response.custom_tool_call_input.done").unwrap();
             assert_eq!(done.1["input"], PATCH);
         }
-        let prompt = h.mock.stats().last_prompt.unwrap();
+        let prompt = h.mock.stats().sent_prompt();
         assert!(prompt.contains("## apply_patch") && prompt.contains("input (text)"), "{prompt}");
     }
 }

@@ -290,7 +290,7 @@ fn anthropic_a_forced_tool_is_the_structured_output(kind: Kind) {
             );
             assert_eq!(reply["stop_reason"], "tool_use");
         }
-        let prompt = h.mock.settled().last_prompt.unwrap_or_default();
+        let prompt = h.mock.settled().sent_prompt();
         assert!(
             prompt.contains("record_person") && !prompt.contains("Reply with one valid JSON"),
             "{prompt}"

@@ -273,7 +273,7 @@ fn one_call_in_every_dialect(kind: Kind) {
             Api::Gemini => "",
         };
         assert!(got.ids.iter().all(|id| id.starts_with(prefix) && id.len() > prefix.len()), "{:?}", got.ids);
-        let prompt = h.mock.stats().last_prompt.unwrap();
+        let prompt = h.mock.stats().sent_prompt();
         assert!(prompt.contains("## get_weather") && prompt.contains("<tool_calls>"), "the tools reach Kimi");
     });
 }
@@ -379,7 +379,7 @@ fn tool_choice_none_shows_no_tools_and_parses_nothing(kind: Kind) {
         };
         let got = ask(&h, kind, api, false, &body(api, false, user(api, "hi"), none));
         assert!(got.calls.is_empty() && got.text == text, "{api:?}: {got:?}");
-        assert!(!h.mock.stats().last_prompt.unwrap().contains("get_weather"), "{api:?}: no tools shown");
+        assert!(!h.mock.stats().sent_prompt().contains("get_weather"), "{api:?}: no tools shown");
     }
 }
 
@@ -411,7 +411,7 @@ fn the_round_trip_feeds_the_result_back_and_ends_with_an_answer(kind: Kind) {
             let got = ask(&h, kind, api, stream, &body(api, stream, history_with_result(api), json!({})));
             assert_eq!((got.text.as_str(), got.calls.len()), ("It is sunny in Paris.", 0), "{api:?}");
             assert_ne!(got.finish, "tool_calls");
-            let prompt = h.mock.stats().last_prompt.unwrap();
+            let prompt = h.mock.stats().sent_prompt();
             assert!(
                 prompt.contains("<invoke name=\"get_weather\">\n<parameter name=\"city\">Paris</parameter>"),
                 "{api:?}: the earlier call in the grammar: {prompt}"
@@ -459,7 +459,7 @@ fn parallel_tool_calls_false_keeps_only_the_first() {
     let request = body(Api::OpenAi, false, user(Api::OpenAi, "w"), json!({"parallel_tool_calls": false}));
     let got = ask(&h, Kind::Web, Api::OpenAi, false, &request);
     assert_eq!(got.calls.len(), 1);
-    assert!(h.mock.stats().last_prompt.unwrap().contains("one <invoke> block per answer"));
+    assert!(h.mock.stats().sent_prompt().contains("one <invoke> block per answer"));
 }
 
 #[test]
@@ -475,7 +475,7 @@ fn claude_code_tool_search_lists_deferred_tools_by_name_until_loaded() {
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let first = json!({"model": "kimi", "max_tokens": 100, "tools": tools, "messages": [{"role": "user", "content": "fetch x"}]});
     assert_eq!(post_with(&h.url("/v1/messages"), &headers, &first).status, 200);
-    let prompt = h.mock.stats().last_prompt.unwrap();
+    let prompt = h.mock.stats().sent_prompt();
     assert!(prompt.contains("## ToolSearch") && !prompt.contains("## WebFetch"), "{prompt}");
     assert!(
         prompt.contains("WebFetch, CronCreate") && !prompt.contains("DeferredToolPlaceholder"),
@@ -487,7 +487,7 @@ fn claude_code_tool_search_lists_deferred_tools_by_name_until_loaded() {
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
             "content": [{"type": "tool_reference", "tool_name": "WebFetch"}]}, {"type": "text", "text": "Tool loaded."}]}]});
     assert_eq!(post_with(&h.url("/v1/messages"), &headers, &loaded).status, 200);
-    let prompt = h.mock.stats().last_prompt.unwrap();
+    let prompt = h.mock.stats().sent_prompt();
     assert!(prompt.contains("## WebFetch\nfetch a URL"), "loaded: its schema is shown: {prompt}");
     assert!(prompt.contains("Loaded tool: WebFetch") && !prompt.contains("## CronCreate"), "{prompt}");
 }
@@ -504,7 +504,7 @@ fn a_long_prompt_sends_its_history_as_a_text_attachment() {
     let stats = h.mock.stats();
     assert_eq!(stats.uploads.len(), 1);
     assert_eq!(stats.uploads[0].name, "conversation.txt");
-    let prompt = stats.last_prompt.unwrap();
+    let prompt = stats.sent_prompt();
     assert!(prompt.contains("## get_weather") && prompt.trim_end().ends_with("newest"), "{prompt}");
     assert!(!prompt.contains("rules rules"), "the history went into the file");
 }

@@ -129,6 +129,44 @@ fn the_system_prompt_goes_to_its_field_or_stays_in_the_text() {
     );
 }
 
+#[test]
+fn native_tools_are_declared_by_name_and_their_section_joins_the_system_prompt() {
+    let messages = vec![Message::text(Role::System, "be brief"), Message::text(Role::User, "a")];
+    let mut request = request("kimi", messages);
+    for name in ["Read", "Bash"] {
+        request.tools.push(chat::Tool {
+            name: name.into(),
+            description: String::new(),
+            parameters: json!({}),
+            deferred: name == "Bash",
+            freeform: false,
+        });
+    }
+    request.tool_prompt = Some(chat::ToolPrompt { turn: "TURN".into(), system: "# Tools\nREAD".into() });
+    let catalogue = Catalogue::builtin();
+    let target = Target::of(&catalogue, &request);
+    let native = Turn { system_field: true, native_tools: true, ..Turn::default() };
+    let body = chat_body(&request, &target, &native);
+    assert_eq!(
+        body["tools"],
+        json!([{"type": "TOOL_TYPE_CRON_JOB"}, {"type": DEVICE_TOOL, "name": "Read"}, {"type": DEVICE_TOOL, "name": "Bash"}]),
+        "every declared tool by name, a deferred one too"
+    );
+    assert_eq!(body["options"]["systemPrompt"], "be brief\n\n# Tools\nREAD");
+    assert_eq!(body["message"]["blocks"][0]["text"]["content"], "a\n", "no tool text in the turn");
+    let plain = chat_body(&request, &target, &Turn { system_field: true, ..Turn::default() });
+    assert_eq!(plain["tools"], json!([{"type": "TOOL_TYPE_CRON_JOB"}]), "not native: nothing declared");
+    assert_eq!(plain["options"]["systemPrompt"], "be brief");
+    let mut bare = request.clone();
+    bare.messages.remove(0);
+    let alone = chat_body(&bare, &Target::of(&catalogue, &bare), &native);
+    assert_eq!(alone["options"]["systemPrompt"], "# Tools\nREAD", "the section alone");
+    let follow = Turn { chat_id: Some("c1"), parent_id: Some("m1"), text: Some("call one"), ..native };
+    let asked = chat_body(&request, &target, &follow);
+    assert_eq!(asked["message"]["blocks"][0]["text"]["content"], "call one");
+    assert_eq!((asked["chat_id"].as_str(), asked["message"]["parent_id"].as_str()), (Some("c1"), Some("m1")));
+}
+
 /// What the test mock and Kimi check (`docs/kimi-protocol.md` §7.2): for every listed name,
 /// the model is in the catalogue, the scenario is its entry's in both places, an agent carries
 /// its Kimi+ id, and the effort is on the model's own ladder.

@@ -150,6 +150,10 @@ pub(super) fn chat(state: &Mutex<State>, request: Request) -> Flow {
         drop(st);
         return refuse(request, "invalid_argument", "REASON_MOCK", "unknown field options.systemPrompt");
     }
+    if st.script.refuse_device_tools && declares_device_tools(&body) {
+        drop(st);
+        return refuse(request, "invalid_argument", "REASON_MOCK", "unsupported tool type TOOL_TYPE_DEVICE_TOOL");
+    }
     let fault = account_fault(&mut st, &sub, &bearer(&request)).or_else(|| fault_applies(&mut st));
     let busy = st.script.one_chat_per_user && st.streaming.get(&sub).is_some_and(|n| *n > 0);
     if busy || fault == Some(Fault::ChatInProgress) {
@@ -546,6 +550,7 @@ fn validate_chat(catalogue: &Value, body: &Value) -> Result<Value, String> {
             Some(_) => {}
         }
     }
+    check_tools(body)?;
     let options = &body["options"];
     if let Some(effort) = options.get("reasoning_effort").or_else(|| options.get("reasoningEffort")) {
         let offered = entry["reasoningEffortOptions"]
@@ -560,4 +565,33 @@ fn validate_chat(catalogue: &Value, body: &Value) -> Result<Value, String> {
         }
     }
     Ok(entry.clone())
+}
+
+/// The tool types the browser sends, and a client's device tools: `{"type", "name"}` only, each
+/// name once (`docs/kimi-protocol.md` §7.2, §7.4).
+fn check_tools(body: &Value) -> Result<(), String> {
+    const KNOWN: [&str; 4] = ["TOOL_TYPE_SEARCH", "TOOL_TYPE_CRON_JOB", "TOOL_TYPE_ASK_USER", DEVICE_TOOL];
+    let mut names = Vec::new();
+    for tool in body["tools"].as_array().into_iter().flatten() {
+        let kind = tool["type"].as_str().unwrap_or_default();
+        if !KNOWN.contains(&kind) {
+            return Err(format!("unknown tool type {kind:?}"));
+        }
+        if kind != DEVICE_TOOL {
+            continue;
+        }
+        let name = tool["name"].as_str().unwrap_or_default();
+        let fields = tool.as_object().map_or(0, |o| o.len());
+        if name.is_empty() || fields != 2 || names.contains(&name) {
+            return Err(format!("a device tool is {{\"type\", \"name\"}}, each name once: {tool}"));
+        }
+        names.push(name);
+    }
+    Ok(())
+}
+
+const DEVICE_TOOL: &str = "TOOL_TYPE_DEVICE_TOOL";
+
+fn declares_device_tools(body: &Value) -> bool {
+    body["tools"].as_array().is_some_and(|t| t.iter().any(|t| t["type"] == DEVICE_TOOL))
 }

@@ -76,11 +76,31 @@ pub struct Script {
     /// with `invalid_argument`, "unknown field options.systemPrompt", before any chat frame: Kimi
     /// may not take the field (`docs/kimi-protocol.md` §7.3).
     pub refuse_system_prompt: bool,
+    /// A Connect chat that declares `TOOL_TYPE_DEVICE_TOOL` entries is refused with
+    /// `invalid_argument` naming the tool type: Kimi may stop taking client tools
+    /// (`docs/kimi-protocol.md` §7.4).
+    pub refuse_device_tools: bool,
+    /// Answer the doctor's tool probe like any prompt (no call); by default a prompt holding
+    /// [`PROBE_MARKER`] is answered with the probe's call, as a model that follows it would.
+    pub ignore_probe: bool,
 }
 
 /// A stamped answer piece: the send time, a space, and padding.
 pub(super) fn stamp_piece(pad: usize) -> String {
     format!("{:016} {}", now_micros(), "x".repeat(pad))
+}
+
+impl Stats {
+    /// What the model was given to read in the last chat: on Connect the system prompt has a
+    /// field of its own (`docs/kimi-protocol.md` §7.3), shown as the `system:` line it replaces.
+    pub fn sent_prompt(&self) -> String {
+        let prompt = self.last_prompt.clone().unwrap_or_default();
+        let system = self.last_completion.as_ref().and_then(|c| c["options"]["systemPrompt"].as_str());
+        match system {
+            Some(system) => format!("system:{system}\n{prompt}"),
+            None => prompt,
+        }
+    }
 }
 
 impl Default for Script {
@@ -110,6 +130,8 @@ impl Default for Script {
             upload_status: None,
             research_question: None,
             refuse_system_prompt: false,
+            refuse_device_tools: false,
+            ignore_probe: false,
         }
     }
 }
@@ -220,9 +242,18 @@ pub struct Upload {
 /// (and fed back as a tool result) scripts the final answer of a real CLI's agent loop.
 const REPLY_MARKER: &str = "MOCK-REPLY:";
 
+/// The words by which the doctor's tool probe asks for its call (`src/doctor`), and the call a
+/// model that follows it writes, in the `<function_calls>` form Kimi's model was seen answering
+/// in (`docs/kimi-protocol.md` §7.4).
+const PROBE_MARKER: &str = "kimi-free-api tool probe";
+const PROBE_CALL: &str = "<function_calls>\n<invoke name=\"get_time\">\n<parameter name=\"timezone\">UTC</parameter>\n</invoke>\n</function_calls>";
+
 /// The answer of completion number `turn` (1 for the first) to `prompt`: a `MOCK-REPLY:` line,
 /// the turn's pieces, the script's text, the prompt (echo), or placeholders to be stamped.
 pub(super) fn answer_pieces(script: &Script, prompt: &str, turn: usize) -> Vec<String> {
+    if !script.ignore_probe && prompt.contains(PROBE_MARKER) && !prompt.contains("<tool_result") {
+        return vec![PROBE_CALL.to_string()];
+    }
     if let Some(at) = prompt.rfind(REPLY_MARKER) {
         let reply = prompt[at + REPLY_MARKER.len()..].lines().next().unwrap_or_default().trim();
         return vec![reply.to_string()];
