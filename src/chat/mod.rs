@@ -253,6 +253,8 @@ pub struct ToolPrompt {
     pub turn: String,
     /// For Kimi's system prompt field, beside the tools declared to Kimi by name.
     pub system: String,
+    /// The one way to offer them (the doctor's probe tries each), else the account's.
+    pub only: Option<ToolOffer>,
 }
 
 /// How the tools of one request were offered to the model (`docs/tools.md` §3).

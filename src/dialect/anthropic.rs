@@ -644,7 +644,8 @@ impl StreamRenderer for Stream {
             }
             Event::Finish(finish) => self.finish(finish, out),
             Event::ToolCall(call) => self.tool_use(&call, out),
-            Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat | Event::ToolsOffered(_) => {}
+            Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat | Event::ToolsOffered(_) => {
+            }
         }
         if out.len() > before {
             self.last_output = std::time::Instant::now();

@@ -624,7 +624,8 @@ impl StreamRenderer for Stream {
                 self.chunk(out, OutPart::Text(TextPart { text: "", thought: false }), Some(finish));
                 self.framing.end(out);
             }
-            Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat | Event::ToolsOffered(_) => {}
+            Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat | Event::ToolsOffered(_) => {
+            }
         }
     }
 

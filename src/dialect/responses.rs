@@ -612,7 +612,10 @@ impl StreamRenderer for Stream {
     fn event(&mut self, event: Event, out: &mut Vec<u8>) {
         // The response starts with its first content: a refusal before any (a model the plan
         // does not include, a conversation too long) is still an error status, not a 200.
-        if !matches!(event, Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat | Event::ToolsOffered(_)) {
+        if !matches!(
+            event,
+            Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat | Event::ToolsOffered(_)
+        ) {
             self.start(out);
         }
         match event {
@@ -627,7 +630,8 @@ impl StreamRenderer for Stream {
             Event::ToolCall(call) => self.tool_call(&call, out),
             Event::Finish(finish) => self.completed(finish, out),
             // Citations reach this renderer as text (see `chat::CitationText`).
-            Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat | Event::ToolsOffered(_) => {}
+            Event::ConversationId(_) | Event::Citation { .. } | Event::Heartbeat | Event::ToolsOffered(_) => {
+            }
         }
     }
 

@@ -72,6 +72,8 @@ pub struct TokenCheck {
     pub credits: Option<Credits>,
     /// Why they could not be read (the token may still be live).
     pub credits_problem: Option<String>,
+    /// How the account takes a client's tools (`tool_mode.rs`), when its kind is known.
+    pub tool_mode: Option<String>,
 }
 
 impl Kimi {
@@ -215,6 +217,10 @@ impl Kimi {
             Ok(Resolved { kind: TokenKind::WebAccess { expires, .. }, .. }) => Some(*expires),
             _ => None,
         };
+        let tool_mode = account.as_ref().ok().map(|a| match a.backend() {
+            Backend::Legacy => "prompt (the legacy API declares no tools)".to_string(),
+            _ => self.tool_modes.describe(&a.fingerprint),
+        });
         let result = account.as_ref().map_err(Error::clone).and_then(|account| self.probe(account));
         let credits = account.ok().filter(|_| result.is_ok()).and_then(|a| self.checked_credits(&a));
         let note = expires.map(|at| {
@@ -232,6 +238,7 @@ impl Kimi {
             problem: result.err().map(|e| e.to_string()),
             credits_problem: credits.as_ref().and_then(|c| c.as_ref().err()).map(ToString::to_string),
             credits: credits.and_then(Result::ok),
+            tool_mode,
         }
     }
 

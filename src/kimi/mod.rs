@@ -196,6 +196,11 @@ impl Kimi {
         self.pool.failovers()
     }
 
+    /// Accounts `--tool-mode auto` moved from native tools to the prompt since the start.
+    pub fn tool_mode_switches(&self) -> u64 {
+        self.tool_modes.switches()
+    }
+
     /// Time requests spent waiting for their paced start on an account (`--account-min-interval`).
     pub fn pacing_wait(&self) -> Duration {
         self.pool.pacing_wait()

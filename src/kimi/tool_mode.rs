@@ -93,10 +93,6 @@ impl ToolModes {
         }
     }
 
-    pub fn setting(&self) -> ToolMode {
-        self.setting
-    }
-
     /// How the account's requests offer tools on the Connect API.
     pub fn offer(&self, account: &str) -> ToolOffer {
         match self.setting {
@@ -164,7 +160,10 @@ impl ToolModes {
         }
         eprintln!("kimi: account {account}: tools now go in the user's turn: {why}");
         self.switches.fetch_add(1, Ordering::Relaxed);
-        self.keep(account, Learned { mode: ToolOffer::Prompt.name().into(), why, at: session::now_ms() / 1000 });
+        self.keep(
+            account,
+            Learned { mode: ToolOffer::Prompt.name().into(), why, at: session::now_ms() / 1000 },
+        );
     }
 
     fn keep(&self, account: &str, learned: Learned) {

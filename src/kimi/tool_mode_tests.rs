@@ -20,7 +20,11 @@ fn auto_starts_native_and_a_refusal_switches_the_account_for_good() {
     assert_eq!(modes.switches(), 1);
     let restarted = ToolModes::new(ToolMode::Auto, state);
     assert_eq!(restarted.offer("acc1"), ToolOffer::Prompt, "kept in the state directory");
-    assert!(restarted.describe("acc1").contains("Kimi refused the declared tools"), "{}", restarted.describe("acc1"));
+    assert!(
+        restarted.describe("acc1").contains("Kimi refused the declared tools"),
+        "{}",
+        restarted.describe("acc1")
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 

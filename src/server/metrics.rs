@@ -16,7 +16,8 @@ use std::time::Duration;
 use tiny_http::Request;
 
 use super::{App, exchange};
-use crate::chat::{self, ErrorKind};
+use crate::chat::tools::ToolReport;
+use crate::chat::{self, ErrorKind, ToolOffer};
 use crate::dialect::Dialect;
 use crate::kimi::{AccountReport, AccountState, drift};
 
@@ -45,6 +46,11 @@ pub struct Metrics {
     in_flight: AtomicUsize,
     first_byte: Histogram,
     stream: Histogram,
+    /// Tool calls passed on, by form and mode; required calls asked for again and never made,
+    /// by mode.
+    tool_calls: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    tool_follow_ups: Mutex<BTreeMap<&'static str, u64>>,
+    tool_missing: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 #[derive(Default)]
@@ -102,6 +108,22 @@ impl Metrics {
         self.stream.observe(lasted);
     }
 
+    /// What became of one request's tools.
+    pub fn tools(&self, report: &ToolReport) {
+        let Some(mode) = report.offer.map(ToolOffer::name) else { return };
+        let mut calls = lock(&self.tool_calls);
+        for form in &report.forms {
+            *calls.entry((form, mode)).or_default() += 1;
+        }
+        drop(calls);
+        if report.followed_up {
+            *lock(&self.tool_follow_ups).entry(mode).or_default() += 1;
+        }
+        if report.missing {
+            *lock(&self.tool_missing).entry(mode).or_default() += 1;
+        }
+    }
+
     pub fn chat_started(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(&self.in_flight)
@@ -148,6 +170,7 @@ fn render(app: &App) -> String {
     family(&mut out, "streams_in_flight", "gauge", "Chat requests being served (each is a Kimi stream).");
     let _ = writeln!(out, "kimi_free_api_streams_in_flight {}", metrics.in_flight.load(Ordering::Relaxed));
     render_kimi(&mut out, app);
+    render_tools(&mut out, app);
     render_unknown(&mut out, &drift::seen());
     metrics.first_byte.render(
         &mut out,
@@ -218,6 +241,51 @@ fn render_kimi(out: &mut String, app: &App) {
         );
     }
     render_credits(out, &accounts);
+}
+
+/// Tool calls by the form the model wrote them in and the mode they were offered in
+/// (`docs/tools.md` §3), the follow-ups that asked for a required call, the answers where it
+/// never came, and the accounts `auto` moved to the prompt.
+fn render_tools(out: &mut String, app: &App) {
+    let metrics = &app.metrics;
+    family(
+        out,
+        "tool_calls_total",
+        "counter",
+        "Tool calls passed to clients, by the form the model wrote and the mode.",
+    );
+    for ((form, mode), n) in lock(&metrics.tool_calls).iter() {
+        let _ = writeln!(out, "kimi_free_api_tool_calls_total{{form=\"{form}\",mode=\"{mode}\"}} {n}");
+    }
+    family(
+        out,
+        "tool_follow_ups_total",
+        "counter",
+        "Answers that had to be asked again for a required tool call.",
+    );
+    for (mode, n) in lock(&metrics.tool_follow_ups).iter() {
+        let _ = writeln!(out, "kimi_free_api_tool_follow_ups_total{{mode=\"{mode}\"}} {n}");
+    }
+    family(
+        out,
+        "tool_calls_missing_total",
+        "counter",
+        "Answers that required a tool call and made none, even when asked again.",
+    );
+    for (mode, n) in lock(&metrics.tool_missing).iter() {
+        let _ = writeln!(out, "kimi_free_api_tool_calls_missing_total{{mode=\"{mode}\"}} {n}");
+    }
+    family(
+        out,
+        "tool_mode_switches_total",
+        "counter",
+        "Accounts --tool-mode auto moved from native tools to the prompt.",
+    );
+    let _ = writeln!(out, "kimi_free_api_tool_mode_switches_total {}", app.kimi.tool_mode_switches());
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Each account's monthly credits, for the accounts whose credits are known

@@ -360,6 +360,7 @@ fn stream_chat<S: StreamRenderer>(
         let mut sink = layers.over(&mut stream, true);
         let (backend, result) = app.kimi.chat(credential, &chat, &mut sink);
         log_problems(dialect, sink.inner().problems());
+        app.metrics.tools(&sink.report());
         (backend, result)
     };
     let (chat_id, opened) = (stream.conversation_id.clone(), stream.opened);
@@ -431,7 +432,9 @@ fn whole_answer(
 ) -> (Backend, Result<Answer, kimi::Error>) {
     let (chat, layers) = Layers::prepare(chat, &app.tools);
     let mut answer = Answer::default();
-    let (backend, result) = app.kimi.chat(credential, &chat, &mut layers.over(&mut answer, false));
+    let mut sink = layers.over(&mut answer, false);
+    let (backend, result) = app.kimi.chat(credential, &chat, &mut sink);
+    app.metrics.tools(&sink.report());
     (backend, result.map(|_| answer))
 }
 
@@ -521,6 +524,8 @@ fn checks<S: serde::Serializer>(checks: &&[TokenCheck], serializer: S) -> Result
         credits: Option<healthz::CreditsView>,
         #[serde(skip_serializing_if = "Option::is_none")]
         credits_problem: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tool_mode: Option<&'a str>,
     }
     serializer.collect_seq(checks.iter().map(|c| One {
         fingerprint: &c.fingerprint,
@@ -531,6 +536,7 @@ fn checks<S: serde::Serializer>(checks: &&[TokenCheck], serializer: S) -> Result
         problem: c.problem.as_deref(),
         credits: c.credits.as_ref().map(|credits| healthz::CreditsView::new(credits, None)),
         credits_problem: c.credits_problem.as_deref(),
+        tool_mode: c.tool_mode.as_deref(),
     }))
 }
 

@@ -46,8 +46,11 @@ pub fn prepare(mut request: chat::Request, settings: &Settings) -> (chat::Reques
     let section = |template: &str| {
         prompt::render(template, &request.tools, &request.tool_choice, request.parallel_tool_calls)
     };
-    let tool_prompt =
-        active.then(|| ToolPrompt { turn: section(&settings.template), system: section(&settings.native_template) });
+    let tool_prompt = active.then(|| ToolPrompt {
+        turn: section(&settings.template),
+        system: section(&settings.native_template),
+        only: None,
+    });
     let size: usize = messages.iter().map(|m| m.joined_text().len()).sum::<usize>()
         + tool_prompt.as_ref().map_or(0, |p| p.turn.len());
     if size > settings.max_inline_prompt && messages.len() > 1 {
@@ -256,7 +259,11 @@ mod tests {
     use crate::chat::{Conversation, Mode, Tool};
 
     fn settings(max_inline_prompt: usize) -> Settings {
-        Settings { template: DEFAULT_TEMPLATE.into(), native_template: NATIVE_TEMPLATE.into(), max_inline_prompt }
+        Settings {
+            template: DEFAULT_TEMPLATE.into(),
+            native_template: NATIVE_TEMPLATE.into(),
+            max_inline_prompt,
+        }
     }
 
     fn request(choice: ToolChoice, messages: Vec<Message>) -> chat::Request {
@@ -377,8 +384,10 @@ mod tests {
 
     #[test]
     fn a_call_after_asking_again_is_a_call_and_its_form_is_reported() {
-        let (_, parser) =
-            prepare(request(ToolChoice::Named("get_weather".into()), vec![Message::text(Role::User, "w")]), &settings(1000));
+        let (_, parser) = prepare(
+            request(ToolChoice::Named("get_weather".into()), vec![Message::text(Role::User, "w")]),
+            &settings(1000),
+        );
         let mut sink = ToolCalls::new(parser, true, true, Collect::default());
         sink.send(Event::Text("No call.".into())).go().unwrap();
         assert_eq!(sink.send(Event::Finish(Finish::Stop)), Flow::Stop(Stop::CallMissing));
@@ -387,7 +396,8 @@ mod tests {
         let report = sink.report();
         assert_eq!(report.forms, vec!["function_calls"]);
         assert!(report.followed_up && !report.missing);
-        let Some(Event::ToolCall(made)) = sink.inner.0.iter().find(|e| matches!(e, Event::ToolCall(_))) else {
+        let Some(Event::ToolCall(made)) = sink.inner.0.iter().find(|e| matches!(e, Event::ToolCall(_)))
+        else {
             panic!("{:?}", sink.inner.0)
         };
         assert_eq!(made.arguments["city"], "A & B");
@@ -395,7 +405,8 @@ mod tests {
 
     #[test]
     fn calls_read_at_the_end_of_the_answer_stop_it_as_tool_calls() {
-        let (_, parser) = prepare(request(ToolChoice::Auto, vec![Message::text(Role::User, "w")]), &settings(1000));
+        let (_, parser) =
+            prepare(request(ToolChoice::Auto, vec![Message::text(Role::User, "w")]), &settings(1000));
         let mut sink = ToolCalls::new(parser, true, false, Collect::default());
         let bare = "<invoke name=\"get_weather\">\n<parameter name=\"city\">Oslo</parameter>\n</invoke>";
         sink.send(Event::Text(bare.into())).go().unwrap();

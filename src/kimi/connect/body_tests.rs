@@ -142,7 +142,8 @@ fn native_tools_are_declared_by_name_and_their_section_joins_the_system_prompt()
             freeform: false,
         });
     }
-    request.tool_prompt = Some(chat::ToolPrompt { turn: "TURN".into(), system: "# Tools\nREAD".into() });
+    request.tool_prompt =
+        Some(chat::ToolPrompt { turn: "TURN".into(), system: "# Tools\nREAD".into(), only: None });
     let catalogue = Catalogue::builtin();
     let target = Target::of(&catalogue, &request);
     let native = Turn { system_field: true, native_tools: true, ..Turn::default() };

@@ -79,7 +79,9 @@ pub fn chat(
         .collect::<Result<Vec<_>, _>>()?;
     let (mut catalogue, mut fresh) = catalogue(ctx, token, who)?;
     let mut system_field = !ctx.memory.plain_system(ctx.account);
-    let mut offer = request.tool_prompt.as_ref().map(|_| ctx.tools.offer(ctx.account));
+    let only = request.tool_prompt.as_ref().and_then(|p| p.only);
+    let mut offer =
+        request.tool_prompt.as_ref().map(|p| p.only.unwrap_or_else(|| ctx.tools.offer(ctx.account)));
     let has_system = prompt::system_prompt(&request.messages).is_some();
     for _ in 0..3 {
         let native = offer == Some(ToolOffer::Native) && system_field;
@@ -107,8 +109,9 @@ pub fn chat(
                     ctx.memory.set_plain_system(ctx.account);
                     system_field = false;
                 }
-                if !ctx.tools.refused(ctx.account, &why) {
-                    let why = format!("Kimi refused the declared tools ({why}); --tool-mode native keeps them");
+                if only.is_some() || !ctx.tools.refused(ctx.account, &why) {
+                    let why =
+                        format!("Kimi refused the declared tools ({why}); --tool-mode native keeps them");
                     return Err(Error::Rejected(why).into());
                 }
                 offer = Some(ToolOffer::Prompt);
@@ -130,7 +133,7 @@ pub fn chat(
                 (catalogue, fresh) = self::catalogue(ctx, token, who)?;
             }
             other => {
-                if native && tools::requires_call(request) {
+                if native && only.is_none() && tools::requires_call(request) {
                     note_outcome(ctx, &other);
                 }
                 return other;
@@ -240,7 +243,8 @@ fn follow_up(
         return Ok(sink.send(Event::Finish(Finish::Stop)).go()?);
     };
     let chat_id = guard.chat_id().to_string();
-    let ask = Turn { chat_id: Some(&chat_id), parent_id: Some(&parent), files: &[], text: Some(&text), ..*turn };
+    let ask =
+        Turn { chat_id: Some(&chat_id), parent_id: Some(&parent), files: &[], text: Some(&text), ..*turn };
     let body = chat_body(request, target, &ask);
     let response = post_chat(stream.ctx, stream.token, stream.who, &body)?;
     stream.done = false;

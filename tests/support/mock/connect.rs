@@ -152,7 +152,12 @@ pub(super) fn chat(state: &Mutex<State>, request: Request) -> Flow {
     }
     if st.script.refuse_device_tools && declares_device_tools(&body) {
         drop(st);
-        return refuse(request, "invalid_argument", "REASON_MOCK", "unsupported tool type TOOL_TYPE_DEVICE_TOOL");
+        return refuse(
+            request,
+            "invalid_argument",
+            "REASON_MOCK",
+            "unsupported tool type TOOL_TYPE_DEVICE_TOOL",
+        );
     }
     let fault = account_fault(&mut st, &sub, &bearer(&request)).or_else(|| fault_applies(&mut st));
     let busy = st.script.one_chat_per_user && st.streaming.get(&sub).is_some_and(|n| *n > 0);
