@@ -196,6 +196,12 @@ impl Kimi {
         self.pool.failovers()
     }
 
+    /// The doctor's tool probe found the way tools work on the account of `token`: `auto`
+    /// follows it from now on (kept in the state directory).
+    pub fn learn_tool_mode(&self, token: &str, offer: chat::ToolOffer, why: String) {
+        self.tool_modes.learn(&fingerprint(token), offer, why);
+    }
+
     /// Accounts `--tool-mode auto` moved from native tools to the prompt since the start.
     pub fn tool_mode_switches(&self) -> u64 {
         self.tool_modes.switches()

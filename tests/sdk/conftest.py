@@ -51,13 +51,13 @@ def _first_line(process, until):
 class Server:
     """One server process against the mock, with a state directory of its own choosing."""
 
-    def __init__(self, mock_url, state_dir):
+    def __init__(self, mock_url, state_dir, *extra):
         self.state_dir = state_dir
         self.process = subprocess.Popen(
             [SERVER_BIN, "--host", "127.0.0.1", "--port", "0", "--kimi-base-url", mock_url,
              "--kimi-connect-base-url", mock_url, "--kimi-auth-base-url", mock_url,
              "--kimi-global-base-url", mock_url, "--kimi-global-auth-base-url", mock_url,
-             "--state-dir", str(state_dir), "--upstream-timeout", "2", "--workers", "8"],
+             "--state-dir", str(state_dir), "--upstream-timeout", "2", "--workers", "8", *extra],
             stderr=subprocess.PIPE, text=True)
         # What the server said before it listened (a state directory problem, for one).
         self.startup = _first_line(self.process, lambda line: "listening on" in line)
@@ -88,9 +88,9 @@ class Stack:
         self.server = self.start_server(state_dir)
         self.url, self.log, self.state_dir = self.server.url, self.server.log, state_dir
 
-    def start_server(self, state_dir):
-        """Another server against the same mock (stopped with the stack)."""
-        server = Server(self.mock_url, state_dir)
+    def start_server(self, state_dir, *extra):
+        """Another server against the same mock (stopped with the stack), with `extra` flags."""
+        server = Server(self.mock_url, state_dir, *extra)
         self.servers.append(server)
         return server
 

@@ -1,6 +1,7 @@
 """Small helpers shared by the SDK tests: the tokens the mock Kimi accepts, and waits."""
 
 import base64
+import html
 import json
 import time
 
@@ -80,10 +81,13 @@ WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}, "
 WEATHER_ARGS = {"city": "Paris", "days": 2}
 
 
-def call_markup(name, **parameters):
-    """One call of `name` in the server's tool grammar (docs/tools.md), as the model writes it."""
-    lines = [f'<parameter name="{key}">{value}</parameter>' for key, value in parameters.items()]
-    return "\n".join(["<tool_calls>", f'<invoke name="{name}">', *lines, "</invoke>", "</tool_calls>"])
+def call_markup(name, form="tool_calls", **parameters):
+    """One call of `name` as the model writes it (docs/tools.md): in the server's grammar
+    (`tool_calls`), or in the `function_calls` form Kimi's model answers native tools in, whose
+    values are XML-escaped."""
+    escape = (lambda text: html.escape(str(text), quote=False)) if form == "function_calls" else str
+    lines = [f'<parameter name="{key}">{escape(value)}</parameter>' for key, value in parameters.items()]
+    return "\n".join([f"<{form}>", f'<invoke name="{name}">', *lines, "</invoke>", f"</{form}>"])
 
 
 def weather_call_pieces(name="get_weather"):

@@ -8,6 +8,12 @@ answer; the overload and tool loop tests run with the web token alone (the retri
 message are Claude Code's own, the server's 529 for every token kind is covered by
 test_anthropic_sdk.py, and tool calling for every token kind by the SDK tests).
 
+Each tool loop runs in both tool modes (docs/tools.md §3): `native`, the default on the
+Connect API, where the tools are declared to Kimi and the mock answers in the
+`<function_calls>` form Kimi's model was seen using, and `prompt`, a second server started
+with `--tool-mode prompt`, where the tools are in the user's turn and the mock answers in the
+server's own grammar.
+
 A tool loop is scripted in two parts: the mock's `text` is the model's call of the CLI's tool,
 which the first request gets; the tool's output carries a `MOCK-REPLY: ...` line, so the
 second request (whose prompt holds that output as a <tool_result>) is answered with the rest
@@ -18,6 +24,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import ROOT
@@ -69,6 +76,32 @@ def test_claude_code_reports_overload_without_auth_loops(kimi, tmp_path):
     assert requests and all(" 529 " in line for line in requests), requests
 
 
+@pytest.fixture(params=["native", "prompt"])
+def mode(kimi, request, tmp_path_factory):
+    """The stack as a CLI sees it in one tool mode: its URL, log, token and mock, and the call
+    form the mock answers in (`kimi` itself for native, a server of its own for prompt)."""
+    if request.param == "native":
+        kimi.form, kimi.mode = "function_calls", "native"
+        return kimi
+    if not hasattr(kimi, "prompt_server"):
+        kimi.prompt_server = kimi.start_server(tmp_path_factory.mktemp("prompt") / "state", "--tool-mode", "prompt")
+    server = kimi.prompt_server
+    return SimpleNamespace(url=server.url, log=server.log, token=kimi.token, kind=kimi.kind, script=kimi.script,
+                           stats=kimi.stats, form="tool_calls", mode="prompt")
+
+
+def declared(stack, name):
+    """Whether the last chat declared `name` as a device tool (native) or showed it in the turn
+    (prompt), and nothing of the other."""
+    stats = stack.stats()
+    body = stats.get("last_completion") or {}
+    devices = [t.get("name") for t in body.get("tools", []) if t.get("type") == "TOOL_TYPE_DEVICE_TOOL"]
+    section = f"## {name}\n"
+    if stack.mode == "native":
+        return name in devices and section in body["options"]["systemPrompt"] and section not in stats["last_prompt"]
+    return not devices and section in stats["last_prompt"]
+
+
 SECRET_QUESTION = "Read notes.txt and tell me the secret word"
 SECRET = "The secret word is PAPAYA."
 
@@ -81,39 +114,41 @@ def notes(cwd):
 
 
 @pytest.mark.parametrize("kimi", ["web"], indirect=True)
-def test_claude_code_reads_a_file_with_its_read_tool(kimi, tmp_path):
+def test_claude_code_reads_a_file_with_its_read_tool(mode, tmp_path):
     """Claude Code gets the model's `Read` call as a tool_use block, reads notes.txt itself (a
     read-only tool: no permission needed in -p mode) and sends its content back as a
     tool_result: two requests, then the answer."""
-    kimi.script(text=[call_markup("Read", file_path=str(notes(tmp_path)))])
-    mark = len(kimi.log)
-    result = claude(kimi, tmp_path, "-p", SECRET_QUESTION)
+    mode.script(text=[call_markup("Read", form=mode.form, file_path=str(notes(tmp_path)))])
+    mark = len(mode.log)
+    result = claude(mode, tmp_path, "-p", SECRET_QUESTION)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == SECRET, result.stdout
-    prompt = kimi.stats()["last_prompt"]
+    prompt = mode.stats()["last_prompt"]
     assert '<tool_result name="Read"' in prompt, prompt[-2000:]
     assert 'error="true"' not in prompt[prompt.rfind("<tool_result"):], prompt[-2000:]
-    requests = requests_since(kimi, mark, "/v1/messages", expected=2)
+    requests = requests_since(mode, mark, "/v1/messages", expected=2)
     assert len(requests) == 2 and all(" 200 " in line for line in requests), requests
+    assert declared(mode, "Read"), mode.stats()["last_completion"]
 
 
 @pytest.mark.parametrize("kimi", ["web"], indirect=True)
-def test_claude_code_runs_an_echo_with_its_bash_tool(kimi, tmp_path):
+def test_claude_code_runs_an_echo_with_its_bash_tool(mode, tmp_path):
     """Claude Code runs the model's `Bash` call (`echo`, which -p mode allows without asking;
     `command` is the schema's one required parameter, `description` is optional) and sends the
     output back. The answer must be the echoed line: the command text itself,
     which the second prompt also holds as the earlier call, would answer with a trailing
     `</parameter>`, so an exact match tells that the command ran."""
-    kimi.script(text=[call_markup("Bash", command="echo MOCK-REPLY: bash said hello")])
-    mark = len(kimi.log)
-    result = claude(kimi, tmp_path, "-p", "Say hello from bash")
+    mode.script(text=[call_markup("Bash", form=mode.form, command="echo MOCK-REPLY: bash said hello")])
+    mark = len(mode.log)
+    result = claude(mode, tmp_path, "-p", "Say hello from bash")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "bash said hello", result.stdout
-    prompt = kimi.stats()["last_prompt"]
+    prompt = mode.stats()["last_prompt"]
     last_result = prompt[prompt.rfind("<tool_result"):]
     assert last_result.startswith('<tool_result name="Bash"') and 'error="true"' not in last_result, last_result
-    requests = requests_since(kimi, mark, "/v1/messages", expected=2)
+    requests = requests_since(mode, mark, "/v1/messages", expected=2)
     assert len(requests) == 2 and all(" 200 " in line for line in requests), requests
+    assert declared(mode, "Bash"), mode.stats()["last_completion"]
 
 
 def gemini(stack, cwd, *args):
@@ -126,20 +161,21 @@ def gemini(stack, cwd, *args):
 
 
 @pytest.mark.parametrize("kimi", ["web"], indirect=True)
-def test_gemini_cli_reads_a_file_with_its_read_file_tool(kimi, tmp_path):
+def test_gemini_cli_reads_a_file_with_its_read_file_tool(mode, tmp_path):
     """Gemini CLI gets the model's `read_file` call as a functionCall, reads notes.txt (inside
     its workspace, the working directory) and sends a functionResponse: two requests, and the
     answer printed once."""
-    kimi.script(text=[call_markup("read_file", file_path=str(notes(tmp_path)))])
-    mark = len(kimi.log)
-    result = gemini(kimi, tmp_path, "-p", SECRET_QUESTION)
+    mode.script(text=[call_markup("read_file", form=mode.form, file_path=str(notes(tmp_path)))])
+    mark = len(mode.log)
+    result = gemini(mode, tmp_path, "-p", SECRET_QUESTION)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(SECRET) == 1, result.stdout
-    assert "<tool_calls>" not in result.stdout and "<invoke" not in result.stdout, result.stdout
-    prompt = kimi.stats()["last_prompt"]
+    assert not any(tag in result.stdout for tag in ("<tool_calls>", "<function_calls>", "<invoke")), result.stdout
+    prompt = mode.stats()["last_prompt"]
     assert '<tool_result name="read_file"' in prompt, prompt[-2000:]
-    requests = requests_since(kimi, mark, "/v1beta/models/", expected=2)
+    requests = requests_since(mode, mark, "/v1beta/models/", expected=2)
     assert len(requests) == 2 and all(" 200 " in line for line in requests), requests
+    assert declared(mode, "read_file"), mode.stats()["last_completion"]
 
 
 def test_gemini_cli_prints_the_answer(kimi, tmp_path):
@@ -191,19 +227,20 @@ def test_codex_cli_prints_the_answer(kimi, tmp_path):
 
 
 @pytest.mark.parametrize("kimi", ["web"], indirect=True)
-def test_codex_cli_runs_an_echo_with_its_exec_command_tool(kimi, tmp_path):
+def test_codex_cli_runs_an_echo_with_its_exec_command_tool(mode, tmp_path):
     """Codex 0.169.0 declares its shell as the function `exec_command` (`cmd`, a string; see
     tests/fixtures/codex/): it runs the model's call, sends the output back as a
     function_call_output, and prints the answer the output's MOCK-REPLY line scripts."""
-    kimi.script(text=[call_markup("exec_command", cmd="echo MOCK-REPLY: codex said hi")])
-    mark = len(kimi.log)
-    result = codex(kimi, tmp_path, "Say hi from the shell")
+    mode.script(text=[call_markup("exec_command", form=mode.form, cmd="echo MOCK-REPLY: codex said hi")])
+    mark = len(mode.log)
+    result = codex(mode, tmp_path, "Say hi from the shell")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("codex said hi"), result.stdout
-    prompt = kimi.stats()["last_prompt"]
+    prompt = mode.stats()["last_prompt"]
     assert '<tool_result name="exec_command"' in prompt, prompt[-2000:]
-    requests = requests_since(kimi, mark, "/v1/responses", expected=2)
+    requests = requests_since(mode, mark, "/v1/responses", expected=2)
     assert len(requests) == 2 and all(" 200 " in line for line in requests), requests
+    assert declared(mode, "exec_command"), mode.stats()["last_completion"]
 
 
 @pytest.fixture(autouse=True)

@@ -199,6 +199,14 @@ impl Harness {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+
+    /// The server's `/metrics` text (no API keys are set in a harness).
+    #[allow(dead_code)]
+    pub fn metrics(&self) -> String {
+        let reply = get(&self.url("/metrics"));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body
+    }
 }
 
 fn agent() -> ureq::Agent {
