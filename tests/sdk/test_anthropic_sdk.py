@@ -111,7 +111,7 @@ def test_tool_use_round_trip(kimi):
         answer = stream.get_final_message()
     assert answer.stop_reason == "end_turn"
     assert [(block.type, block.text) for block in answer.content] == [("text", SUNNY)]
-    prompt = kimi.stats()["last_prompt"]
+    prompt = kimi.sent_prompt()
     assert '<tool_result name="get_weather"' in prompt, prompt
     assert '<invoke name="get_weather">' in prompt, "the earlier call, in the grammar"
 

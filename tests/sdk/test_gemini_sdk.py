@@ -128,7 +128,7 @@ def test_function_calling_round_trip(kimi, stream):
         types.Content(role="user", parts=[
             types.Part.from_function_response(name="get_weather", response={"output": SUNNY_RESULT})])], stream)
     assert (text, calls, finish) == (SUNNY, [], types.FinishReason.STOP)
-    prompt = kimi.stats()["last_prompt"]
+    prompt = kimi.sent_prompt()
     assert '<tool_result name="get_weather"' in prompt, prompt
     assert '<invoke name="get_weather">' in prompt, "the earlier call, in the grammar"
 

@@ -172,7 +172,7 @@ def test_tool_call_round_trip(kimi, stream):
     assert [(name, arguments) for _, name, arguments in calls] == [("get_weather", WEATHER_ARGS)]
     call_id = calls[0][0]
     assert call_id.startswith("call_")
-    first_prompt = kimi.stats()["last_prompt"]
+    first_prompt = kimi.sent_prompt()
     assert "## get_weather" in first_prompt and "<tool_calls>" in first_prompt, "the tools are shown"
     assert settled(kimi)["live_chats"] == []
 
@@ -182,7 +182,7 @@ def test_tool_call_round_trip(kimi, stream):
             "name": "get_weather", "arguments": json.dumps(WEATHER_ARGS)}}]},
         {"role": "tool", "tool_call_id": call_id, "content": SUNNY_RESULT}], stream)
     assert (text, calls, finish) == (SUNNY, [], "stop")
-    prompt = kimi.stats()["last_prompt"]
+    prompt = kimi.sent_prompt()
     assert '<tool_result name="get_weather"' in prompt, prompt
     assert '<invoke name="get_weather">' in prompt, "the earlier call, in the grammar"
 
@@ -311,7 +311,7 @@ def test_responses_tool_round_trip(kimi, stream):
         {"type": "function_call", "call_id": calls[0].call_id, "name": "get_weather", "arguments": calls[0].arguments},
         {"type": "function_call_output", "call_id": calls[0].call_id, "output": SUNNY_RESULT}])
     assert second.output_text == SUNNY
-    assert '<tool_result name="get_weather"' in kimi.stats()["last_prompt"]
+    assert '<tool_result name="get_weather"' in kimi.sent_prompt()
 
 
 class Person(pydantic.BaseModel):
