@@ -80,6 +80,12 @@ pub struct Config {
     pub account_wait: Duration,
     /// Least time between two request starts on one account, jittered by ±20 % (zero: off).
     pub account_min_interval: Duration,
+    /// Agent sessions kept on one Kimi chat each at most (0: off, every request a new chat).
+    pub sessions: usize,
+    /// Answers one session's chat gives before a fresh chat takes over.
+    pub session_max_turns: u32,
+    /// How long an unused session's chat is kept before it is deleted from Kimi.
+    pub session_idle: Duration,
 }
 
 /// Tokens or keys: their `Debug` shows how many, never what, so no log or test failure prints
@@ -127,6 +133,9 @@ impl Default for Config {
             account_streams: 1,
             account_wait: Duration::from_secs(10),
             account_min_interval: Duration::ZERO,
+            sessions: 64,
+            session_max_turns: 50,
+            session_idle: Duration::from_secs(600),
         }
     }
 }
@@ -415,6 +424,34 @@ const KNOBS: &[Knob] = &[
         help: "least seconds between request starts on one account, ±20% jitter; 0 is off",
         default: |c| c.account_min_interval.as_secs_f64().to_string(),
         set: |c, v| seconds_within_an_hour(&mut c.account_min_interval, v),
+    },
+    Knob {
+        flag: "--sessions",
+        env: "SESSIONS",
+        help: "agent sessions kept on one Kimi chat each, sent only what is new; 0 is off",
+        default: |c| c.sessions.to_string(),
+        set: |c, v| {
+            c.sessions = v.parse().map_err(|_| "expected a whole number (0 turns sessions off)")?;
+            Ok(())
+        },
+    },
+    Knob {
+        flag: "--session-max-turns",
+        env: "SESSION_MAX_TURNS",
+        help: "answers one session's chat gives before a fresh chat takes over",
+        default: |c| c.session_max_turns.to_string(),
+        set: |c, v| {
+            c.session_max_turns =
+                v.parse().ok().filter(|n| *n > 0).ok_or("expected a whole number above 0")?;
+            Ok(())
+        },
+    },
+    Knob {
+        flag: "--session-idle",
+        env: "SESSION_IDLE",
+        help: "seconds an unused session's chat is kept, then deleted from Kimi",
+        default: |c| c.session_idle.as_secs_f64().to_string(),
+        set: |c, v| seconds(&mut c.session_idle, v),
     },
 ];
 

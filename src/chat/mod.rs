@@ -255,6 +255,17 @@ pub struct ToolPrompt {
     pub system: String,
     /// The one way to offer them (the doctor's probe tries each), else the account's.
     pub only: Option<ToolOffer>,
+    /// The chat already holds the section (an agent session's continued chat): neither place
+    /// gets it again; natively declared tools are declared again by name. Set on a request
+    /// before the tool layer prepares it, which keeps it.
+    pub in_chat: bool,
+}
+
+impl ToolPrompt {
+    /// The mark a request carries into the tool layer when its chat already holds the section.
+    pub fn already_in_chat() -> ToolPrompt {
+        ToolPrompt { turn: String::new(), system: String::new(), only: None, in_chat: true }
+    }
 }
 
 /// How the tools of one request were offered to the model (`docs/tools.md` §3).

@@ -188,6 +188,14 @@ impl Kimi {
         }
     }
 
+    /// Deletes a kept chat of the account.
+    pub(super) fn delete_chat(&self, account: &Resolved<'_>, chat_id: &str) -> Result<(), Error> {
+        match self.login(account)? {
+            Login::Legacy => legacy::delete_chat(self.legacy(), account.token, chat_id),
+            Login::Connect(login) => connect::delete_chat(login.ctx, &login.token, &login.who, chat_id),
+        }
+    }
+
     /// Whether Kimi accepts the account's token: a read-only call with the login a chat would use.
     fn probe(&self, account: &Resolved<'_>) -> Result<(), Error> {
         match self.login(account)? {

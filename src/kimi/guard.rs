@@ -16,6 +16,50 @@ pub struct ChatCounts {
     pub to_delete: AtomicU64,
     pub deleted: AtomicU64,
     pub failed: AtomicU64,
+    /// Kept chats whose answer was stopped with `CancelChat` (`docs/kimi-protocol.md` §7.5).
+    pub cancelled: AtomicU64,
+    /// Bytes of chat requests sent to Kimi: the `Chat` or completion bodies, and attachments.
+    pub sent_bytes: AtomicU64,
+}
+
+impl ChatCounts {
+    /// Counts `bytes` sent to Kimi for a chat.
+    pub fn sent(&self, bytes: usize) {
+        self.sent_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Deletes a kept chat now (an agent session's, `Kimi::delete_conversation`), counted as
+    /// every deletion is, once more after a failure.
+    pub fn delete_now(
+        &self,
+        chat_id: &str,
+        mut delete: impl FnMut(&str) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.to_delete.fetch_add(1, Ordering::Relaxed);
+        delete_counted(self, chat_id, &mut delete)
+    }
+}
+
+/// Deletes a chat, once more after a failure, and counts how it went.
+fn delete_counted(
+    counts: &ChatCounts,
+    chat_id: &str,
+    delete: &mut dyn FnMut(&str) -> Result<(), Error>,
+) -> Result<(), Error> {
+    // Once more after a failure: a chat left behind stays in the user's Kimi history (and a
+    // shutdown may have interrupted the first attempt; the second uses the agent it spares).
+    let result = delete(chat_id).or_else(|_| {
+        std::thread::sleep(RETRY_DELETE_AFTER);
+        delete(chat_id)
+    });
+    match &result {
+        Ok(()) => counts.deleted.fetch_add(1, Ordering::Relaxed),
+        Err(error) => {
+            eprintln!("kimi: could not delete chat {chat_id}: {error}");
+            counts.failed.fetch_add(1, Ordering::Relaxed)
+        }
+    };
+    result
 }
 
 /// Deletes an upstream chat when dropped, so every path out of a request (success, error,
@@ -56,20 +100,7 @@ impl Drop for ChatGuard<'_> {
         if self.keep {
             return;
         }
-        // Once more after a failure: a chat left behind stays in the user's Kimi history (and a
-        // shutdown may have interrupted the first attempt; the second uses the agent it spares).
-        let first = (self.delete)(&self.chat_id);
-        let result = first.or_else(|_| {
-            std::thread::sleep(RETRY_DELETE_AFTER);
-            (self.delete)(&self.chat_id)
-        });
-        match result {
-            Ok(()) => self.counts.deleted.fetch_add(1, Ordering::Relaxed),
-            Err(error) => {
-                eprintln!("kimi: could not delete chat {}: {error}", self.chat_id);
-                self.counts.failed.fetch_add(1, Ordering::Relaxed)
-            }
-        };
+        let _ = delete_counted(self.counts, &self.chat_id, &mut *self.delete);
     }
 }
 

@@ -252,6 +252,22 @@ impl Kimi {
         self.upstream.interrupt();
     }
 
+    /// Deletes a conversation kept earlier, by the id its first answer gave (marked with its
+    /// account, see `routing.rs`), on the account it lives on.
+    pub fn delete_conversation(&self, credential: Credential<'_>, id: &str) -> Result<(), Error> {
+        self.delete_kept(credential, id)
+    }
+
+    /// Bytes of chat requests sent to Kimi since the start (bodies and attachments).
+    pub fn sent_bytes(&self) -> u64 {
+        self.chats.sent_bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Kept chats whose answer was stopped with `CancelChat` since the start.
+    pub fn chats_cancelled(&self) -> u64 {
+        self.chats.cancelled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Chats created on Kimi since the start, kept ones included.
     pub fn chats_created(&self) -> u64 {
         self.chats.created.load(std::sync::atomic::Ordering::Relaxed)

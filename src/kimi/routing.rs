@@ -34,6 +34,16 @@ impl Kimi {
         self.attempts(&accounts, request, mark, sink)
     }
 
+    /// Deletes a kept conversation (as its id came back to the client) on the account it lives
+    /// on: an agent session that ends or rotates (`src/server/sessions.rs`).
+    pub(super) fn delete_kept(&self, credential: Credential<'_>, id: &str) -> Result<(), Error> {
+        let conversation = Conversation::Continue(id.to_string());
+        let (accounts, chat_id) = self.accounts_for(credential, &conversation)?;
+        let account = accounts.first().ok_or_else(|| Error::NotFound(format!("conversation {id}")))?;
+        let account = self.account(account.token())?;
+        self.delete_chat(&account, chat_id.as_deref().unwrap_or(id))
+    }
+
     /// The accounts a request may run on, and, for a kept conversation, Kimi's id of it: the
     /// conversation continues on the account whose fingerprint its id carries.
     fn accounts_for(

@@ -171,6 +171,7 @@ fn render(app: &App) -> String {
     let _ = writeln!(out, "kimi_free_api_streams_in_flight {}", metrics.in_flight.load(Ordering::Relaxed));
     render_kimi(&mut out, app);
     render_tools(&mut out, app);
+    render_sessions(&mut out, app);
     render_unknown(&mut out, &drift::seen());
     metrics.first_byte.render(
         &mut out,
@@ -183,6 +184,44 @@ fn render(app: &App) -> String {
         "How long streamed answers lasted.",
     );
     out
+}
+
+/// Agent sessions (`sessions.rs`): how many live, how their turns went to Kimi, and the bytes
+/// every chat sent.
+fn render_sessions(out: &mut String, app: &App) {
+    let (sessions, kimi) = (&app.sessions, &app.kimi);
+    family(out, "sessions", "gauge", "Agent sessions kept on a Kimi chat now.");
+    let _ = writeln!(out, "kimi_free_api_sessions {}", sessions.live());
+    family(
+        out,
+        "session_turns_total",
+        "counter",
+        "Session turns sent to Kimi as a tail or as the whole history.",
+    );
+    for (sent, n) in [("tail", &sessions.tails), ("full", &sessions.fulls)] {
+        let _ = writeln!(
+            out,
+            "kimi_free_api_session_turns_total{{sent=\"{sent}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
+    family(
+        out,
+        "session_rotations_total",
+        "counter",
+        "Sessions moved to a fresh Kimi chat (the old one deleted).",
+    );
+    let _ =
+        writeln!(out, "kimi_free_api_session_rotations_total {}", sessions.rotations.load(Ordering::Relaxed));
+    family(
+        out,
+        "upstream_bytes_total",
+        "counter",
+        "Bytes of chat requests sent to Kimi (bodies and attachments).",
+    );
+    let _ = writeln!(out, "kimi_free_api_upstream_bytes_total {}", kimi.sent_bytes());
+    family(out, "chats_cancelled_total", "counter", "Answers stopped in kept chats (CancelChat).");
+    let _ = writeln!(out, "kimi_free_api_chats_cancelled_total {}", kimi.chats_cancelled());
 }
 
 /// What the Kimi side counts: upstream errors, failovers, chats, and each account.

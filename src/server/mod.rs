@@ -29,6 +29,8 @@ mod healthz;
 mod keys;
 mod metrics;
 mod routes;
+mod sessions;
+mod transcript;
 
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -69,6 +71,8 @@ struct App {
     /// The keys callers present in server-pool mode, and that guard `/metrics`.
     keys: keys::ApiKeys,
     metrics: metrics::Metrics,
+    /// Agent sessions, each on one Kimi chat (`sessions.rs`).
+    sessions: sessions::Sessions,
     started: Instant,
 }
 
@@ -127,6 +131,10 @@ impl RunningServer {
             self.pool.app.kimi.interrupt();
             self.pool.wait_idle(Instant::now() + END_GRACE, None);
         }
+        let closed = self.pool.app.sessions.close(&self.pool.app.kimi);
+        if closed > 0 {
+            eprintln!("kimi-free-api: deleted the chats of {closed} agent sessions");
+        }
         Drained { finished: running.saturating_sub(left), ended: left, abandoned: self.in_flight() }
     }
 }
@@ -177,6 +185,11 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
         );
     }
     let keys = keys::ApiKeys::new(&config.api_keys.0);
+    let session_settings = sessions::Settings {
+        limit: config.sessions,
+        max_turns: config.session_max_turns,
+        idle: config.session_idle,
+    };
     let pool = Arc::new(Pool {
         app: App {
             kimi,
@@ -186,6 +199,7 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
             ending: AtomicBool::new(false),
             keys,
             metrics: metrics::Metrics::default(),
+            sessions: sessions::Sessions::new(session_settings),
             started: Instant::now(),
         },
         receiver,
@@ -204,6 +218,9 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
         }
         _ => None,
     };
+    if pool.app.config.sessions > 0 {
+        janitor(pool.clone())?;
+    }
     let listener_http = http.clone();
     let listener_pool = pool.clone();
     let listener = thread::Builder::new().name("listener".into()).spawn(move || {
@@ -229,6 +246,18 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
         }
     })?;
     Ok(RunningServer { http, addr, listener: Some(listener), socket, pool, _reloader: reloader })
+}
+
+/// The one thread that deletes idle agent sessions' chats; it ends with the server.
+fn janitor(pool: Arc<Pool>) -> io::Result<()> {
+    let tick = pool.app.sessions.tick();
+    thread::Builder::new().name("sessions".into()).stack_size(WORKER_STACK).spawn(move || {
+        while !pool.stopped.load(Ordering::Acquire) && !pool.draining.load(Ordering::Acquire) {
+            thread::sleep(tick);
+            pool.app.sessions.sweep(&pool.app.kimi);
+        }
+    })?;
+    Ok(())
 }
 
 /// A request that arrives on an open connection once a drain began.

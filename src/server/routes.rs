@@ -7,6 +7,7 @@ use tiny_http::{Method, Request};
 
 use super::App;
 use super::exchange::{self, EventStream};
+use super::transcript::Recorder;
 use super::{healthz, metrics};
 use crate::chat::output;
 use crate::chat::{self, Answer, Ended, ErrorKind, Layers, Stop};
@@ -280,11 +281,12 @@ fn credential_header(dialect: Dialect, what: &str) -> String {
 /// Reads the credential and body every chat endpoint needs. In server-pool mode the credential
 /// must be one of the server's API keys, and the request runs on the pool (`None`); otherwise
 /// it is the caller's own Kimi token (or list).
+/// Also returns what the caller presented (its key or token): an agent session's owner.
 fn credential_and_body(
     app: &App,
     request: &mut Request,
     dialect: Dialect,
-) -> Result<(Option<String>, Vec<u8>), chat::Error> {
+) -> Result<(Option<String>, String, Vec<u8>), chat::Error> {
     let body = read_body(app, request)?;
     let presented = exchange::credential(request);
     if !app.kimi.is_server_pool() {
@@ -294,10 +296,10 @@ fn credential_and_body(
                 format!("no Kimi token: send it as {}", credential_header(dialect, "TOKEN")),
             )
         })?;
-        return Ok((Some(token), body));
+        return Ok((Some(token.clone()), token, body));
     }
     match presented {
-        Some(key) if app.keys.admits(&key) => Ok((None, body)),
+        Some(key) if app.keys.admits(&key) => Ok((None, key, body)),
         Some(_) => {
             Err(chat::Error::new(ErrorKind::Authentication, "this API key is not one of the server's"))
         }
@@ -326,8 +328,8 @@ where
     A: Aggregator,
 {
     let parsed = credential_and_body(app, &mut request, dialect)
-        .and_then(|(credential, body)| Ok((credential, parse(&body)?)));
-    let (credential, (chat, renderer, aggregator)) = match parsed {
+        .and_then(|(credential, caller, body)| Ok((credential, caller, parse(&body)?)));
+    let (credential, caller, (chat, renderer, aggregator)) = match parsed {
         Ok(parsed) => parsed,
         Err(error) => {
             exchange::respond_error(request, dialect, &error, &[]);
@@ -335,12 +337,21 @@ where
         }
     };
     let credential = credential.as_deref().map_or(Credential::Pool, Credential::Tokens);
+    let caller = Caller { credential, owner: &caller };
     let _in_flight = app.metrics.chat_started();
     if chat.stream {
-        stream_chat(app, request, dialect, renderer, credential, chat)
+        stream_chat(app, request, dialect, renderer, caller, chat)
     } else {
-        complete_chat(app, request, dialect, aggregator, credential, chat)
+        complete_chat(app, request, dialect, aggregator, caller, chat)
     }
+}
+
+/// Who asks: the credential a chat runs with, and what the caller presented (its key or token),
+/// which owns its agent sessions (`sessions.rs`).
+#[derive(Clone, Copy)]
+struct Caller<'a> {
+    credential: Credential<'a>,
+    owner: &'a str,
 }
 
 /// Streams the answer as it comes; a JSON answer is unfenced on the way and checked at the end
@@ -350,19 +361,20 @@ fn stream_chat<S: StreamRenderer>(
     request: Request,
     dialect: Dialect,
     renderer: S,
-    credential: Credential<'_>,
+    caller: Caller<'_>,
     chat: chat::Request,
 ) -> Outcome {
     let started = Instant::now();
-    let (chat, layers) = Layers::prepare(chat, &app.tools);
     let mut stream = EventStream::new(request, dialect, renderer);
-    let (backend, result) = {
-        let mut sink = layers.over(&mut stream, true);
-        let (backend, result) = app.kimi.chat(credential, &chat, &mut sink);
-        log_problems(dialect, sink.inner().problems());
-        app.metrics.tools(&sink.report());
-        (backend, result)
-    };
+    let (backend, result) =
+        app.sessions.serve(&app.kimi, caller.credential, caller.owner, chat, |chat, record| {
+            let (chat, layers) = Layers::prepare(chat, &app.tools);
+            let mut sink = layers.over(Recorder::new(record, &mut stream), true);
+            let (backend, result) = app.kimi.chat(caller.credential, &chat, &mut sink);
+            log_problems(dialect, sink.inner().problems());
+            app.metrics.tools(&sink.report());
+            (backend, result)
+        });
     let (chat_id, opened) = (stream.conversation_id.clone(), stream.opened);
     let status = match result {
         Ok(Ended::Stopped(Stop::ClientGone)) => {
@@ -395,13 +407,13 @@ fn complete_chat<A: Aggregator>(
     request: Request,
     dialect: Dialect,
     aggregator: A,
-    credential: Credential<'_>,
+    caller: Caller<'_>,
     chat: chat::Request,
 ) -> Outcome {
     let (backend, result) = if chat.output.is_json() {
-        checked_answer(app, credential, chat)
+        checked_answer(app, caller, chat)
     } else {
-        whole_answer(app, credential, chat)
+        whole_answer(app, caller, chat)
     };
     let first_byte = Some(Instant::now());
     match result {
@@ -427,14 +439,19 @@ fn complete_chat<A: Aggregator>(
 /// One chat, its answer collected.
 fn whole_answer(
     app: &App,
-    credential: Credential<'_>,
+    caller: Caller<'_>,
     chat: chat::Request,
 ) -> (Backend, Result<Answer, kimi::Error>) {
-    let (chat, layers) = Layers::prepare(chat, &app.tools);
     let mut answer = Answer::default();
-    let mut sink = layers.over(&mut answer, false);
-    let (backend, result) = app.kimi.chat(credential, &chat, &mut sink);
-    app.metrics.tools(&sink.report());
+    let (backend, result) =
+        app.sessions.serve(&app.kimi, caller.credential, caller.owner, chat, |chat, record| {
+            let (chat, layers) = Layers::prepare(chat, &app.tools);
+            answer = Answer::default();
+            let mut sink = layers.over(Recorder::new(record, &mut answer), false);
+            let (backend, result) = app.kimi.chat(caller.credential, &chat, &mut sink);
+            app.metrics.tools(&sink.report());
+            (backend, result)
+        });
     (backend, result.map(|_| answer))
 }
 
@@ -443,14 +460,14 @@ fn whole_answer(
 /// that fails too, the text as it is, marked (`Answer::invalid_output`). Never invented JSON.
 fn checked_answer(
     app: &App,
-    credential: Credential<'_>,
+    caller: Caller<'_>,
     chat: chat::Request,
 ) -> (Backend, Result<Answer, kimi::Error>) {
     let output = chat.output.clone();
-    let (backend, result) = whole_answer(app, credential, chat.clone());
+    let (backend, result) = whole_answer(app, caller, chat.clone());
     let Ok(mut answer) = result else { return (backend, result) };
     let Err(problems) = output::settle(&mut answer, &output) else { return (backend, Ok(answer)) };
-    let (again, second) = whole_answer(app, credential, output::correction(&chat, &answer, &problems));
+    let (again, second) = whole_answer(app, caller, output::correction(&chat, &answer, &problems));
     match second {
         Ok(mut second) => {
             if let Err(problems) = output::settle(&mut second, &output) {

@@ -42,6 +42,7 @@ const HISTORY_NOTE: &str = "The conversation so far, with its instructions, is i
 /// The request as a backend can send it, and the parser of the answer when tools are on.
 pub fn prepare(mut request: chat::Request, settings: &Settings) -> (chat::Request, Option<ToolParser>) {
     let active = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
+    let in_chat = request.tool_prompt.as_ref().is_some_and(|p| p.in_chat);
     let mut messages = prompt::lower(std::mem::take(&mut request.messages));
     let section = |template: &str| {
         prompt::render(template, &request.tools, &request.tool_choice, request.parallel_tool_calls)
@@ -50,9 +51,11 @@ pub fn prepare(mut request: chat::Request, settings: &Settings) -> (chat::Reques
         turn: section(&settings.template),
         system: section(&settings.native_template),
         only: None,
+        in_chat,
     });
-    let size: usize = messages.iter().map(|m| m.joined_text().len()).sum::<usize>()
-        + tool_prompt.as_ref().map_or(0, |p| p.turn.len());
+    // A section the chat already holds is not sent again, so it does not count.
+    let section_size = tool_prompt.as_ref().filter(|p| !p.in_chat).map_or(0, |p| p.turn.len());
+    let size: usize = messages.iter().map(|m| m.joined_text().len()).sum::<usize>() + section_size;
     if size > settings.max_inline_prompt && messages.len() > 1 {
         messages = history_as_file(messages);
     }
@@ -66,7 +69,9 @@ pub fn prepare(mut request: chat::Request, settings: &Settings) -> (chat::Reques
 /// The request with its tool section at the head of the newest user turn: how a backend offers
 /// tools when it does not declare them to Kimi ([`ToolOffer::Prompt`]).
 pub fn in_turn(request: &chat::Request) -> Cow<'_, chat::Request> {
-    let Some(tool_prompt) = &request.tool_prompt else { return Cow::Borrowed(request) };
+    let Some(tool_prompt) = request.tool_prompt.as_ref().filter(|p| !p.in_chat) else {
+        return Cow::Borrowed(request);
+    };
     let mut placed = request.clone();
     placed.tool_prompt = None;
     newest_turn(&mut placed.messages).parts.insert(0, Part::Text(tool_prompt.turn.clone()));

@@ -85,7 +85,8 @@ pub fn chat_body(request: &chat::Request, target: &Target<'_>, turn: &Turn<'_>) 
         (None, None, Some(_)) => prompt::merge_conversation(&request.messages),
         (None, None, None) => prompt::merge_history(&request.messages),
     };
-    let tool_section = request.tool_prompt.as_ref().filter(|_| turn.native_tools).map(|p| p.system.as_str());
+    let tool_section =
+        request.tool_prompt.as_ref().filter(|p| turn.native_tools && !p.in_chat).map(|p| p.system.as_str());
     let system = match (own, tool_section) {
         (Some(own), Some(section)) => Some(format!("{own}\n\n{section}")),
         (own, section) => own.or(section.map(str::to_string)),

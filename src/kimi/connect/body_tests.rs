@@ -142,8 +142,12 @@ fn native_tools_are_declared_by_name_and_their_section_joins_the_system_prompt()
             freeform: false,
         });
     }
-    request.tool_prompt =
-        Some(chat::ToolPrompt { turn: "TURN".into(), system: "# Tools\nREAD".into(), only: None });
+    request.tool_prompt = Some(chat::ToolPrompt {
+        turn: "TURN".into(),
+        system: "# Tools\nREAD".into(),
+        only: None,
+        in_chat: false,
+    });
     let catalogue = Catalogue::builtin();
     let target = Target::of(&catalogue, &request);
     let native = Turn { system_field: true, native_tools: true, ..Turn::default() };
@@ -166,6 +170,12 @@ fn native_tools_are_declared_by_name_and_their_section_joins_the_system_prompt()
     let asked = chat_body(&request, &target, &follow);
     assert_eq!(asked["message"]["blocks"][0]["text"]["content"], "call one");
     assert_eq!((asked["chat_id"].as_str(), asked["message"]["parent_id"].as_str()), (Some("c1"), Some("m1")));
+    // An agent session's continued chat already holds the section: the names go again, it does not.
+    bare.tool_prompt.as_mut().unwrap().in_chat = true;
+    let next = Turn { chat_id: Some("c1"), parent_id: Some("m1"), ..native };
+    let continued = chat_body(&bare, &Target::of(&catalogue, &bare), &next);
+    assert_eq!(continued["tools"], body["tools"], "{continued}");
+    assert!(continued["options"].get("systemPrompt").is_none(), "{continued}");
 }
 
 /// What the test mock and Kimi check (`docs/kimi-protocol.md` §7.2): for every listed name,

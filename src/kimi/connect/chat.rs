@@ -73,10 +73,9 @@ pub fn chat(
         let why = "Kimi ended this conversation for its length earlier; start a new conversation";
         return Err(Error::TooLong(why.into()).into());
     }
-    let files = attachment::of_last_message(request, ctx.fetch)?
-        .iter()
-        .map(|a| upload(ctx, token, who, a))
-        .collect::<Result<Vec<_>, _>>()?;
+    let attachments = attachment::of_last_message(request, ctx.fetch)?;
+    ctx.chats.sent(attachments.iter().map(|a| a.bytes.len()).sum());
+    let files = attachments.iter().map(|a| upload(ctx, token, who, a)).collect::<Result<Vec<_>, _>>()?;
     let (mut catalogue, mut fresh) = catalogue(ctx, token, who)?;
     let mut system_field = !ctx.memory.plain_system(ctx.account);
     let only = request.tool_prompt.as_ref().and_then(|p| p.only);
@@ -200,6 +199,9 @@ fn chat_once(
     if result == Err(Halt::Stopped(Stop::CallMissing)) {
         result = follow_up(&mut stream, request, target, turn, sink);
     }
+    if let Err(Halt::Stopped(Stop::ToolCalls | Stop::ClientGone)) = &result {
+        stream.cancel();
+    }
     match &result {
         // A kept chat goes on from this answer: complete, or ended by the client's tool calls.
         Ok(()) | Err(Halt::Stopped(Stop::ToolCalls)) => stream.remember_parent(),
@@ -218,9 +220,11 @@ fn post_chat(
 ) -> Result<ureq::http::Response<ureq::Body>, Error> {
     let builder: RequestBuilder<WithBody> =
         ctx.upstream.agent().post(format!("{}/apiv2/kimi.gateway.chat.v1.ChatService/Chat", ctx.base));
+    let framed = envelope::encode(envelope::FLAG_DATA, body.to_string().as_bytes());
+    ctx.chats.sent(framed.len());
     let response = signed(builder, ctx, token, who)
         .header("Content-Type", "application/connect+json")
-        .send(&envelope::encode(envelope::FLAG_DATA, body.to_string().as_bytes())[..])
+        .send(&framed[..])
         .map_err(http::from_ureq)?;
     if response.status().as_u16() != 200 {
         return Err(http::error_of(response));
@@ -377,6 +381,19 @@ impl<'a> ChatStream<'a> {
     fn remember_parent(&mut self) {
         if let (true, Some(guard), Some(message)) = (self.keep, &self.guard, self.last_message.take()) {
             self.ctx.parents.set(guard.chat_id().to_string(), message);
+        }
+    }
+
+    /// Stops Kimi's answer in a kept chat whose reading stopped early (tool calls complete, or
+    /// the client left): closing the stream does not stop it (`docs/kimi-protocol.md` §7.5),
+    /// and the next turn goes after this answer. Best effort: a failure is only logged.
+    fn cancel(&self) {
+        let (true, Some(guard), Some(message)) = (self.keep, &self.guard, &self.last_message) else { return };
+        let body = json!({"chat_id": guard.chat_id(), "message_id": message});
+        let method = "apiv2/kimi.gateway.chat.v1.ChatService/CancelChat";
+        match unary_on(self.ctx.upstream.cleanup(), self.ctx, self.token, self.who, method, &body) {
+            Ok(_) => drop(self.ctx.chats.cancelled.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+            Err(error) => eprintln!("kimi: could not stop the answer in chat {}: {error}", guard.chat_id()),
         }
     }
 

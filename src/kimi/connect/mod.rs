@@ -53,3 +53,11 @@ pub fn check_token(ctx: Context<'_>, token: &str, who: &ConnectIdentity) -> Resu
     let method = "apiv2/kimi.gateway.order.v1.SubscriptionService/GetSubscription";
     call::unary(ctx, token, who, method, &json!({})).map(drop)
 }
+
+/// Deletes a kept chat (`docs/kimi-protocol.md` §7.6), counted with the others.
+pub fn delete_chat(ctx: Context<'_>, token: &str, who: &ConnectIdentity, chat_id: &str) -> Result<(), Error> {
+    ctx.chats.delete_now(chat_id, |id| {
+        let method = "apiv2/kimi.chat.v1.ChatService/DeleteChat";
+        call::unary_on(ctx.upstream.cleanup(), ctx, token, who, method, &json!({"chat_id": id})).map(drop)
+    })
+}

@@ -53,19 +53,10 @@ pub(super) fn run(
             (id, *other == Conversation::Keep, prompt::merge_history(&request.messages))
         }
     };
-    let delete = |id: &str| {
-        let builder: RequestBuilder<WithoutBody> =
-            ctx.upstream.cleanup().delete(format!("{}/api/chat/{id}", ctx.base));
-        let response = signed(builder, ctx, session, Some(id)).call().map_err(http::from_ureq)?;
-        let status = response.status().as_u16();
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(http::error_from_body(status, &http::read_small(response)?))
-        }
-    };
+    let delete = |id: &str| delete_chat(ctx, session, id);
     let guard = ChatGuard::new(chat_id, keep, ctx.chats, delete);
     sink.send(Event::ConversationId(guard.chat_id().to_string())).go()?;
+    ctx.chats.sent(attachments.iter().map(|a| a.bytes.len()).sum());
     let mut refs = Vec::new();
     let mut refs_file = Vec::new();
     for attachment in &attachments {
@@ -131,6 +122,19 @@ fn follow_up(mode: &chat::Mode, text: &str) -> Value {
     })
 }
 
+/// `DELETE /api/chat/{id}` (`docs/kimi-protocol.md` §3.7).
+pub(super) fn delete_chat(ctx: Context<'_>, session: &Session, id: &str) -> Result<(), Error> {
+    let builder: RequestBuilder<WithoutBody> =
+        ctx.upstream.cleanup().delete(format!("{}/api/chat/{id}", ctx.base));
+    let response = signed(builder, ctx, session, Some(id)).call().map_err(http::from_ureq)?;
+    let status = response.status().as_u16();
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(http::error_from_body(status, &http::read_small(response)?))
+    }
+}
+
 fn create_chat(ctx: Context<'_>, session: &Session, kimiplus_id: &str) -> Result<String, Error> {
     #[derive(Deserialize)]
     struct Created {
@@ -192,6 +196,7 @@ fn stream_completion(
     sink: &mut dyn Sink,
 ) -> Result<(Ending, bool), Halt> {
     let path = format!("/api/chat/{chat_id}/completion/stream");
+    ctx.chats.sent(body.to_string().len());
     let mut events = EventReader::open(ctx, session, chat_id, &path, body)?;
     let mut seen = Seen::default();
     loop {

@@ -45,6 +45,12 @@ pub fn chat(
     }
 }
 
+/// Deletes a kept chat (`docs/kimi-protocol.md` §3.7), counted with the others.
+pub fn delete_chat(ctx: Context<'_>, refresh_token: &str, chat_id: &str) -> Result<(), Error> {
+    let (session, _) = ctx.sessions.get(refresh_token, |token| login::login(ctx, token))?;
+    ctx.chats.delete_now(chat_id, |id| completion::delete_chat(ctx, &session, id))
+}
+
 /// Whether the refresh token is live: a login works (through the cache, so a rotation it
 /// causes is kept, not burnt).
 pub fn check_token(ctx: Context<'_>, refresh_token: &str) -> Result<(), Error> {
