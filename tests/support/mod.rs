@@ -177,6 +177,8 @@ pub fn config_for(mock: &MockKimi) -> Config {
         upstream_timeout: Duration::from_secs(1),
         // Tests that are not about the account pool run many streams on one token.
         account_streams: 64,
+        // One chat per request, as these tests pin it; tests/sessions.rs turns sessions on.
+        sessions: 0,
         ..Config::default()
     }
 }

@@ -14,7 +14,7 @@ use super::http::{
     Chunked, Flow, Request, bearer, connect_error, json_response, json_response_with, request_header,
     retry_after_header,
 };
-use super::script::{Fault, Script, Strike, answer_pieces, micros_now, stamp_piece, strike};
+use super::script::{Fault, Script, Strike, TurnSeen, answer_pieces, micros_now, stamp_piece, strike};
 use super::state::{State, Streaming, account_fault, delete_chat, fault_applies};
 
 fn envelope(flags: u8, payload: &[u8]) -> Vec<u8> {
@@ -174,6 +174,17 @@ pub(super) fn chat(state: &Mutex<State>, request: Request) -> Flow {
         return refuse(request, "not_found", "REASON_MOCK", "no such chat");
     };
     let prompt = body["message"]["blocks"][0]["text"]["content"].as_str().unwrap_or_default().to_string();
+    let options = &body["options"];
+    st.stats.turns.push(TurnSeen {
+        chat_id: chat_id.clone(),
+        continued: body.get("chat_id").or_else(|| body.get("chatId")).is_some(),
+        prompt: prompt.clone(),
+        system: options["systemPrompt"]
+            .as_str()
+            .or_else(|| options["system_prompt"].as_str())
+            .map(str::to_string),
+        parent_id: body["message"]["parent_id"].as_str().map(str::to_string),
+    });
     let too_long = st.locked.contains(&chat_id)
         || fault == Some(Fault::TooLong)
         || st.script.max_prompt_chars.is_some_and(|max| prompt.chars().count() > max);
@@ -204,6 +215,16 @@ pub(super) fn delete(state: &Mutex<State>, request: Request, body: Value) -> Flo
     } else {
         connect_error(request, 404, "not_found")
     }
+}
+
+/// `ChatService/CancelChat` `{"chat_id", "message_id"}` (`docs/kimi-protocol.md` §7.5): counted.
+pub(super) fn cancel(state: &Mutex<State>, request: Request, body: Value) -> Flow {
+    if connect_identity(state, &request).is_err() {
+        return connect_error(request, 401, "unauthenticated");
+    }
+    let field = |name: &str| body[name].as_str().unwrap_or_default().to_string();
+    state.lock().unwrap().stats.cancels.push((field("chat_id"), field("message_id")));
+    json_response(request, 200, json!({}))
 }
 
 /// The answer of a fault that strikes before the stream opens, if it is one.

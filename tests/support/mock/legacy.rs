@@ -11,7 +11,7 @@ use super::http::{
     Chunked, Flow, Request, bearer, json_response, json_response_with, legacy_error, request_header,
     retry_after_header,
 };
-use super::script::{Fault, Strike, answer_pieces, micros_now, stamp_piece, strike};
+use super::script::{Fault, Strike, TurnSeen, answer_pieces, micros_now, stamp_piece, strike};
 use super::state::{State, Streaming, delete_chat, fault_applies};
 
 /// `GET /api/auth/token/refresh`: an access token for a refresh token (any but empty or `bad…`);
@@ -125,6 +125,9 @@ pub(super) fn completion(state: &Mutex<State>, request: Request, chat_id: &str, 
     };
     *seen += 1;
     let round = *seen;
+    let prompt = st.stats.last_prompt.clone().unwrap_or_default();
+    let turn = TurnSeen { chat_id: chat_id.to_string(), continued: round > 1, prompt, ..TurnSeen::default() };
+    st.stats.turns.push(turn);
     let script = st.script.clone();
     let turn = st.stats.completions as usize;
     let fault = fault_applies(&mut st);

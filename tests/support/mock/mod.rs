@@ -42,7 +42,7 @@ use serde_json::{Value, json};
 pub use {
     auth::mint_jwt,
     http::Request,
-    script::{Fault, Script, Stats, Upload},
+    script::{Fault, Script, Stats, TurnSeen, Upload},
 };
 
 use http::{Flow, json_response};
@@ -86,6 +86,11 @@ impl MockKimi {
 
     pub fn stats(&self) -> Stats {
         self.state.lock().unwrap().stats.clone()
+    }
+
+    /// Deletes a chat as if its user did (Kimi knows it no more).
+    pub fn forget_chat(&self, id: &str) {
+        state::delete_chat(&self.state, id);
     }
 
     /// Forgets what was seen so far (the logins it issued stay).

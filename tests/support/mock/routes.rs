@@ -35,6 +35,7 @@ const ROUTES: &[(&str, &str, Handler)] = &[
     ("POST",   "/apiv2-files/kimi.gateway.file.v1.FileService/GetFileParseProgress",       |s, r, body, _| files::parse_progress(s, r, body)),
     ("GET",    "/_files/*",                                                                |_, r, _, name| files::download(r, name)),
     ("POST",   "/apiv2/kimi.chat.v1.ChatService/DeleteChat",                               |s, r, body, _| connect::delete(s, r, body)),
+    ("POST",   "/apiv2/kimi.gateway.chat.v1.ChatService/CancelChat",                       |s, r, body, _| connect::cancel(s, r, body)),
     ("POST",   "/apiv2/kimi.gateway.order.v1.SubscriptionService/GetSubscription",         |s, r, _, _| catalogue::subscription(s, r)),
 ];
 

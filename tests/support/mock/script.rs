@@ -226,6 +226,24 @@ pub struct Stats {
     pub research_parked: u32,
     /// Parked streams whose client hung up before the mock gave up on them.
     pub research_hangups: u32,
+    /// Every chat turn in order, whichever protocol carried it: its chat, and what it sent.
+    pub turns: Vec<TurnSeen>,
+    /// `ChatService/CancelChat` calls: (chat id, message id) (`docs/kimi-protocol.md` §7.5).
+    pub cancels: Vec<(String, String)>,
+}
+
+/// One chat turn as the mock received it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TurnSeen {
+    /// The chat it went to (a new one's id once created).
+    pub chat_id: String,
+    /// Whether it continued a chat (`chat_id` sent, or the legacy chat had turns before).
+    pub continued: bool,
+    /// The prompt text (the first text block, or the legacy message's content).
+    pub prompt: String,
+    /// Connect: the system prompt field, if sent.
+    pub system: Option<String>,
+    pub parent_id: Option<String>,
 }
 
 /// One stored attachment.

@@ -42,6 +42,8 @@ pub(super) struct WebLogins {
 /// Deletes a live chat; false if there is none with that id.
 pub(super) fn delete_chat(state: &Mutex<State>, id: &str) -> bool {
     let mut st = state.lock().unwrap();
+    // Kimi knows a deleted chat no more (`docs/kimi-protocol.md` §4.7).
+    st.chats.remove(id);
     let deleted = st.stats.live_chats.remove(id);
     st.stats.chats_deleted += u32::from(deleted);
     deleted
