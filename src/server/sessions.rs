@@ -169,22 +169,7 @@ impl Sessions {
         let chat = record.conversation.clone().or_else(|| continued.as_ref().map(|s| s.chat.clone()));
         match result {
             Ok(Ended::Complete | Ended::Stopped(Stop::ToolCalls)) => {
-                let counter = if continued.is_some() { &self.tails } else { &self.fulls };
-                counter.fetch_add(1, Ordering::Relaxed);
-                let answers = continued.as_ref().map_or(0, |s| s.answers) + 1;
-                let Some(chat) = chat else { return None };
-                let mut turns = ticket.history.digests;
-                turns.push(transcript::answer_turn(&record.text, &record.calls));
-                let session = Session {
-                    owner: ticket.owner,
-                    token: ticket.token,
-                    frame: ticket.frame,
-                    chat,
-                    turns,
-                    answers,
-                    last_use: Instant::now(),
-                };
-                self.keep(kimi, session);
+                self.answered(kimi, ticket, continued, chat?, record);
                 None
             }
             // The client left: Kimi's answer was stopped (`CancelChat`) and a Connect chat's next
@@ -193,15 +178,12 @@ impl Sessions {
             Ok(Ended::Stopped(_)) => {
                 match continued {
                     Some(session) if backend == Backend::Connect => self.keep(kimi, session),
-                    _ => {
-                        self.delete(kimi, chat.map(|chat| (ticket.token.clone(), chat)).into_iter().collect())
-                    }
+                    _ => self.delete(kimi, chat.map(|chat| (ticket.token, chat)).into_iter().collect()),
                 }
                 None
             }
             Err(_) => {
-                let old = chat.map(|chat| (ticket.token.clone(), chat));
-                self.delete(kimi, old.into_iter().collect());
+                self.delete(kimi, chat.map(|chat| (ticket.token.clone(), chat)).into_iter().collect());
                 let again = continued.is_some() && !record.delivered;
                 if again {
                     self.rotations.fetch_add(1, Ordering::Relaxed);
@@ -209,6 +191,31 @@ impl Sessions {
                 again.then(|| (ticket.full.clone(), ticket))
             }
         }
+    }
+
+    /// A session's turn answered: its chat now holds the history and the answer.
+    fn answered(
+        &self,
+        kimi: &Kimi,
+        ticket: Ticket,
+        continued: Option<Session>,
+        chat: String,
+        record: &Record,
+    ) {
+        let counter = if continued.is_some() { &self.tails } else { &self.fulls };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let mut turns = ticket.history.digests;
+        turns.push(transcript::answer_turn(&record.text, &record.calls));
+        let session = Session {
+            owner: ticket.owner,
+            token: ticket.token,
+            frame: ticket.frame,
+            chat,
+            turns,
+            answers: continued.map_or(0, |s| s.answers) + 1,
+            last_use: Instant::now(),
+        };
+        self.keep(kimi, session);
     }
 
     /// Takes out the session whose turns the history continues, if any, and the sessions the
