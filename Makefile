@@ -37,6 +37,7 @@ build:
 ## The server against the bare mock Kimi, both backends, as ratios (target/bench/report.md).
 bench: release
 	$(CARGO) bench --locked --bench proxy
+	$(CARGO) bench --locked --bench sessions
 
 ## Everything CI checks.
 test: lint source-check vendor-check deny unit-check unit image-test reproducible sdk-test

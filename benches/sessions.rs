@@ -1,0 +1,196 @@
+//! `make bench`, the agent-session row: a 40-turn tool loop through the Anthropic API (streamed,
+//! each tool result 2 KB) against the mock Kimi, with agent sessions on (the default) and off:
+//! the bytes the server sent to Kimi in all, against the sum of what each turn added (the new
+//! tail), and the time to the first answer byte of the first and of the last turn. Target
+//! (issue #22): with sessions, upstream bytes at most 1.5× the sum of the tails, and the last
+//! turn's TTFT no worse than the first's. Loopback only; the loop is bounded.
+//!
+//! Appends its rows to `target/bench/report.md` (written by the `proxy` bench before it).
+
+#[path = "../tests/support/mock/mod.rs"]
+mod mock;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use kimi_free_api::kimi::sse::SseDecoder;
+use mock::{MockKimi, Script};
+use serde_json::{Value, json};
+
+const SERVER: &str = "target/x86_64-unknown-linux-musl/release/kimi-free-api";
+const TURNS: usize = 40;
+const RESULT_BYTES: usize = 2048;
+
+fn connect_token() -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let claims = json!({"typ": "access", "app_id": "kimi", "sub": "bench-agent", "ssid": "1", "device_id": "7"});
+    format!("{}.{}.{}", b64.encode("{\"alg\":\"HS512\"}"), b64.encode(claims.to_string()), b64.encode("sig"))
+}
+
+/// What the mock's model writes at turn `n`: a sentence, then a call of `Read`.
+fn answer(n: usize) -> String {
+    format!(
+        "Step {n}: reading the next file.\n<function_calls>\n<invoke name=\"Read\">\n<parameter name=\"file_path\">/src/f{n}.rs</parameter>\n</invoke>\n</function_calls>"
+    )
+}
+
+/// A tool result of [`RESULT_BYTES`], different each turn.
+fn tool_result(n: usize) -> String {
+    let line = format!("{n:04} fn step_{n}() {{ let value = compute({n}); println!(\"{{value}}\"); }}\n");
+    line.repeat(RESULT_BYTES / line.len() + 1)[..RESULT_BYTES].to_string()
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(mock: &str, sessions: &str) -> Server {
+        let binary = std::env::var("BENCH_SERVER").unwrap_or_else(|_| SERVER.to_string());
+        let mut child = Command::new(binary)
+            .args(["--host", "127.0.0.1", "--port", "0", "--sessions", sessions])
+            .args(["--kimi-base-url", mock, "--kimi-connect-base-url", mock, "--kimi-auth-base-url", mock])
+            .args(["--kimi-global-base-url", mock, "--kimi-global-auth-base-url", mock])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the release server is built (make bench runs make release first)");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        for _ in 0..10 {
+            line.clear();
+            if stderr.read_line(&mut line).unwrap() == 0 || line.contains("listening on") {
+                break;
+            }
+        }
+        let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+        thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        thread::sleep(Duration::from_millis(200));
+        Server { child, base: format!("http://{addr}") }
+    }
+
+    /// A counter of `/metrics`.
+    fn metric(&self, agent: &ureq::Agent, name: &str) -> f64 {
+        let text = agent.get(format!("{}/metrics", self.base)).call().unwrap().into_body().read_to_string().unwrap();
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One streamed turn: the time to its first text, and whether it ended with the call.
+fn turn(agent: &ureq::Agent, base: &str, body: &Value) -> (Duration, bool) {
+    let started = Instant::now();
+    let response = agent
+        .post(format!("{base}/v1/messages"))
+        .header("x-api-key", connect_token())
+        .header("anthropic-version", "2023-06-01")
+        .header("Content-Type", "application/json")
+        .send(body.to_string().as_bytes())
+        .expect("the server answers");
+    assert_eq!(response.status().as_u16(), 200);
+    let mut reader = response.into_body().into_reader();
+    let (mut decoder, mut buf) = (SseDecoder::new(), vec![0; 8192]);
+    let (mut ttft, mut called) = (None, false);
+    loop {
+        let n = reader.read(&mut buf).expect("the stream reads");
+        if n == 0 {
+            return (ttft.unwrap_or_else(|| started.elapsed()), called);
+        }
+        decoder.push(&buf[..n]);
+        while let Ok(Some(data)) = decoder.next_event() {
+            if data.contains("text_delta") {
+                ttft.get_or_insert_with(|| started.elapsed());
+            }
+            called |= data.contains("\"tool_use\"");
+        }
+    }
+}
+
+/// The loop on one server: upstream bytes, the sum of the tails, TTFT of the first and last turns.
+fn run(mock: &MockKimi, sessions: &str) -> (f64, usize, Duration, Duration) {
+    mock.script(Script { turns: (1..=TURNS).map(|n| vec![answer(n)]).collect(), ..Script::default() });
+    let server = Server::start(mock.url(), sessions);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let schema = json!({"type": "object", "properties": {"file_path": {"type": "string"}}, "required": ["file_path"]});
+    let tools = json!([{"name": "Read", "description": "Reads a file from the local filesystem.", "input_schema": schema}]);
+    let first = json!({"role": "user", "content": "Read the files of the project one by one and summarise them."});
+    let mut tails = first.to_string().len();
+    let mut messages = vec![first];
+    let mut ttfts = Vec::new();
+    for n in 1..=TURNS {
+        let body = json!({"model": "kimi", "max_tokens": 4096, "stream": true,
+            "system": "You are a coding agent. Use the tools.", "tools": tools, "messages": messages});
+        let (ttft, called) = turn(&agent, &server.base, &body);
+        assert!(called, "turn {n} ends with its call");
+        ttfts.push(ttft);
+        let id = format!("toolu_{n:04}");
+        messages.push(json!({"role": "assistant", "content": [
+            {"type": "text", "text": format!("Step {n}: reading the next file.")},
+            {"type": "tool_use", "id": id, "name": "Read", "input": {"file_path": format!("/src/f{n}.rs")}}]}));
+        let result = json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": tool_result(n)}]});
+        if n < TURNS {
+            tails += result.to_string().len();
+        }
+        messages.push(result);
+    }
+    let bytes = server.metric(&agent, "kimi_free_api_upstream_bytes_total");
+    (bytes, tails, ttfts[0], ttfts[TURNS - 1])
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    let mock = MockKimi::start();
+    let (on_bytes, tails, on_first, on_last) = run(&mock, "64");
+    let (off_bytes, _, off_first, off_last) = run(&mock, "0");
+    let rows = [
+        String::new(),
+        format!("### Agent session: {TURNS}-turn tool loop, Anthropic API, {RESULT_BYTES}-byte tool results (connect)"),
+        String::new(),
+        "| sessions | bytes sent to Kimi | × the sum of the new tails | TTFT first turn | TTFT last turn |".into(),
+        "| --- | --- | --- | --- | --- |".into(),
+        format!(
+            "| on (64) | {on_bytes:.0} | {:.2} | {} ms | {} ms |",
+            on_bytes / tails as f64,
+            ms(on_first),
+            ms(on_last)
+        ),
+        format!(
+            "| off (0) | {off_bytes:.0} | {:.2} | {} ms | {} ms |",
+            off_bytes / tails as f64,
+            ms(off_first),
+            ms(off_last)
+        ),
+        format!(
+            "| target: on ≤ 1.5× the tails ({tails} bytes) | {} | | | last ≤ first: {} |",
+            if on_bytes <= 1.5 * tails as f64 { "met" } else { "NOT met" },
+            if on_last <= on_first { "met" } else { "not met" }
+        ),
+    ];
+    let text = rows.join("\n") + "\n";
+    print!("{text}");
+    std::fs::create_dir_all("target/bench").unwrap();
+    let path = "target/bench/report.md";
+    let mut report = std::fs::read_to_string(path).unwrap_or_default();
+    report.push_str(&text);
+    std::fs::write(path, report).unwrap();
+}
