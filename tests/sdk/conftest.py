@@ -85,7 +85,9 @@ class Stack:
         self.mock_url = first[0].strip() if first else ""
         assert self.mock_url.startswith("http://127.0.0.1:"), first
         self.servers = []
-        self.server = self.start_server(state_dir)
+        # One chat per request, as the SDK tests pin it (`settled` finds none left behind); the
+        # CLI tool loops run on servers of their own with agent sessions on (test_cli.py).
+        self.server = self.start_server(state_dir, "--sessions", "0")
         self.url, self.log, self.state_dir = self.server.url, self.server.log, state_dir
 
     def start_server(self, state_dir, *extra):

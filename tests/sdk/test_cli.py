@@ -10,9 +10,11 @@ test_anthropic_sdk.py, and tool calling for every token kind by the SDK tests).
 
 Each tool loop runs in both tool modes (docs/tools.md §3): `native`, the default on the
 Connect API, where the tools are declared to Kimi and the mock answers in the
-`<function_calls>` form Kimi's model was seen using, and `prompt`, a second server started
-with `--tool-mode prompt`, where the tools are in the user's turn and the mock answers in the
-server's own grammar.
+`<function_calls>` form Kimi's model was seen using, and `prompt`, a server started with
+`--tool-mode prompt`, where the tools are in the user's turn and the mock answers in the
+server's own grammar. Both servers run with agent sessions on (the default, README "Agent
+sessions"): a loop's second request starts a session, and a third continues its Kimi chat with
+the newest tool result alone.
 
 A tool loop is scripted in two parts: the mock's `text` is the model's call of the CLI's tool,
 which the first request gets; the tool's output carries a `MOCK-REPLY: ...` line, so the
@@ -81,13 +83,15 @@ def mode(kimi, request, tmp_path_factory):
     """The stack as a CLI sees it in one tool mode: its URL, log, token and mock, and the call
     form the mock answers in (`kimi` itself for native, a server of its own for prompt)."""
     if request.param == "native":
-        kimi.form, kimi.mode = "function_calls", "native"
-        return kimi
-    if not hasattr(kimi, "prompt_server"):
-        kimi.prompt_server = kimi.start_server(tmp_path_factory.mktemp("prompt") / "state", "--tool-mode", "prompt")
-    server = kimi.prompt_server
+        if not hasattr(kimi, "session_server"):
+            kimi.session_server = kimi.start_server(tmp_path_factory.mktemp("native") / "state")
+        server, form = kimi.session_server, "function_calls"
+    else:
+        if not hasattr(kimi, "prompt_server"):
+            kimi.prompt_server = kimi.start_server(tmp_path_factory.mktemp("prompt") / "state", "--tool-mode", "prompt")
+        server, form = kimi.prompt_server, "tool_calls"
     return SimpleNamespace(url=server.url, log=server.log, token=kimi.token, kind=kimi.kind, script=kimi.script,
-                           stats=kimi.stats, form="tool_calls", mode="prompt")
+                           stats=kimi.stats, form=form, mode=request.param)
 
 
 def declared(stack, name):
@@ -151,6 +155,40 @@ def test_claude_code_runs_an_echo_with_its_bash_tool(mode, tmp_path):
     assert declared(mode, "Bash"), mode.stats()["last_completion"]
 
 
+def chained_notes(cwd, name, form, **path):
+    """first.txt, whose MOCK-REPLY line is the model's call of `name` on notes.txt: a loop of three
+    requests (the call of first.txt, the call it scripts, the answer notes.txt scripts)."""
+    call = call_markup(name, form=form, **{key: str(notes(cwd)) for key in path}).replace("\n", "")
+    first = cwd / "first.txt"
+    first.write_text(f"MOCK-REPLY: {call}\n")
+    return first
+
+
+def continued_one_chat(stack, turns_before):
+    """The loop's Kimi turns: the second started a session, the third continued its chat with the
+    newest tool result alone (not the question, nor the system prompt or the tools again)."""
+    turns = stack.stats()["turns"][turns_before:]
+    assert len(turns) == 3, turns
+    second, third = turns[1], turns[2]
+    assert not second["continued"] and "first.txt" in second["prompt"], second
+    assert third["continued"] and third["chat_id"] == second["chat_id"], turns
+    assert "<tool_result" in third["prompt"] and "first.txt" not in third["prompt"], third["prompt"]
+    assert third["system"] is None, third
+    return True
+
+
+@pytest.mark.parametrize("kimi", ["web"], indirect=True)
+def test_claude_code_loop_continues_one_kimi_chat(mode, tmp_path):
+    """Three requests: the second starts an agent session, the third goes to its Kimi chat."""
+    first = chained_notes(tmp_path, "Read", mode.form, file_path=True)
+    mode.script(text=[call_markup("Read", form=mode.form, file_path=str(first))])
+    turns_before = len(mode.stats()["turns"])
+    result = claude(mode, tmp_path, "-p", "Read first.txt, then the file it names; tell me the secret word")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == SECRET, result.stdout
+    assert continued_one_chat(mode, turns_before)
+
+
 def gemini(stack, cwd, *args):
     settings = cwd / ".gemini" / "settings.json"
     settings.parent.mkdir(exist_ok=True)
@@ -176,6 +214,18 @@ def test_gemini_cli_reads_a_file_with_its_read_file_tool(mode, tmp_path):
     requests = requests_since(mode, mark, "/v1beta/models/", expected=2)
     assert len(requests) == 2 and all(" 200 " in line for line in requests), requests
     assert declared(mode, "read_file"), mode.stats()["last_completion"]
+
+
+@pytest.mark.parametrize("kimi", ["web"], indirect=True)
+def test_gemini_cli_loop_continues_one_kimi_chat(mode, tmp_path):
+    """Three requests: the second starts an agent session, the third goes to its Kimi chat."""
+    first = chained_notes(tmp_path, "read_file", mode.form, file_path=True)
+    mode.script(text=[call_markup("read_file", form=mode.form, file_path=str(first))])
+    turns_before = len(mode.stats()["turns"])
+    result = gemini(mode, tmp_path, "-p", "Read first.txt, then the file it names; tell me the secret word")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(SECRET) == 1, result.stdout
+    assert continued_one_chat(mode, turns_before)
 
 
 def test_gemini_cli_prints_the_answer(kimi, tmp_path):
