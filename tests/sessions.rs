@@ -485,3 +485,58 @@ fn a_client_that_hangs_up_mid_answer_has_kimis_answer_stopped() {
     assert_eq!(last.chat_id, chat);
     assert_eq!(last.parent_id, cut.parent_id, "not after the cut answer");
 }
+
+/// Sends a streamed Anthropic request in one write and reads it to `message_stop` (not to the
+/// end of the body, as a client that goes on at once does); returns the answer's text.
+fn stream_to_message_stop(addr: std::net::SocketAddr, token: &str, body: &Value) -> String {
+    use std::io::{Read, Write};
+    let body = body.to_string();
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: {token}\r\nanthropic-version: 2023-06-01\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    socket.write_all(format!("{head}{body}").as_bytes()).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let (mut seen, mut buf) = (Vec::new(), [0u8; 4096]);
+    while !String::from_utf8_lossy(&seen).contains("message_stop") {
+        let n = socket.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[test]
+fn a_turn_sent_while_the_last_one_still_ends_used_to_start_a_new_session() {
+    // The last answer reached the client; its turn still stops Kimi's answer (a slow CancelChat)
+    // when the next request arrives: the next request waits for the session, it does not miss it.
+    let h = sessions_on(|_| {});
+    let mut script = Script { cancel_delay_ms: 300, ..Script::default() };
+    script.turns = (1..=40).map(|n| vec![answer(n)]).collect();
+    h.mock.script(script);
+    let token = Kind::Web.token();
+    let mut client = Client::new(Api::Anthropic, &token, TASK);
+    for n in 1..=4 {
+        let mut body = client.body();
+        body["stream"] = json!(true);
+        let answer = stream_to_message_stop(h.server.addr(), &token, &body);
+        assert!(answer.contains("tool_use"), "{answer}");
+        let id = format!("toolu_{n}");
+        client.history.push(json!({"role": "assistant", "content": [
+            {"type": "text", "text": format!("Reading file {n}.")},
+            {"type": "tool_use", "id": id, "name": "Read", "input": {"path": format!("f{n}.txt")}}]}));
+        client.results(&[id], &format!("RESULT-{n} "));
+    }
+    let seen = turns(&h);
+    eprintln!(
+        "cancels {:?} live {:?} metrics {}",
+        h.mock.stats().cancels,
+        h.mock.stats().live_chats,
+        h.metrics().lines().filter(|l| l.contains("session")).collect::<Vec<_>>().join("\n")
+    );
+    assert_eq!(seen.len(), 4);
+    assert!(seen[2].continued && seen[3].continued, "{seen:?}");
+    assert!(seen[3].chat_id == seen[1].chat_id && !seen[3].prompt.contains(TASK));
+}

@@ -15,12 +15,16 @@
 //! Nothing is written to disk. `--sessions 0` turns them off.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::transcript::{self, Digest, Record, Turns};
 use crate::chat::{self, Conversation, Ended, Stop, ToolPrompt};
 use crate::kimi::{self, Backend, Credential, Kimi, sha256};
+
+/// How long a request waits for the session it continues while that session's previous turn
+/// is still ending (its answer already reached the client; Kimi's answer is being stopped).
+const WAIT_FOR_SESSION: Duration = Duration::from_secs(5);
 
 /// What the flags say of sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +41,9 @@ pub struct Settings {
 pub struct Sessions {
     settings: Settings,
     live: Mutex<Vec<Session>>,
+    /// Signalled whenever a session stops being in use.
+    freed: Condvar,
+    next_id: AtomicU64,
     /// Set at shutdown: sessions that end after it are deleted, not kept.
     closed: AtomicBool,
     /// Turns sent as a tail to a session's chat, and as a whole history (a session's first).
@@ -48,34 +55,50 @@ pub struct Sessions {
 
 /// One session: whose it is, its chat, and the turns its chat holds.
 struct Session {
+    id: u64,
+    /// A request is running on it: the turns of that request (its answer not yet known).
+    running: Option<Vec<Digest>>,
     owner: Digest,
     /// The caller's token (pass-through) to delete the chat with; `None` on the server's pool.
     token: Option<String>,
     frame: Digest,
-    /// The conversation id (marked with its account when the pool had a choice).
+    /// The conversation id (marked with its account when the pool had a choice); empty while
+    /// a new session's first turn runs.
     chat: String,
     turns: Vec<Digest>,
     answers: u32,
     last_use: Instant,
 }
 
+/// The session a request continues: its chat and its answers so far.
+struct Continued {
+    chat: String,
+    answers: u32,
+}
+
 /// A request's part in a session, from [`Sessions::begin`] to [`Sessions::end`].
 pub struct Ticket {
+    /// The session's id in the live list (listed, in use, from the start of the request).
+    id: u64,
     owner: Digest,
     token: Option<String>,
     frame: Digest,
     history: Turns,
-    /// The session continued (taken out of the live list while the request runs).
-    continued: Option<Session>,
+    continued: Option<Continued>,
     /// The request with its whole history, to start afresh with.
     full: chat::Request,
 }
+
+/// A chat to delete, with the token of its caller (pass-through) or none (the pool).
+type Doomed = (Option<String>, String);
 
 impl Sessions {
     pub fn new(settings: Settings) -> Self {
         Sessions {
             settings,
             live: Mutex::default(),
+            freed: Condvar::new(),
+            next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             tails: AtomicU64::new(0),
             fulls: AtomicU64::new(0),
@@ -83,7 +106,7 @@ impl Sessions {
         }
     }
 
-    /// Live sessions (those serving a request now are not counted until it ends).
+    /// Live sessions.
     pub fn live(&self) -> usize {
         self.lock().len()
     }
@@ -133,26 +156,25 @@ impl Sessions {
         }
         let owner = sha256::digest(caller.as_bytes());
         let frame = transcript::frame(&request);
-        let (found, stale) = self.take(&owner, &frame, &history);
-        self.delete(kimi, stale);
         let token = match credential {
             Credential::Tokens(token) => Some(token.to_string()),
             Credential::Pool => None,
         };
+        let (found, stale) = self.take(&owner, &frame, &history, &token);
+        self.delete(kimi, stale);
         let mut full = request.clone();
         full.conversation = Conversation::Keep;
-        let ticket = |continued| Ticket { owner, token, frame, history: history.clone(), continued, full };
-        let Some(session) = found else {
+        let (id, found) = found;
+        let Some((continued, from)) = found else {
             request.conversation = Conversation::Keep;
-            return (request, Some(ticket(None)));
+            return (request, Some(Ticket { id, owner, token, frame, history, continued: None, full }));
         };
         // The tail: the turn after the session's last answer, its tool results named.
         transcript::name_results(&mut request.messages);
-        let from = history.starts[session.turns.len()];
-        request.messages.drain(..from);
-        request.conversation = Conversation::Continue(session.chat.clone());
+        request.messages.drain(..history.starts[from]);
+        request.conversation = Conversation::Continue(continued.chat.clone());
         request.tool_prompt = Some(ToolPrompt::already_in_chat());
-        (request, Some(ticket(Some(session))))
+        (request, Some(Ticket { id, owner, token, frame, history, continued: Some(continued), full }))
     }
 
     /// After a request's answer: the session recorded, or its chat deleted; a request to run
@@ -166,29 +188,34 @@ impl Sessions {
         result: &Result<Ended, kimi::Error>,
     ) -> Option<(chat::Request, Ticket)> {
         let continued = ticket.continued.take();
-        let chat = record.conversation.clone().or_else(|| continued.as_ref().map(|s| s.chat.clone()));
-        match result {
-            Ok(Ended::Complete | Ended::Stopped(Stop::ToolCalls)) => {
-                self.answered(kimi, ticket, continued, chat?, record);
+        let id = ticket.id;
+        let chat = record.conversation.clone().or_else(|| continued.as_ref().map(|c| c.chat.clone()));
+        match (result, chat) {
+            (Ok(Ended::Complete | Ended::Stopped(Stop::ToolCalls)), Some(chat)) => {
+                self.answered(kimi, ticket, continued, chat, record);
                 None
             }
             // The client left: Kimi's answer was stopped (`CancelChat`) and a Connect chat's next
             // turn still goes after the last whole answer, so the session stays as it was; the
             // legacy API has no such parent, and a new session holds nothing to go on from.
-            Ok(Ended::Stopped(_)) => {
-                match continued {
-                    Some(session) if backend == Backend::Connect => self.keep(kimi, session),
-                    _ => self.delete(kimi, chat.map(|chat| (ticket.token, chat)).into_iter().collect()),
-                }
+            (Ok(Ended::Stopped(Stop::ClientGone)), _)
+                if continued.is_some() && backend == Backend::Connect =>
+            {
+                self.release(id);
                 None
             }
-            Err(_) => {
-                self.delete(kimi, chat.map(|chat| (ticket.token.clone(), chat)).into_iter().collect());
-                let again = continued.is_some() && !record.delivered;
-                if again {
-                    self.rotations.fetch_add(1, Ordering::Relaxed);
+            (Ok(_), chat) => {
+                self.drop_session(kimi, id, chat.map(|chat| (ticket.token.clone(), chat)));
+                None
+            }
+            (Err(_), chat) => {
+                self.drop_session(kimi, id, chat.map(|chat| (ticket.token.clone(), chat)));
+                if continued.is_none() || record.delivered {
+                    return None;
                 }
-                again.then(|| (ticket.full.clone(), ticket))
+                self.rotations.fetch_add(1, Ordering::Relaxed);
+                ticket.id = self.list_new(&ticket.owner, &ticket.frame, &ticket.token, &ticket.history);
+                Some((ticket.full.clone(), ticket))
             }
         }
     }
@@ -198,7 +225,7 @@ impl Sessions {
         &self,
         kimi: &Kimi,
         ticket: Ticket,
-        continued: Option<Session>,
+        continued: Option<Continued>,
         chat: String,
         record: &Record,
     ) {
@@ -207,99 +234,178 @@ impl Sessions {
         let mut turns = ticket.history.digests;
         turns.push(transcript::answer_turn(&record.text, &record.calls));
         let session = Session {
+            id: ticket.id,
+            running: None,
             owner: ticket.owner,
             token: ticket.token,
             frame: ticket.frame,
             chat,
             turns,
-            answers: continued.map_or(0, |s| s.answers) + 1,
+            answers: continued.map_or(0, |c| c.answers) + 1,
             last_use: Instant::now(),
         };
         self.keep(kimi, session);
     }
 
-    /// Takes out the session whose turns the history continues, if any, and the sessions the
-    /// history replaces (same caller and frame, same first turn, then a difference — an edit or a
-    /// compaction — or grown past the turn limit) and the idle ones, to delete.
+    /// Finds the session whose turns the history continues and marks it in use, with the index
+    /// of the tail's first turn, or lists a new session in use; waits a little when the history
+    /// continues a turn that still runs (its answer reached the client, its turn still ends).
+    /// Takes out, to delete, the sessions the history replaces (same caller and frame, same
+    /// first turn, then a difference: an edit or a compaction), the one it continues when it
+    /// reached the turn limit, and the idle ones.
     fn take(
         &self,
         owner: &Digest,
         frame: &Digest,
         history: &Turns,
-    ) -> (Option<Session>, Vec<(Option<String>, String)>) {
+        token: &Option<String>,
+    ) -> ((u64, Option<(Continued, usize)>), Vec<Doomed>) {
+        let deadline = Instant::now() + WAIT_FOR_SESSION;
         let mut live = self.lock();
-        let now = Instant::now();
         let mut stale = Vec::new();
-        let mut found = None;
+        let mine = |s: &Session| s.owner == *owner && s.frame == *frame;
+        let extends = |turns: &[Digest], by: usize| {
+            turns.len() + by == history.len() && history.digests.starts_with(turns)
+        };
+        loop {
+            stale.extend(self.expire(&mut live, owner, frame, history));
+            let waits = live.iter().any(|s| mine(s) && s.running.as_deref().is_some_and(|r| extends(r, 2)));
+            let now = Instant::now();
+            if waits && now < deadline {
+                live =
+                    self.freed.wait_timeout(live, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+                continue;
+            }
+            let found = live.iter().position(|s| mine(s) && s.running.is_none() && extends(&s.turns, 1));
+            if let Some(index) = found.filter(|&i| live[i].answers >= self.settings.max_turns) {
+                self.rotations.fetch_add(1, Ordering::Relaxed);
+                let session = live.remove(index);
+                stale.push((session.token, session.chat));
+            } else if let Some(index) = found {
+                let session = &mut live[index];
+                session.running = Some(history.digests.clone());
+                let continued = Continued { chat: session.chat.clone(), answers: session.answers };
+                return ((session.id, Some((continued, session.turns.len()))), stale);
+            }
+            drop(live);
+            return ((self.list_new(owner, frame, token, history), None), stale);
+        }
+    }
+
+    /// Lists a new session whose first turn runs now (so that the next turn finds it).
+    fn list_new(&self, owner: &Digest, frame: &Digest, token: &Option<String>, history: &Turns) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock().push(Session {
+            id,
+            running: Some(history.digests.clone()),
+            owner: *owner,
+            token: token.clone(),
+            frame: *frame,
+            chat: String::new(),
+            turns: Vec::new(),
+            answers: 0,
+            last_use: Instant::now(),
+        });
+        id
+    }
+
+    /// Takes out the idle sessions and those the history replaces (not those in use).
+    fn expire(
+        &self,
+        live: &mut Vec<Session>,
+        owner: &Digest,
+        frame: &Digest,
+        history: &Turns,
+    ) -> Vec<Doomed> {
+        let idle = self.settings.idle;
+        let replaced = |s: &Session| {
+            s.owner == *owner
+                && s.frame == *frame
+                && s.turns.first() == history.digests.first()
+                && !(s.turns.len() < history.len() && history.digests.starts_with(&s.turns))
+        };
+        let mut stale = Vec::new();
         let mut index = 0;
         while index < live.len() {
             let session = &live[index];
-            let idle = now.duration_since(session.last_use) >= self.settings.idle;
-            let same = session.owner == *owner && session.frame == *frame;
-            let continues = same
-                && session.turns.len() + 1 == history.len()
-                && history.digests.starts_with(&session.turns);
-            let replaced = same && !continues && session.turns.first() == history.digests.first();
-            if continues && found.is_none() && !idle {
-                let session = live.remove(index);
-                if session.answers >= self.settings.max_turns {
-                    self.rotations.fetch_add(1, Ordering::Relaxed);
-                    stale.push((session.token, session.chat));
-                } else {
-                    found = Some(session);
-                }
+            let (old, edited) = (session.last_use.elapsed() >= idle, replaced(session));
+            if session.running.is_some() || !(old || edited) {
+                index += 1;
                 continue;
             }
-            if idle || replaced {
-                let session = live.remove(index);
-                if replaced && !idle {
-                    self.rotations.fetch_add(1, Ordering::Relaxed);
-                }
-                stale.push((session.token, session.chat));
-                continue;
+            if edited && !old {
+                self.rotations.fetch_add(1, Ordering::Relaxed);
             }
-            index += 1;
+            let session = live.remove(index);
+            stale.push((session.token, session.chat));
         }
-        (found, stale)
+        stale
     }
 
-    /// Keeps a session that just answered (the least recently used goes when there are too
-    /// many); after shutdown began, deletes its chat instead.
+    /// Keeps a session that just answered, in place of its earlier state (the least recently
+    /// used idle one goes when there are too many); after shutdown began, deletes its chat.
     fn keep(&self, kimi: &Kimi, session: Session) {
         if self.closed.load(Ordering::Acquire) {
-            return self.delete(kimi, vec![(session.token, session.chat)]);
+            return self.drop_session(kimi, session.id, Some((session.token, session.chat)));
         }
         let evicted = {
             let mut live = self.lock();
-            live.push(session);
+            match live.iter().position(|s| s.id == session.id) {
+                Some(index) => live[index] = session,
+                None => live.push(session),
+            }
             let mut evicted = Vec::new();
             while live.len() > self.settings.limit {
-                let oldest = (0..live.len()).min_by_key(|&i| live[i].last_use).unwrap_or(0);
+                let idle = (0..live.len()).filter(|&i| live[i].running.is_none());
+                let Some(oldest) = idle.min_by_key(|&i| live[i].last_use) else { break };
                 let session = live.remove(oldest);
                 evicted.push((session.token, session.chat));
             }
             evicted
         };
+        self.freed.notify_all();
         self.delete(kimi, evicted);
+    }
+
+    /// A session is no longer in use, unchanged.
+    fn release(&self, id: u64) {
+        if let Some(session) = self.lock().iter_mut().find(|s| s.id == id) {
+            session.running = None;
+        }
+        self.freed.notify_all();
+    }
+
+    /// A session ends: it leaves the list, and its chat (or the chat a new one made) is deleted.
+    fn drop_session(&self, kimi: &Kimi, id: u64, chat: Option<Doomed>) {
+        self.lock().retain(|s| s.id != id);
+        self.freed.notify_all();
+        self.delete(kimi, chat.into_iter().collect());
     }
 
     /// Deletes the idle sessions' chats (the janitor's round).
     pub fn sweep(&self, kimi: &Kimi) {
-        let stale: Vec<_> = {
+        let stale: Vec<Doomed> = {
             let mut live = self.lock();
             let idle = self.settings.idle;
-            let (gone, kept) =
-                std::mem::take(&mut *live).into_iter().partition(|s| s.last_use.elapsed() >= idle);
+            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut *live)
+                .into_iter()
+                .partition(|s| s.running.is_none() && s.last_use.elapsed() >= idle);
             *live = kept;
-            gone
+            gone.into_iter().map(|s| (s.token, s.chat)).collect()
         };
-        self.delete(kimi, stale.into_iter().map(|s: Session| (s.token, s.chat)).collect());
+        self.delete(kimi, stale);
     }
 
     /// At shutdown: every live session's chat deleted; sessions ending later are deleted too.
     pub fn close(&self, kimi: &Kimi) -> usize {
         self.closed.store(true, Ordering::Release);
-        let all: Vec<_> = std::mem::take(&mut *self.lock()).into_iter().map(|s| (s.token, s.chat)).collect();
+        let all: Vec<Doomed> = {
+            let mut live = self.lock();
+            let (busy, idle): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut *live).into_iter().partition(|s| s.running.is_some());
+            *live = busy;
+            idle.into_iter().map(|s| (s.token, s.chat)).collect()
+        };
         let count = all.len();
         self.delete(kimi, all);
         count
@@ -310,7 +416,7 @@ impl Sessions {
         (self.settings.idle / 2).clamp(Duration::from_millis(100), Duration::from_secs(30))
     }
 
-    fn delete(&self, kimi: &Kimi, chats: Vec<(Option<String>, String)>) {
+    fn delete(&self, kimi: &Kimi, chats: Vec<Doomed>) {
         for (token, chat) in chats {
             let credential = token.as_deref().map_or(Credential::Pool, Credential::Tokens);
             if let Err(error) = kimi.delete_conversation(credential, &chat) {
@@ -319,7 +425,7 @@ impl Sessions {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Session>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Session>> {
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

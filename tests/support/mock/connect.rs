@@ -223,7 +223,12 @@ pub(super) fn cancel(state: &Mutex<State>, request: Request, body: Value) -> Flo
         return connect_error(request, 401, "unauthenticated");
     }
     let field = |name: &str| body[name].as_str().unwrap_or_default().to_string();
-    state.lock().unwrap().stats.cancels.push((field("chat_id"), field("message_id")));
+    let delay = {
+        let mut st = state.lock().unwrap();
+        st.stats.cancels.push((field("chat_id"), field("message_id")));
+        st.script.cancel_delay_ms
+    };
+    thread::sleep(Duration::from_millis(delay));
     json_response(request, 200, json!({}))
 }
 

@@ -83,6 +83,9 @@ pub struct Script {
     /// Answer the doctor's tool probe like any prompt (no call); by default a prompt holding
     /// [`PROBE_MARKER`] is answered with the probe's call, as a model that follows it would.
     pub ignore_probe: bool,
+    /// `CancelChat` answers after this pause (a turn of a kept chat then ends after its answer
+    /// reached the client).
+    pub cancel_delay_ms: u64,
 }
 
 /// A stamped answer piece: the send time, a space, and padding.
@@ -132,6 +135,7 @@ impl Default for Script {
             refuse_system_prompt: false,
             refuse_device_tools: false,
             ignore_probe: false,
+            cancel_delay_ms: 0,
         }
     }
 }
