@@ -530,12 +530,6 @@ fn a_turn_sent_while_the_last_one_still_ends_used_to_start_a_new_session() {
         client.results(&[id], &format!("RESULT-{n} "));
     }
     let seen = turns(&h);
-    eprintln!(
-        "cancels {:?} live {:?} metrics {}",
-        h.mock.stats().cancels,
-        h.mock.stats().live_chats,
-        h.metrics().lines().filter(|l| l.contains("session")).collect::<Vec<_>>().join("\n")
-    );
     assert_eq!(seen.len(), 4);
     assert!(seen[2].continued && seen[3].continued, "{seen:?}");
     assert!(seen[3].chat_id == seen[1].chat_id && !seen[3].prompt.contains(TASK));

@@ -92,6 +92,10 @@ pub struct Ticket {
 /// A chat to delete, with the token of its caller (pass-through) or none (the pool).
 type Doomed = (Option<String>, String);
 
+/// The session a request runs in (its id), the session it continues with the index of the
+/// tail's first turn, if any, and the chats to delete.
+type Taken = ((u64, Option<(Continued, usize)>), Vec<Doomed>);
+
 impl Sessions {
     pub fn new(settings: Settings) -> Self {
         Sessions {
@@ -253,13 +257,7 @@ impl Sessions {
     /// Takes out, to delete, the sessions the history replaces (same caller and frame, same
     /// first turn, then a difference: an edit or a compaction), the one it continues when it
     /// reached the turn limit, and the idle ones.
-    fn take(
-        &self,
-        owner: &Digest,
-        frame: &Digest,
-        history: &Turns,
-        token: &Option<String>,
-    ) -> ((u64, Option<(Continued, usize)>), Vec<Doomed>) {
+    fn take(&self, owner: &Digest, frame: &Digest, history: &Turns, token: &Option<String>) -> Taken {
         let deadline = Instant::now() + WAIT_FOR_SESSION;
         let mut live = self.lock();
         let mut stale = Vec::new();
