@@ -160,9 +160,6 @@ fn run(mock: &MockKimi, sessions: &str) -> (f64, usize, Duration, Duration) {
         }
         messages.push(result);
     }
-    if std::env::var("BENCH_DEBUG").is_ok() {
-        eprintln!("{:?}", ttfts.iter().map(|t| t.as_millis()).collect::<Vec<_>>());
-    }
     let bytes = server.metric(&agent, "kimi_free_api_upstream_bytes_total");
     (bytes, tails, ttfts[0], ttfts[TURNS - 1])
 }
