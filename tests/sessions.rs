@@ -534,3 +534,32 @@ fn a_turn_sent_while_the_last_one_still_ends_used_to_start_a_new_session() {
     assert!(seen[2].continued && seen[3].continued, "{seen:?}");
     assert!(seen[3].chat_id == seen[1].chat_id && !seen[3].prompt.contains(TASK));
 }
+
+#[test]
+fn a_session_whose_account_left_the_pool_rotates_to_another_account() {
+    let tokens = [support::connect_token("pool-a"), support::connect_token("pool-b")];
+    let server = support::pool::PoolServer::start(&tokens, &["k1"], &[]);
+    server.mock.script(Script { turns: (1..=40).map(|n| vec![answer(n)]).collect(), ..Script::default() });
+    let mut client = Client::new(Api::OpenAi, "k1", TASK);
+    for n in 1..=3 {
+        client.turn(&server.base, &format!("RESULT-{n} "));
+    }
+    let stats = server.mock.stats();
+    let chat = stats.turns.last().unwrap().chat_id.clone();
+    assert!(stats.turns[2].continued && stats.turns[2].chat_id == stats.turns[1].chat_id);
+    // The account the session lives on: the one that answered its last turn.
+    let before = stats.completions_by_user.clone();
+    client.turn(&server.base, "RESULT-4 ");
+    let after = server.mock.stats().completions_by_user;
+    let home = after.iter().find(|(user, n)| before.get(*user) != Some(n)).unwrap().0.clone();
+    let other = if home == "pool-a" { &tokens[1] } else { &tokens[0] };
+    server.write_tokens(std::slice::from_ref(other));
+    server.hup();
+    client.turn(&server.base, "RESULT-5 ");
+    let seen = server.mock.stats().turns;
+    let last = seen.last().unwrap();
+    assert!(last.chat_id != chat && !last.continued && last.prompt.contains(TASK), "{last:?}");
+    client.turn(&server.base, "RESULT-6 ");
+    let next = server.mock.stats().turns.last().unwrap().clone();
+    assert!(next.continued && next.chat_id == last.chat_id, "{next:?}");
+}
