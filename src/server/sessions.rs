@@ -13,6 +13,10 @@
 //! `--session-max-turns`. Sessions idle for `--session-idle` are deleted from Kimi, at most
 //! `--sessions` live (the least recently used deleted first), and every one at shutdown.
 //! Nothing is written to disk. `--sessions 0` turns them off.
+//!
+//! A session is listed while its turn runs: a client that sends its next turn as soon as the
+//! answer arrived (while the last turn still stops Kimi's answer) waits for it, 5 s at most,
+//! instead of starting another session.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
