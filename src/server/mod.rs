@@ -168,9 +168,17 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
     if let Some(problem) = problem {
         eprintln!("kimi-free-api: {problem}");
     }
+    if let Some(proxy) = &config.upstream_proxy {
+        eprintln!("kimi-free-api: calls to Kimi go through the proxy {proxy}");
+    }
     if let Some(tokens) = &tokens {
         kimi.set_pool(tokens);
-        eprintln!("kimi-free-api: server pool of {} Kimi accounts; callers present API keys", tokens.len());
+        let own = tokens.iter().filter(|entry| entry.proxy.is_some()).count();
+        eprintln!(
+            "kimi-free-api: server pool of {} Kimi accounts ({own} through a proxy of their own); callers \
+             present API keys",
+            tokens.len()
+        );
     } else if !config.api_keys.0.is_empty() {
         eprintln!(
             "kimi-free-api: pass-through mode: callers' keys are their Kimi tokens; API keys guard /metrics"

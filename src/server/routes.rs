@@ -521,6 +521,9 @@ fn checks<S: serde::Serializer>(checks: &&[TokenCheck], serializer: S) -> Result
         credits: Option<healthz::CreditsView>,
         #[serde(skip_serializing_if = "Option::is_none")]
         credits_problem: Option<&'a str>,
+        /// The proxy the check went through (`SCHEME://HOST:PORT`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        proxy: Option<&'a str>,
     }
     serializer.collect_seq(checks.iter().map(|c| One {
         fingerprint: &c.fingerprint,
@@ -531,6 +534,7 @@ fn checks<S: serde::Serializer>(checks: &&[TokenCheck], serializer: S) -> Result
         problem: c.problem.as_deref(),
         credits: c.credits.as_ref().map(|credits| healthz::CreditsView::new(credits, None)),
         credits_problem: c.credits_problem.as_deref(),
+        proxy: c.proxy.as_deref(),
     }))
 }
 
