@@ -6,6 +6,7 @@
 pub mod mock;
 pub mod pool;
 pub mod process;
+pub mod proxy;
 
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use kimi_free_api::server::{self, RunningServer};
 use serde_json::Value;
 
 #[allow(unused_imports)] // each test file uses its own subset
-pub use mock::{Fault, MockKimi, Script, mint_jwt};
+pub use mock::{Fault, MockKimi, Script, Seen, mint_jwt};
 
 /// A refresh token the mock accepts.
 pub const TOKEN: &str = "rt-good-1";

@@ -42,7 +42,7 @@ use serde_json::{Value, json};
 pub use {
     auth::mint_jwt,
     http::Request,
-    script::{Fault, Script, Stats, Upload},
+    script::{Fault, Script, Seen, Stats, Upload},
 };
 
 use http::{Flow, json_response};

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use super::http::{Flow, Request, legacy_error};
+use super::script::Seen;
 use super::state::State;
 use super::{auth, catalogue, connect, files, legacy};
 
@@ -42,6 +43,12 @@ const ROUTES: &[(&str, &str, Handler)] = &[
 pub(super) fn serve(state: &Mutex<State>, request: Request) -> Flow {
     let path = request.path.split('?').next().unwrap_or("").to_string();
     let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+    let seen = Seen {
+        route: format!("{} {path}", request.method),
+        peer: request.stream.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+        authorization: request.headers.iter().find(|(n, _)| n == "authorization").map(|(_, v)| v.clone()),
+    };
+    state.lock().unwrap().stats.requests.push(seen);
     let route = ROUTES
         .iter()
         .filter(|(method, _, _)| request.method == *method)

@@ -204,6 +204,20 @@ pub struct Stats {
     pub research_parked: u32,
     /// Parked streams whose client hung up before the mock gave up on them.
     pub research_hangups: u32,
+    /// Every request, in order: where it came from and with which credential (the proxy tests
+    /// tell by its peer address which proxy carried it, or none).
+    pub requests: Vec<Seen>,
+}
+
+/// One request as the mock received it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Seen {
+    /// `METHOD /path` (without the query string).
+    pub route: String,
+    /// The address it came from, `127.0.0.1:PORT`.
+    pub peer: String,
+    /// Its `Authorization` header, if any.
+    pub authorization: Option<String>,
 }
 
 /// One stored attachment.
