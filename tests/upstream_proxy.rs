@@ -171,6 +171,34 @@ fn an_unreachable_proxy_is_an_account_error_and_never_a_direct_connection() {
 }
 
 #[test]
+fn an_account_whose_proxy_is_down_fails_over_to_the_next_and_cools_down() {
+    let port = proxy::closed_port();
+    let working = Proxy::start(proxy::Kind::Socks5, None);
+    let tokens = [connect_token("user-down"), connect_token("user-up")];
+    let lines = [
+        format!("{} proxy=http://{USER}:{PASSWORD}@127.0.0.1:{port}", tokens[0]),
+        format!("{} proxy={}", tokens[1], working.url(None)),
+    ];
+    let server = PoolServer::start(&lines, &[KEY], &[]);
+    remember_login(&server);
+    for stream in [false, true, false] {
+        let reply = server.post("/v1/chat/completions", &[("Authorization", &bearer(KEY))], &ask(stream));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let stats = server.mock.settled();
+    assert_eq!(stats.completions_by_user.keys().collect::<Vec<_>>(), ["user-up"], "{stats:?}");
+    let down = bearer(&tokens[0]);
+    assert!(stats.requests.iter().all(|seen| seen.authorization.as_deref() != Some(&*down)), "never direct");
+    let (through, direct) = carried(&stats.requests, &working);
+    assert!(direct.is_empty() && !through.is_empty(), "{direct:?}");
+    let account = server.account(KEY, &kimi_free_api::kimi::fingerprint(&tokens[0]));
+    assert_eq!(account["state"], "cooling_down", "{account}");
+    let why = account["last_error"].as_str().unwrap_or_default();
+    assert!(why.starts_with(&format!("proxy unreachable: http://127.0.0.1:{port} (")), "{why}");
+    assert!(server.log().contains("cools down for 30 s (proxy unreachable"), "{}", server.log());
+}
+
+#[test]
 fn a_proxy_that_refuses_the_login_is_unreachable_and_says_so_without_the_password() {
     for kind in [proxy::Kind::HttpConnect, proxy::Kind::Socks5] {
         let proxy = Proxy::start(kind, Some((USER, "the-right-one")));
