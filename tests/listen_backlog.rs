@@ -59,7 +59,9 @@ fn a_burst_of_a_thousand_connects_is_all_served() {
     // 1000, or fewer where the open-files limit would refuse them (here or in the server).
     let n = 1000.min(open_files_limit().saturating_sub(100));
     let mock = MockKimi::start();
-    let server = ServerProcess::start(&mock, &[]);
+    // The request queue as deep as the burst: a full queue answers 503 by design (`--queue`),
+    // which is not what this test is about.
+    let server = ServerProcess::start(&mock, &["--queue", "1024"]);
     // Every connection opened before any is read: they wait in the backlog together.
     let mut sockets: Vec<TcpStream> = (0..n)
         .map(|i| TcpStream::connect(&server.addr).unwrap_or_else(|e| panic!("connect {i} of {n}: {e}")))
@@ -68,14 +70,20 @@ fn a_burst_of_a_thousand_connects_is_all_served() {
         socket.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         socket.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
     }
-    let served = sockets
+    let answers: Vec<String> = sockets
         .iter_mut()
         .map(|socket| {
             let mut answer = String::new();
             let _ = socket.read_to_string(&mut answer);
             answer
         })
-        .filter(|answer| answer.starts_with("HTTP/1.1 200") && answer.ends_with("pong"))
-        .count();
-    assert_eq!(served, n, "every connection of the burst answered");
+        .collect();
+    let odd: Vec<&String> =
+        answers.iter().filter(|a| !(a.starts_with("HTTP/1.1 200") && a.ends_with("pong"))).collect();
+    assert!(
+        odd.is_empty(),
+        "{} of {n} connections not answered pong, the first: {:?}",
+        odd.len(),
+        odd.first()
+    );
 }
