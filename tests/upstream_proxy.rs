@@ -252,3 +252,34 @@ fn doctor_goes_through_the_accounts_proxy_and_names_it() {
         assert!(!text.contains(PASSWORD) && !text.contains(USER) && !text.contains(&token), "{text}");
     }
 }
+
+#[test]
+fn a_tokens_file_with_a_bad_proxy_line_is_refused_at_start_with_its_line_number_only() {
+    let dir = support::temp_state_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = connect_token("user-bad-proxy");
+    let lines =
+        format!("# accounts\n{}\n{token} proxy=ftp://{USER}:{PASSWORD}@127.0.0.1:21\n", connect_token("ok"));
+    std::fs::write(dir.join("tokens"), lines).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_kimi-free-api"))
+        .args(["--host", "127.0.0.1", "--port", "0", "--tokens-file"])
+        .arg(dir.join("tokens"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let said = String::from_utf8_lossy(&output.stderr).to_string();
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains("the tokens file: line 3: proxy=: unsupported proxy scheme"), "{said}");
+    for secret in [token.split('.').nth(1).unwrap(), PASSWORD, USER] {
+        assert!(!said.contains(secret), "{said}");
+    }
+    let refused = Command::new(env!("CARGO_BIN_EXE_kimi-free-api"))
+        .args(["--upstream-proxy", &format!("socks5://{USER}:{PASSWORD}@127.0.0.1:0")])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(said.contains("--upstream-proxy: the proxy URL's port") && !said.contains(PASSWORD), "{said}");
+}
