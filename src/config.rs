@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::kimi::{self, RegionChoice, ToolMode, browser};
+use crate::kimi::{self, RegionChoice, ToolMode, UpstreamProxy, browser};
 
 /// The server's configuration, fully resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +80,9 @@ pub struct Config {
     pub account_wait: Duration,
     /// Least time between two request starts on one account, jittered by ±20 % (zero: off).
     pub account_min_interval: Duration,
+    /// The proxy of every call to Kimi's hosts, unless an account's line in the tokens file
+    /// names its own; its `Debug` shows no credentials.
+    pub upstream_proxy: Option<UpstreamProxy>,
 }
 
 /// Tokens or keys: their `Debug` shows how many, never what, so no log or test failure prints
@@ -127,6 +130,7 @@ impl Default for Config {
             account_streams: 1,
             account_wait: Duration::from_secs(10),
             account_min_interval: Duration::ZERO,
+            upstream_proxy: None,
         }
     }
 }
@@ -416,7 +420,21 @@ const KNOBS: &[Knob] = &[
         default: |c| c.account_min_interval.as_secs_f64().to_string(),
         set: |c, v| seconds_within_an_hour(&mut c.account_min_interval, v),
     },
+    // Never echoed when refused: it may hold a password.
+    Knob {
+        flag: UPSTREAM_PROXY,
+        env: "UPSTREAM_PROXY",
+        help: "proxy for every call to Kimi: http|https|socks5|socks5h://[user:pass@]host:port",
+        default: |c| c.upstream_proxy.as_ref().map_or_else(|| "none".into(), |p| p.shown().to_string()),
+        set: |c, v| {
+            c.upstream_proxy = Some(UpstreamProxy::parse(v)?);
+            Ok(())
+        },
+    },
 ];
+
+/// The flag whose refused value is not repeated in the error (a proxy URL may hold a password).
+const UPSTREAM_PROXY: &str = "--upstream-proxy";
 
 /// What `--help` says of tokens: what a login gives today, and what each kind does.
 const TOKENS_HELP: &str = "
@@ -430,6 +448,7 @@ kimi-auth cookie (sent as it is) and a kimi.moonshot.cn refresh_token (legacy AP
 
 Server pool: with --tokens-file (or KIMI_TOKENS) the server uses its own accounts and callers
 present one of --api-keys instead of a token; a pool without keys listens on loopback only.
+A line of the tokens file may name its account's own proxy: TOKEN proxy=URL.
 Accounts are used in turn, at most --account-streams requests each; a rate-limited one cools
 down, a refused one is skipped. GET /healthz and GET /metrics show them (by fingerprint).
 ";
@@ -477,6 +496,7 @@ impl Config {
                 web_version: self.kimi_web_version.clone(),
                 user_agent: self.user_agent.clone(),
             },
+            upstream_proxy: self.upstream_proxy.clone(),
         }
     }
 
@@ -487,7 +507,10 @@ impl Config {
             .iter()
             .find(|knob| knob.flag == flag)
             .ok_or_else(|| ConfigError(format!("unknown flag {flag}; see --help")))?;
-        (knob.set)(self, value).map_err(|what| ConfigError(format!("{origin}: {what}, got {value:?}")))
+        (knob.set)(self, value).map_err(|what| match knob.flag {
+            UPSTREAM_PROXY => ConfigError(format!("{origin}: {what}")),
+            _ => ConfigError(format!("{origin}: {what}, got {value:?}")),
+        })
     }
 }
 

@@ -226,6 +226,22 @@ pub struct Stats {
     pub research_parked: u32,
     /// Parked streams whose client hung up before the mock gave up on them.
     pub research_hangups: u32,
+    /// Every request, in order (the newest 4096): where it came from and with which credential
+    /// (the proxy tests tell by its peer address which proxy carried it, or none). Not in
+    /// `/_mock/stats`: the SDK suites do not need it.
+    #[serde(skip)]
+    pub requests: Vec<Seen>,
+}
+
+/// One request as the mock received it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Seen {
+    /// `METHOD /path` (without the query string).
+    pub route: String,
+    /// The address it came from, `127.0.0.1:PORT`.
+    pub peer: String,
+    /// Its `Authorization` header, if any.
+    pub authorization: Option<String>,
 }
 
 /// One stored attachment.
