@@ -18,7 +18,7 @@ RELEASE_FLAGS := --remap-path-prefix=$(CURDIR)=/build --remap-path-prefix=$(HOME
 MAX_BINARY_BYTES := 4500000
 
 .PHONY: bench cli-deps run doctor build test lint source-check unit sdk-test release reproducible image \
-        image-test unit-check deny vendor-check mutants musl-toolchain promtool clean
+        image-test unit-check deny vendor-check mutants musl-toolchain promtool ss clean
 
 ## Build the release binary and start the server on :8000.
 run:
@@ -59,12 +59,16 @@ source-check:
 vendor-check:
 	vendor/check.sh
 
-unit: promtool
+unit: promtool ss
 	$(CARGO) test
 
 ## promtool checks /metrics in the pool tests (Debian's prometheus package has it).
 promtool:
 	@command -v promtool >/dev/null || { apt-get update -qq && apt-get install -y -qq prometheus; }
+
+## ss reads the listen backlog in tests/listen_backlog.rs (Debian's iproute2 package has it).
+ss:
+	@command -v ss >/dev/null || { apt-get update -qq && apt-get install -y -qq iproute2; }
 
 $(VENV_STAMP): tests/sdk/requirements.txt
 	$(PYTHON) -m venv $(VENV)

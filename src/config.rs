@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::kimi::{self, RegionChoice, ToolMode, browser};
+use crate::kimi::{self, RegionChoice, ToolMode, UpstreamProxy, browser};
 
 /// The server's configuration, fully resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +86,9 @@ pub struct Config {
     pub session_max_turns: u32,
     /// How long an unused session's chat is kept before it is deleted from Kimi.
     pub session_idle: Duration,
+    /// The proxy of every call to Kimi's hosts, unless an account's line in the tokens file
+    /// names its own; its `Debug` shows no credentials.
+    pub upstream_proxy: Option<UpstreamProxy>,
 }
 
 /// Tokens or keys: their `Debug` shows how many, never what, so no log or test failure prints
@@ -136,6 +139,7 @@ impl Default for Config {
             sessions: 64,
             session_max_turns: 50,
             session_idle: Duration::from_secs(600),
+            upstream_proxy: None,
         }
     }
 }
@@ -453,7 +457,21 @@ const KNOBS: &[Knob] = &[
         default: |c| c.session_idle.as_secs_f64().to_string(),
         set: |c, v| seconds(&mut c.session_idle, v),
     },
+    // Never echoed when refused: it may hold a password.
+    Knob {
+        flag: UPSTREAM_PROXY,
+        env: "UPSTREAM_PROXY",
+        help: "proxy for every call to Kimi: http|https|socks5|socks5h://[user:pass@]host:port",
+        default: |c| c.upstream_proxy.as_ref().map_or_else(|| "none".into(), |p| p.shown().to_string()),
+        set: |c, v| {
+            c.upstream_proxy = Some(UpstreamProxy::parse(v)?);
+            Ok(())
+        },
+    },
 ];
+
+/// The flag whose refused value is not repeated in the error (a proxy URL may hold a password).
+const UPSTREAM_PROXY: &str = "--upstream-proxy";
 
 /// What `--help` says of tokens: what a login gives today, and what each kind does.
 const TOKENS_HELP: &str = "
@@ -467,6 +485,7 @@ kimi-auth cookie (sent as it is) and a kimi.moonshot.cn refresh_token (legacy AP
 
 Server pool: with --tokens-file (or KIMI_TOKENS) the server uses its own accounts and callers
 present one of --api-keys instead of a token; a pool without keys listens on loopback only.
+A line of the tokens file may name its account's own proxy: TOKEN proxy=URL.
 Accounts are used in turn, at most --account-streams requests each; a rate-limited one cools
 down, a refused one is skipped. GET /healthz and GET /metrics show them (by fingerprint).
 ";
@@ -514,6 +533,7 @@ impl Config {
                 web_version: self.kimi_web_version.clone(),
                 user_agent: self.user_agent.clone(),
             },
+            upstream_proxy: self.upstream_proxy.clone(),
         }
     }
 
@@ -524,7 +544,10 @@ impl Config {
             .iter()
             .find(|knob| knob.flag == flag)
             .ok_or_else(|| ConfigError(format!("unknown flag {flag}; see --help")))?;
-        (knob.set)(self, value).map_err(|what| ConfigError(format!("{origin}: {what}, got {value:?}")))
+        (knob.set)(self, value).map_err(|what| match knob.flag {
+            UPSTREAM_PROXY => ConfigError(format!("{origin}: {what}")),
+            _ => ConfigError(format!("{origin}: {what}, got {value:?}")),
+        })
     }
 }
 

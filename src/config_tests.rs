@@ -260,7 +260,7 @@ fn every_flag_in_help_parses_its_shown_default_back_to_the_default() {
         let shown = line.rsplit_once('[').and_then(|(_, rest)| rest.strip_suffix(']')).unwrap();
         // Unset options and secrets show a word, not a value.
         if ["none", "set", "built in"].contains(&shown) {
-            assert!(parse(args(&[&flag, "x"]), no_env).is_ok(), "{flag}");
+            assert!(parse(args(&[&flag, unset_sample(&flag)]), no_env).is_ok(), "{flag}");
             continue;
         }
         let Ok(Command::Serve(config)) = parse(args(&[&flag, shown]), no_env) else {
@@ -274,7 +274,7 @@ fn every_flag_in_help_parses_its_shown_default_back_to_the_default() {
 fn every_variable_sets_what_its_flag_sets() {
     for knob in KNOBS {
         let value = match (knob.default)(&Config::default()).as_str() {
-            "none" | "set" | "built in" => "x".to_string(),
+            "none" | "set" | "built in" => unset_sample(knob.flag).to_string(),
             "true" | "false" => "true".to_string(),
             shown if shown.starts_with("http") => "http://127.0.0.1:9".to_string(),
             shown => shown.to_string(),
@@ -284,4 +284,26 @@ fn every_variable_sets_what_its_flag_sets() {
         assert_eq!(from_env, parse(args(&[knob.flag, &value]), no_env), "{} / {}", knob.env, knob.flag);
         assert!(from_env.is_ok(), "{}", knob.env);
     }
+}
+
+/// A value for a knob whose default is unset.
+fn unset_sample(flag: &str) -> &'static str {
+    if flag == "--upstream-proxy" { "socks5h://127.0.0.1:1080" } else { "x" }
+}
+
+#[test]
+fn the_upstream_proxy_is_checked_and_never_echoed() {
+    let url = "socks5://alice:hunter2@127.0.0.1:1080";
+    let Ok(Command::Serve(config)) = parse(args(&["--upstream-proxy", url]), no_env) else { panic!() };
+    let proxy = config.upstream_proxy.clone().unwrap();
+    assert_eq!(proxy.shown(), "socks5://127.0.0.1:1080");
+    assert_eq!(config.kimi_settings().upstream_proxy, Some(proxy));
+    let shown = format!("{config:?} {}", help_text());
+    assert!(!shown.contains("hunter2") && !shown.contains("alice"));
+    let env = |name: &str| (name == "UPSTREAM_PROXY").then(|| "ftp://alice:hunter2@h:21".to_string());
+    let error = parse(args(&[]), env).unwrap_err().to_string();
+    assert!(error.starts_with("UPSTREAM_PROXY: unsupported proxy scheme"), "{error}");
+    let error =
+        parse(args(&["--upstream-proxy", "http://alice:hunter2@h:0"]), no_env).unwrap_err().to_string();
+    assert!(error.starts_with("--upstream-proxy: ") && !error.contains("hunter2"), "{error}");
 }

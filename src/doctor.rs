@@ -2,7 +2,9 @@
 //! line each with its time and a verdict, so that a user can tell "my token" from "Kimi
 //! changed", and paste the lines into a bug report. The token is never printed (its
 //! fingerprint is); every chat the steps open is deleted; a rotation of a 2026 login is saved
-//! in the state directory, where the server finds it.
+//! in the state directory, where the server finds it. Kimi is reached as the server would
+//! reach it for this token: through its own proxy if the tokens file names one, else through
+//! `--upstream-proxy`; the `proxy` line names it (never its credentials).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -43,6 +45,10 @@ pub fn run(config: &Config, token: Option<&str>) -> ExitCode {
     if let Some(problem) = problem {
         println!("note       {problem}");
     }
+    match account_proxies(config) {
+        Ok(entries) => kimi.set_account_proxies(&entries),
+        Err(why) => println!("note       the accounts' own proxies are not used: {why}"),
+    }
     let mut failed = Vec::new();
     let mut step = |name: &'static str, verdict: Verdict, took: Duration| {
         let mark = match (verdict.ok, verdict.note) {
@@ -60,6 +66,7 @@ pub fn run(config: &Config, token: Option<&str>) -> ExitCode {
     let took = started.elapsed();
     let login_ok = check.as_ref().is_some_and(|c| c.live);
     step("token", describe(token, check.as_ref()), Duration::ZERO);
+    step("proxy", proxy(check.as_ref()), Duration::ZERO);
     step("login", login(check.as_ref()), took);
     if login_ok {
         let started = Instant::now();
@@ -145,6 +152,30 @@ fn describe(token: &str, check: Option<&kimi::TokenCheck>) -> Verdict {
             Verdict::pass(format!("{}, account {}{note}", check.kind, check.fingerprint))
         }
         None => Verdict::fail(format!("no token in what was given (account {})", kimi::fingerprint(token))),
+    }
+}
+
+/// The accounts of the server's tokens file (or `KIMI_TOKENS`), for the proxies their lines
+/// name; none when the server has no pool.
+fn account_proxies(config: &Config) -> Result<Vec<kimi::Entry>, String> {
+    match (&config.tokens_file, config.tokens.0.is_empty()) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("the tokens file cannot be read ({})", e.kind()))?;
+            kimi::tokens_file(&text, '\n').map_err(|why| format!("the tokens file: {why}"))
+        }
+        (None, false) => {
+            kimi::tokens_file(&config.tokens.0.join(","), ',').map_err(|why| format!("KIMI_TOKENS: {why}"))
+        }
+        (None, true) => Ok(Vec::new()),
+    }
+}
+
+/// The proxy the calls went through, or that there was none.
+fn proxy(check: Option<&kimi::TokenCheck>) -> Verdict {
+    match check.and_then(|c| c.proxy.as_deref()) {
+        Some(proxy) => Verdict::pass(format!("through {proxy}")),
+        None => Verdict::pass("none: straight to Kimi"),
     }
 }
 

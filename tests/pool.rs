@@ -501,7 +501,7 @@ fn a_pool_that_would_be_an_open_relay_does_not_start() {
     let output = run(&["--host", "127.0.0.1", "--api-keys", KEY]);
     let said = String::from_utf8_lossy(&output.stderr).to_string();
     assert_eq!(output.status.code(), Some(1), "{said}");
-    assert!(said.contains("line 3: holds more than one word"), "{said}");
+    assert!(said.contains("line 3: holds more than one token"), "{said}");
     for secret in [token.split('.').nth(1).unwrap(), KEY, "not one token"] {
         assert!(!said.contains(secret), "{said}");
     }

@@ -26,7 +26,8 @@ fn tools() -> Value {
     json!([
         {"type": "function", "name": "get_weather", "description": "The weather of a city",
          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
-        {"type": "custom", "name": "apply_patch", "description": "Edit files", "format": {"type": "grammar"}},
+        {"type": "custom", "name": "apply_patch", "description": "Edit files",
+         "format": {"type": "grammar", "syntax": "lark", "definition": "start: /(.|\\n)+/"}},
         {"type": "web_search"}
     ])
 }

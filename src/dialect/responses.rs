@@ -1,6 +1,8 @@
 //! OpenAI Responses API (`POST /v1/responses`, `docs/clients.md`): Codex CLI and
 //! `client.responses.create`. Input items become the neutral messages; answers stream as the
 //! typed `response.*` events (each with its `sequence_number`) or come whole as one `response`.
+//! Both take the shapes of OpenAI's published OpenAPI document (its Responses schemas are
+//! pinned in `tests/openapi/`, and every answer the tests produce is checked against them).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -122,7 +124,7 @@ pub fn parse(body: &[u8]) -> Result<ParsedRequest, chat::Error> {
         format,
         tool_choice: body.tool_choice.clone().unwrap_or_else(|| json!("auto")),
         instructions: body.instructions,
-        tools: body.tools,
+        tools: body.tools.into_iter().map(echoed_tool).collect(),
         chat: chat::Request {
             model,
             mode,
@@ -136,6 +138,18 @@ pub fn parse(body: &[u8]) -> Result<ParsedRequest, chat::Error> {
             tool_prompt: None,
         },
     })
+}
+
+/// A tool as the response object echoes it: a function tool always says `strict` and
+/// `parameters` (`null` when the request did not), which the document requires.
+fn echoed_tool(mut tool: Value) -> Value {
+    if tool["type"] == "function"
+        && let Some(fields) = tool.as_object_mut()
+    {
+        fields.entry("strict").or_insert(Value::Null);
+        fields.entry("parameters").or_insert(Value::Null);
+    }
+    tool
 }
 
 fn tool(raw: &Value) -> Option<chat::Tool> {
@@ -327,9 +341,11 @@ struct Usage {
     total_tokens: u64,
 }
 
+/// Tokens read from and written to the prompt cache: none (Kimi's web chat reports no usage).
 #[derive(Serialize)]
 struct CachedTokens {
     cached_tokens: u64,
+    cache_write_tokens: u64,
 }
 
 #[derive(Serialize)]
@@ -341,7 +357,7 @@ fn usage(input_tokens: u64, text: u64, reasoning: u64) -> Usage {
     let output_tokens = (text + reasoning).max(1);
     Usage {
         input_tokens,
-        input_tokens_details: CachedTokens { cached_tokens: 0 },
+        input_tokens_details: CachedTokens { cached_tokens: 0, cache_write_tokens: 0 },
         output_tokens,
         output_tokens_details: ReasoningTokens { reasoning_tokens: reasoning },
         total_tokens: input_tokens + output_tokens,
@@ -643,8 +659,18 @@ impl StreamRenderer for Stream {
         let code = detail["code"].as_str().unwrap_or("server_error").to_string();
         self.emit(out, "error", json!({"code": code, "message": error.message, "param": null}));
         let mut response = json!(self.echo.response("failed", &self.done));
-        response["error"] = json!({"code": code, "message": error.message});
+        response["error"] = json!({"code": response_error_code(error.kind), "message": error.message});
         self.emit(out, "response.failed", json!({"response": response}));
+    }
+}
+
+/// A failed response's `error.code`, one of the few the document allows (`ResponseErrorCode`);
+/// the `error` event before it carries the precise code.
+fn response_error_code(kind: chat::ErrorKind) -> &'static str {
+    match kind {
+        chat::ErrorKind::RateLimited => "rate_limit_exceeded",
+        chat::ErrorKind::InvalidRequest | chat::ErrorKind::ContextLength => "invalid_prompt",
+        _ => "server_error",
     }
 }
 

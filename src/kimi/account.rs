@@ -9,6 +9,8 @@ use std::sync::{Mutex, PoisonError};
 
 use super::connect::credits::Credits;
 use super::guard::{Halt, Progress};
+use super::http::Via;
+use super::proxy::UpstreamProxy;
 use super::token::{self, Claims, ConnectIdentity, Region, TokenKind};
 use super::{Backend, Error, Kimi, RegionChoice, attachment, connect, fingerprint, legacy, session};
 use crate::chat::{self, Sink};
@@ -25,6 +27,8 @@ pub(super) struct Resolved<'t> {
     region: Region,
     /// The kind was found by trying (the token itself did not tell).
     guessed: bool,
+    /// The proxy its calls go through: its own from the tokens file, else the server's.
+    pub(super) proxy: Option<UpstreamProxy>,
 }
 
 impl Resolved<'_> {
@@ -74,6 +78,8 @@ pub struct TokenCheck {
     pub credits_problem: Option<String>,
     /// How the account takes a client's tools (`tool_mode.rs`), when its kind is known.
     pub tool_mode: Option<String>,
+    /// The proxy the check went through, as `SCHEME://HOST:PORT` (never its credentials).
+    pub proxy: Option<String>,
 }
 
 impl Kimi {
@@ -87,27 +93,35 @@ impl Kimi {
         };
         let kind = token::kind(token, session::now_ms() / 1000)?;
         let guessed = kind == TokenKind::Unknown;
+        let proxy = self.proxies.of(token);
         let kind = match kind {
-            TokenKind::Unknown => self.resolve(token, region)?,
+            TokenKind::Unknown => self.resolve(token, region, proxy.as_ref())?,
             TokenKind::WebAccess { identity, expires } => {
                 note_access_token(token, expires);
                 TokenKind::WebAccess { identity, expires }
             }
             known => known,
         };
-        Ok(Resolved { token, fingerprint: fingerprint(token), kind, region, guessed })
+        Ok(Resolved { token, fingerprint: fingerprint(token), kind, region, guessed, proxy })
     }
 
-    fn resolve(&self, token: &str, region: Region) -> Result<TokenKind, Error> {
+    fn resolve(
+        &self,
+        token: &str,
+        region: Region,
+        proxy: Option<&UpstreamProxy>,
+    ) -> Result<TokenKind, Error> {
         let remembered = self.resolved.lock().unwrap_or_else(PoisonError::into_inner).get(token).cloned();
         if let Some(kind) = remembered {
             return Ok(kind);
         }
         let account = fingerprint(token);
-        let ctx = self.connect_in(region, false, &account);
+        let ctx = self.connect_in(region, false, &account, proxy);
         let kind = match self.web_sessions.get(token, |current| connect::login::refresh(ctx, current)) {
             Ok(_) => TokenKind::WebRefresh,
             Err(Error::Unauthorized(_)) => TokenKind::LegacyRefresh,
+            // The account's proxy is down: nothing was learnt of the token.
+            Err(error @ Error::ProxyUnreachable(_)) => return Err(error),
             // The auth host is out of reach: this once, the legacy API may still know the token.
             Err(_) => return Ok(TokenKind::LegacyRefresh),
         };
@@ -169,12 +183,12 @@ impl Kimi {
                     sink.send(chat::Event::ToolsOffered(chat::ToolOffer::Prompt)).go()?;
                 }
                 let request = chat::tools::in_turn(request);
-                return legacy::chat(self.legacy(), account.token, &request, sink).map_err(
-                    |halt| match halt {
+                return legacy::chat(self.legacy(account), account.token, &request, sink).map_err(|halt| {
+                    match halt {
                         Halt::Failed(error) => Halt::Failed(refused_both(account, error)),
                         stopped => stopped,
-                    },
-                );
+                    }
+                });
             }
             Login::Connect(login) => login,
         };
@@ -191,7 +205,7 @@ impl Kimi {
     /// Deletes a kept chat of the account.
     pub(super) fn delete_chat(&self, account: &Resolved<'_>, chat_id: &str) -> Result<(), Error> {
         match self.login(account)? {
-            Login::Legacy => legacy::delete_chat(self.legacy(), account.token, chat_id),
+            Login::Legacy => legacy::delete_chat(self.legacy(account), account.token, chat_id),
             Login::Connect(login) => connect::delete_chat(login.ctx, &login.token, &login.who, chat_id),
         }
     }
@@ -199,7 +213,7 @@ impl Kimi {
     /// Whether Kimi accepts the account's token: a read-only call with the login a chat would use.
     fn probe(&self, account: &Resolved<'_>) -> Result<(), Error> {
         match self.login(account)? {
-            Login::Legacy => legacy::check_token(self.legacy(), account.token)
+            Login::Legacy => legacy::check_token(self.legacy(account), account.token)
                 .map_err(|error| refused_both(account, error)),
             Login::Connect(login) => connect::check_token(login.ctx, &login.token, &login.who),
         }
@@ -247,6 +261,7 @@ impl Kimi {
             credits_problem: credits.as_ref().and_then(|c| c.as_ref().err()).map(ToString::to_string),
             credits: credits.and_then(Result::ok),
             tool_mode,
+            proxy: self.proxies.of(token).map(|proxy| proxy.shown().to_string()),
         }
     }
 
@@ -259,9 +274,9 @@ impl Kimi {
         token::claim_u64(&current, "exp")
     }
 
-    fn legacy(&self) -> legacy::Context<'_> {
+    fn legacy<'s>(&'s self, account: &'s Resolved<'_>) -> legacy::Context<'s> {
         legacy::Context {
-            upstream: &self.upstream,
+            upstream: Via::new(&self.upstream, account.proxy.as_ref()),
             base: &self.settings.legacy_base_url,
             sessions: &self.legacy_sessions,
             fetch: self.fetch(),
@@ -270,7 +285,7 @@ impl Kimi {
     }
 
     fn connect<'s>(&'s self, account: &'s Resolved<'_>, kimi_auth_cookie: bool) -> connect::Context<'s> {
-        self.connect_in(account.region, kimi_auth_cookie, &account.fingerprint)
+        self.connect_in(account.region, kimi_auth_cookie, &account.fingerprint, account.proxy.as_ref())
     }
 
     fn connect_in<'s>(
@@ -278,6 +293,7 @@ impl Kimi {
         region: Region,
         kimi_auth_cookie: bool,
         account: &'s str,
+        proxy: Option<&'s UpstreamProxy>,
     ) -> connect::Context<'s> {
         let settings = &self.settings;
         let (base, auth_base) = match region {
@@ -285,7 +301,7 @@ impl Kimi {
             Region::Global => (&settings.global_connect_base_url, &settings.global_auth_base_url),
         };
         connect::Context {
-            upstream: &self.upstream,
+            upstream: Via::new(&self.upstream, proxy),
             base,
             auth_base,
             parents: &self.parents,

@@ -40,6 +40,10 @@ pub enum Error {
     Refused(String),
     /// The connection to Kimi failed or was cut.
     Transport(String),
+    /// The account's proxy (`--upstream-proxy`, or its own in the tokens file) could not be
+    /// reached or refused the connection: the proxy, as `SCHEME://HOST:PORT`, and why. The
+    /// call is never made directly instead.
+    ProxyUnreachable(String),
     /// Kimi went silent for longer than the configured upstream timeout.
     Timeout,
 }
@@ -57,7 +61,9 @@ impl Error {
             Error::Rejected(_) => ErrorKind::InvalidRequest,
             Error::TooLong(_) => ErrorKind::ContextLength,
             Error::NotFound(_) => ErrorKind::NotFound,
-            Error::Upstream(_) | Error::Refused(_) | Error::Transport(_) => ErrorKind::Upstream,
+            Error::Upstream(_) | Error::Refused(_) | Error::Transport(_) | Error::ProxyUnreachable(_) => {
+                ErrorKind::Upstream
+            }
             Error::Timeout => ErrorKind::Timeout,
         }
     }
@@ -98,6 +104,7 @@ impl Error {
             Error::Upstream(_) => "upstream",
             Error::Refused(_) => "refused",
             Error::Transport(_) => "transport",
+            Error::ProxyUnreachable(_) => "proxy_unreachable",
             Error::Timeout => "timeout",
         }
     }
@@ -122,6 +129,7 @@ impl fmt::Display for Error {
             Error::Upstream(why) => write!(f, "Kimi upstream error: {why}"),
             Error::Refused(why) => write!(f, "Kimi refused to answer: {why}"),
             Error::Transport(why) => write!(f, "cannot reach Kimi: {why}"),
+            Error::ProxyUnreachable(why) => write!(f, "proxy unreachable: {why}"),
             Error::Timeout => write!(f, "Kimi did not answer in time"),
         }
     }

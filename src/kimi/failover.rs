@@ -223,6 +223,7 @@ fn fails_over(error: &Error) -> bool {
             | Error::Upstream(_)
             | Error::Refused(_)
             | Error::Transport(_)
+            | Error::ProxyUnreachable(_)
     )
 }
 

@@ -18,6 +18,7 @@ fn every_kind() -> Vec<Error> {
         Error::Transport("tr".into()),
         Error::Refused("r".into()),
         Error::NotAToken("n".into()),
+        Error::ProxyUnreachable("p".into()),
         Error::Timeout,
     ]
 }
@@ -45,7 +46,8 @@ fn the_accounts_trouble_moves_to_the_next_account() {
             | Error::Overloaded(..)
             | Error::Upstream(_)
             | Error::Refused(_)
-            | Error::Transport(_) => Step::Failover,
+            | Error::Transport(_)
+            | Error::ProxyUnreachable(_) => Step::Failover,
             _ => Step::Return,
         };
         assert_eq!(step, expected, "{error:?}");
@@ -67,6 +69,12 @@ fn the_requests_own_trouble_is_returned_at_once() {
     );
     assert_eq!(after_failure(&Error::Refused("no".into()), false, true, 0), Step::Failover);
     assert_eq!(after_failure(&Error::Timeout, false, true, 0), Step::Return, "a silent Kimi is not retried");
+    let proxy = Error::ProxyUnreachable("socks5://127.0.0.1:9 (connection refused)".into());
+    assert_eq!(
+        after_failure(&proxy, false, false, 0),
+        Step::Return,
+        "an unreachable proxy is not retried alone"
+    );
 }
 
 #[test]

@@ -1,5 +1,8 @@
 //! The HTTP client all backends share: one ureq agent (pooled connections), timeouts from the
 //! configuration, and the translation of transport failures and error bodies into [`Error`].
+//! Each account's calls go through a [`Via`]: the shared agents, through the account's proxy
+//! when it has one (`proxy.rs`; ureq keeps the connections of each proxy apart). The agents
+//! themselves use no proxy: the environment's `HTTPS_PROXY` and the like are not read.
 //!
 //! It also builds the agents that fetch attachment URLs on the caller's behalf: their address
 //! check sits in the resolver ([`Guarded`]): ureq connects only to the addresses its resolver
@@ -15,13 +18,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
-use ureq::Agent;
 use ureq::http::{Response, Uri};
+use ureq::typestate::{WithBody, WithoutBody};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::{Agent, RequestBuilder};
 
 use super::Error;
 use super::browser::Browser;
+use super::proxy::UpstreamProxy;
 
 /// Longest a chat deletion may take.
 pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,6 +66,8 @@ impl Upstream {
                 .output_buffer_size(8 * 1024)
                 .max_response_header_size(8 * 1024)
                 .max_idle_connections_per_host(32)
+                // Only `--upstream-proxy` and the tokens file choose a proxy ([`Via`]).
+                .proxy(None)
         };
         Upstream {
             agent: builder().build().new_agent(),
@@ -74,19 +81,10 @@ impl Upstream {
         }
     }
 
-    pub fn agent(&self) -> &Agent {
-        &self.agent
-    }
-
     /// The agent that deletes chats: the shared one, or after [`Upstream::interrupt`] the one
     /// kept for deletions.
-    pub fn cleanup(&self) -> &Agent {
+    fn cleanup(&self) -> &Agent {
         if self.interrupted.load(Ordering::Acquire) { &self.cleanup } else { &self.agent }
-    }
-
-    /// The browser identity whose headers each call adds (the agents send its User-Agent).
-    pub fn browser(&self) -> &Browser {
-        &self.browser
     }
 
     pub fn fetch_agent(&self, allow_private: bool) -> &Agent {
@@ -100,6 +98,68 @@ impl Upstream {
         for agent in [&self.agent, &self.fetch_public, &self.fetch_any] {
             agent.clone().shutdown();
         }
+    }
+}
+
+/// How one account's calls reach Kimi: the shared agents, through the account's proxy if it
+/// has one. Every call to Kimi's hosts is made here; a failure is read with [`Via::failed`],
+/// which tells a proxy that cannot be reached from Kimi's own trouble.
+#[derive(Clone, Copy)]
+pub struct Via<'a> {
+    upstream: &'a Upstream,
+    proxy: Option<&'a UpstreamProxy>,
+    /// Calls on the agent that deletes chats (it survives a shutdown's interruption).
+    cleanup: bool,
+}
+
+impl<'a> Via<'a> {
+    pub fn new(upstream: &'a Upstream, proxy: Option<&'a UpstreamProxy>) -> Self {
+        Via { upstream, proxy, cleanup: false }
+    }
+
+    /// The same account's calls on the agent that deletes chats.
+    pub fn cleanup(self) -> Self {
+        Via { cleanup: true, ..self }
+    }
+
+    fn agent(&self) -> &'a Agent {
+        if self.cleanup { self.upstream.cleanup() } else { &self.upstream.agent }
+    }
+
+    fn through<B>(&self, builder: RequestBuilder<B>) -> RequestBuilder<B> {
+        match self.proxy {
+            Some(proxy) => builder.config().proxy(Some(proxy.ureq().clone())).build(),
+            None => builder,
+        }
+    }
+
+    pub fn get(&self, url: impl AsRef<str>) -> RequestBuilder<WithoutBody> {
+        self.through(self.agent().get(url.as_ref()))
+    }
+
+    pub fn delete(&self, url: impl AsRef<str>) -> RequestBuilder<WithoutBody> {
+        self.through(self.agent().delete(url.as_ref()))
+    }
+
+    pub fn post(&self, url: impl AsRef<str>) -> RequestBuilder<WithBody> {
+        self.through(self.agent().post(url.as_ref()))
+    }
+
+    pub fn put(&self, url: impl AsRef<str>) -> RequestBuilder<WithBody> {
+        self.through(self.agent().put(url.as_ref()))
+    }
+
+    /// What a failed call means ([`from_ureq`], or through the proxy [`UpstreamProxy::failed`]).
+    pub fn failed(&self, error: ureq::Error) -> Error {
+        match self.proxy {
+            Some(proxy) => proxy.failed(error),
+            None => from_ureq(error),
+        }
+    }
+
+    /// The browser identity whose headers each call adds.
+    pub fn browser(&self) -> &'a Browser {
+        &self.upstream.browser
     }
 }
 

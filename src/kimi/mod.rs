@@ -24,6 +24,7 @@ mod http;
 mod legacy;
 mod pool;
 mod prompt;
+mod proxy;
 mod read_buffer;
 mod routing;
 mod session;
@@ -41,13 +42,14 @@ use crate::chat::{self, Ended, Sink};
 
 use account::Resolved;
 pub use account::TokenCheck;
-pub use accounts::{fingerprint, tokens_file};
+pub use accounts::{Entry, fingerprint, tokens_file};
 pub use connect::credits::{Credits, rfc3339};
 pub use connect::envelope;
 pub use error::Error;
 pub use legacy::sse;
 use pool::Pool;
 pub use pool::{AccountReport, AccountState, Credential};
+pub use proxy::{PROXY_GRAMMAR, UpstreamProxy};
 use session::Sessions;
 use token::TokenKind;
 pub use token::utc;
@@ -85,6 +87,9 @@ pub struct Settings {
     pub tool_mode: ToolMode,
     /// The web client version and User-Agent every call to Kimi presents.
     pub browser: browser::Browser,
+    /// The proxy every call to Kimi's hosts goes through, unless an account has its own
+    /// (`proxy.rs`); attachment fetches never use it.
+    pub upstream_proxy: Option<UpstreamProxy>,
 }
 
 /// `--kimi-region`: which of Kimi's two regions an account is served by.
@@ -129,6 +134,8 @@ pub struct Kimi {
     /// What tokens of unknown kind turned out to be (so the guess is made once).
     resolved: Mutex<HashMap<String, TokenKind>>,
     pool: Pool,
+    /// The proxy of each account: its own from the tokens file, else `--upstream-proxy`.
+    proxies: proxy::Proxies,
 }
 
 impl Kimi {
@@ -147,16 +154,25 @@ impl Kimi {
             chats: guard::ChatCounts::default(),
             resolved: Mutex::default(),
             pool: Pool::new(settings.account_streams),
+            proxies: proxy::Proxies::new(settings.upstream_proxy.clone()),
             settings,
         };
         (kimi, problem)
     }
 
-    /// Makes `tokens` the server's own accounts (server-pool mode; callers then present API
-    /// keys). Running requests keep the accounts they hold. Returns how many were added and
-    /// removed.
-    pub fn set_pool(&self, tokens: &[String]) -> (usize, usize) {
-        self.pool.set_server(tokens)
+    /// Makes `entries` the server's own accounts (server-pool mode; callers then present API
+    /// keys), each through its own proxy if its line names one. Running requests keep the
+    /// accounts they hold. Returns how many were added and removed.
+    pub fn set_pool(&self, entries: &[Entry]) -> (usize, usize) {
+        self.set_account_proxies(entries);
+        let tokens: Vec<String> = entries.iter().map(|entry| entry.token.clone()).collect();
+        self.pool.set_server(&tokens)
+    }
+
+    /// The accounts' own proxies (`proxy=URL` in the tokens file), for whatever uses their
+    /// tokens: the pool, `/token/check`, `doctor`.
+    pub fn set_account_proxies(&self, entries: &[Entry]) {
+        self.proxies.set(entries.iter().filter_map(|e| Some((e.token.as_str(), e.proxy.as_ref()?))));
     }
 
     /// Runs one chat request on an account of `credential`, pushing events to `sink` as they

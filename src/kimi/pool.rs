@@ -720,6 +720,11 @@ impl Lease<'_> {
                 );
                 Some(wait.as_secs().max(1))
             }
+            Error::ProxyUnreachable(_) => {
+                health.cooling_until = Some(now + FIRST_BACKOFF);
+                eprintln!("kimi: account {} cools down for 30 s ({error})", account.fingerprint);
+                None
+            }
             Error::QuotaUsedUp(_) => {
                 health.research_until = Some(now + RESEARCH_RECHECK);
                 Some(RESEARCH_RECHECK.as_secs())

@@ -18,9 +18,9 @@ use signal_hook::iterator::{Handle, Signals};
 use crate::config::Config;
 use crate::kimi;
 
-/// The server's tokens at start-up, or `None` in pass-through mode. Refuses a tokens file
+/// The server's accounts at start-up, or `None` in pass-through mode. Refuses a tokens file
 /// that cannot be used, and a pool that anyone who reaches the address could use.
-pub fn initial(config: &Config) -> io::Result<Option<Vec<String>>> {
+pub fn initial(config: &Config) -> io::Result<Option<Vec<kimi::Entry>>> {
     let tokens = match (&config.tokens_file, config.tokens.0.is_empty()) {
         (Some(path), _) => read(path).map_err(|why| io::Error::other(format!("the tokens file: {why}")))?,
         (None, false) => kimi::tokens_file(&config.tokens.0.join(","), ',')
@@ -42,8 +42,8 @@ fn loopback(host: &str) -> bool {
     host == "localhost" || host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The tokens of the file; the error says what is wrong with it.
-fn read(path: &Path) -> Result<Vec<String>, String> {
+/// The accounts of the file; the error says what is wrong with it.
+fn read(path: &Path) -> Result<Vec<kimi::Entry>, String> {
     let text = fs::read_to_string(path).map_err(|e| format!("cannot be read ({})", e.kind()))?;
     if fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
         eprintln!("kimi-free-api: the tokens file can be read by other users: chmod 600 it");
@@ -66,11 +66,11 @@ impl Drop for Reloader {
     }
 }
 
-/// Starts the thread that reloads `path` on SIGHUP and hands its tokens to `apply`, which
-/// says how many accounts were added and removed.
+/// Starts the thread that reloads `path` on SIGHUP and hands its accounts to `apply`, which
+/// says how many were added and removed.
 pub fn watch(
     path: PathBuf,
-    apply: impl Fn(&[String]) -> (usize, usize) + Send + 'static,
+    apply: impl Fn(&[kimi::Entry]) -> (usize, usize) + Send + 'static,
 ) -> io::Result<Reloader> {
     let mut signals = Signals::new([SIGHUP])?;
     let handle = signals.handle();
@@ -113,7 +113,7 @@ mod tests {
         assert!(error.contains("without API keys") && error.contains("--api-keys"), "{error}");
         assert!(!error.contains("rt-a"));
         let local = Config { host: "127.0.0.1".into(), ..config.clone() };
-        assert_eq!(initial(&local).unwrap(), Some(vec!["rt-a".to_string()]));
+        assert_eq!(initial(&local).unwrap(), Some(vec![kimi::Entry { token: "rt-a".into(), proxy: None }]));
         let keyed = Config { api_keys: Secrets(vec!["k".into()]), ..config };
         assert!(initial(&keyed).unwrap().is_some());
         assert_eq!(initial(&Config::default()).unwrap(), None, "pass-through");

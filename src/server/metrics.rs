@@ -27,7 +27,7 @@ const BUCKETS: [f64; 16] =
     [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 
 /// The kinds of upstream error, always listed (zero or not) so that a dashboard has a series.
-const ERROR_KINDS: [&str; 9] = [
+const ERROR_KINDS: [&str; 10] = [
     "unauthorized",
     "rate_limited",
     "quota_used_up",
@@ -36,6 +36,7 @@ const ERROR_KINDS: [&str; 9] = [
     "not_found",
     "upstream",
     "transport",
+    "proxy_unreachable",
     "timeout",
 ];
 

@@ -10,6 +10,9 @@
 //! stream holds its worker for its whole life, so the bound must be high (hundreds), and an
 //! idle server should not pay for hundreds of threads it is not using.
 //!
+//! The listening socket's backlog is [`BACKLOG`] (1024, std's is 128), so a burst of
+//! connections waits in the kernel rather than for SYN retries.
+//!
 //! Every accepted socket has a read timeout (`--idle-timeout`) and a write timeout
 //! (`--write-timeout`), set once on the listening socket: on Linux an accepted socket inherits
 //! both. A silent connection is then closed by tiny_http, a body that stops arriving gets 408,
@@ -33,8 +36,7 @@ mod sessions;
 mod transcript;
 
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -42,6 +44,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::chat;
 use crate::chat::tools;
@@ -147,17 +150,39 @@ impl Drop for RunningServer {
     }
 }
 
-/// Binds the listening socket with the timeouts every accepted socket inherits, and returns
-/// it with a second descriptor of it (to close the port later).
+/// Binds the listening socket, with a backlog of [`BACKLOG`] and the timeouts every accepted
+/// socket inherits, and returns it with a second descriptor of it (to close the port later).
 fn listen(config: &Config) -> io::Result<(TcpListener, TcpStream)> {
-    let listener = TcpListener::bind((config.host.as_str(), config.port))?;
-    // std sets SO_RCVTIMEO and SO_SNDTIMEO only through a TcpStream; they are options of the
-    // socket, which the descriptor names whatever type holds it (no unsafe code needed).
-    let socket = TcpStream::from(OwnedFd::from(listener));
+    let socket = bind(&config.host, config.port)?;
     socket.set_read_timeout(Some(config.idle_timeout))?;
     socket.set_write_timeout(Some(config.write_timeout))?;
-    let handle = socket.try_clone()?;
-    Ok((TcpListener::from(OwnedFd::from(socket)), handle))
+    let handle = TcpStream::from(socket.try_clone()?);
+    Ok((TcpListener::from(socket), handle))
+}
+
+/// Connections the kernel completes and holds for the accept loop: a burst beyond the backlog
+/// waits for SYN retries (1, 3, 7 s). The kernel caps it at `net.core.somaxconn` (4096 on
+/// Linux since 5.4). std's `TcpListener::bind` asks for 128.
+pub const BACKLOG: i32 = 1024;
+
+/// A listening socket on the first address of `host` that binds (as `TcpListener::bind`
+/// would: `SO_REUSEADDR` set), with a backlog of [`BACKLOG`].
+fn bind(host: &str, port: u16) -> io::Result<Socket> {
+    let mut last = io::Error::new(io::ErrorKind::AddrNotAvailable, "the host has no address");
+    for addr in (host, port).to_socket_addrs()? {
+        let bound =
+            Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).and_then(|socket| {
+                socket.set_reuse_address(true)?;
+                socket.bind(&addr.into())?;
+                socket.listen(BACKLOG)?;
+                Ok(socket)
+            });
+        match bound {
+            Ok(socket) => return Ok(socket),
+            Err(error) => last = error,
+        }
+    }
+    Err(last)
 }
 
 /// Binds the configured address and starts the listener and the workers.
@@ -176,9 +201,17 @@ pub fn start(config: Config) -> io::Result<RunningServer> {
     if let Some(problem) = problem {
         eprintln!("kimi-free-api: {problem}");
     }
+    if let Some(proxy) = &config.upstream_proxy {
+        eprintln!("kimi-free-api: calls to Kimi go through the proxy {proxy}");
+    }
     if let Some(tokens) = &tokens {
         kimi.set_pool(tokens);
-        eprintln!("kimi-free-api: server pool of {} Kimi accounts; callers present API keys", tokens.len());
+        let own = tokens.iter().filter(|entry| entry.proxy.is_some()).count();
+        eprintln!(
+            "kimi-free-api: server pool of {} Kimi accounts ({own} through a proxy of their own); callers \
+             present API keys",
+            tokens.len()
+        );
     } else if !config.api_keys.0.is_empty() {
         eprintln!(
             "kimi-free-api: pass-through mode: callers' keys are their Kimi tokens; API keys guard /metrics"

@@ -543,6 +543,9 @@ fn checks<S: serde::Serializer>(checks: &&[TokenCheck], serializer: S) -> Result
         credits_problem: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         tool_mode: Option<&'a str>,
+        /// The proxy the check went through (`SCHEME://HOST:PORT`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        proxy: Option<&'a str>,
     }
     serializer.collect_seq(checks.iter().map(|c| One {
         fingerprint: &c.fingerprint,
@@ -554,6 +557,7 @@ fn checks<S: serde::Serializer>(checks: &&[TokenCheck], serializer: S) -> Result
         credits: c.credits.as_ref().map(|credits| healthz::CreditsView::new(credits, None)),
         credits_problem: c.credits_problem.as_deref(),
         tool_mode: c.tool_mode.as_deref(),
+        proxy: c.proxy.as_deref(),
     }))
 }
 

@@ -1,11 +1,14 @@
 //! Shared test support: the mock Kimi upstream, the real server started in-process on a free
-//! loopback port, and a small HTTP client that records when each SSE frame arrived.
+//! loopback port, and a small HTTP client that records when each SSE frame arrived (and checks
+//! every answer of the Responses API against OpenAI's schemas, `openapi.rs`).
 
 #![allow(dead_code)]
 
 pub mod mock;
+pub mod openapi;
 pub mod pool;
 pub mod process;
+pub mod proxy;
 
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -15,7 +18,7 @@ use kimi_free_api::server::{self, RunningServer};
 use serde_json::Value;
 
 #[allow(unused_imports)] // each test file uses its own subset
-pub use mock::{Fault, MockKimi, Script, mint_jwt};
+pub use mock::{Fault, MockKimi, Script, Seen, mint_jwt};
 
 /// A refresh token the mock accepts.
 pub const TOKEN: &str = "rt-good-1";
@@ -263,7 +266,15 @@ pub fn post_with(url: &str, headers: &[(&str, &str)], body: &Value) -> Reply {
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
-    reply(builder.send(body.to_string().as_bytes()).expect("POST completes"))
+    checked(url, reply(builder.send(body.to_string().as_bytes()).expect("POST completes")))
+}
+
+/// A Responses API answer is checked against OpenAI's schemas.
+fn checked(url: &str, reply: Reply) -> Reply {
+    if openapi::is_responses(url) {
+        openapi::check_answer(reply.status, &reply.body);
+    }
+    reply
 }
 
 /// GETs with the given headers.
@@ -280,7 +291,7 @@ pub fn post(url: &str, token: Option<&str>, body: &str) -> Reply {
     if let Some(token) = token {
         builder = builder.header("Authorization", format!("Bearer {token}"));
     }
-    reply(builder.send(body.as_bytes()).expect("POST completes"))
+    checked(url, reply(builder.send(body.as_bytes()).expect("POST completes")))
 }
 
 pub fn post_json(url: &str, token: Option<&str>, body: &Value) -> Reply {
@@ -367,6 +378,9 @@ pub fn stream_with(url: &str, headers: &[(&str, &str)], body: &Value) -> Streame
     if !content_type.starts_with("text/event-stream") {
         let body_if_error = response.into_body().read_to_string().unwrap_or_default();
         let raw = body_if_error.clone();
+        if openapi::is_responses(url) {
+            openapi::check_answer(status, &body_if_error);
+        }
         return Streamed { status, content_type, frames: Vec::new(), complete: true, body_if_error, raw };
     }
     let mut reader = response.into_body().into_reader();
@@ -402,6 +416,9 @@ pub fn stream_with(url: &str, headers: &[(&str, &str)], body: &Value) -> Streame
         }
     };
     let raw = String::from_utf8(raw).expect("the body is UTF-8");
+    if openapi::is_responses(url) {
+        openapi::check_events(frames.iter().map(|frame| frame.data.as_str()));
+    }
     Streamed { status, content_type, frames, complete, body_if_error: String::new(), raw }
 }
 

@@ -52,23 +52,23 @@ pub(super) fn unary(
     method: &str,
     body: &Value,
 ) -> Result<Value, Error> {
-    unary_on(ctx.upstream.agent(), ctx, token, who, method, body)
+    unary_on(ctx.upstream, ctx, token, who, method, body)
 }
 
-/// [`unary`] on the given agent (chat deletions use the one that survives a shutdown).
+/// [`unary`] on the given agents (chat deletions use the one that survives a shutdown).
 pub(super) fn unary_on(
-    agent: &ureq::Agent,
+    via: http::Via<'_>,
     ctx: Context<'_>,
     token: &str,
     who: &ConnectIdentity,
     method: &str,
     body: &Value,
 ) -> Result<Value, Error> {
-    let builder: RequestBuilder<WithBody> = agent.post(format!("{}/{method}", ctx.base));
+    let builder: RequestBuilder<WithBody> = via.post(format!("{}/{method}", ctx.base));
     let response = signed(builder, ctx, token, who)
         .header("Content-Type", "application/json")
         .send(body.to_string().as_bytes())
-        .map_err(http::from_ureq)?;
+        .map_err(|e| via.failed(e))?;
     let status = response.status().as_u16();
     let body = http::read_small(response)?;
     if status == 200 {

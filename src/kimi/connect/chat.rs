@@ -219,13 +219,13 @@ fn post_chat(
     body: &Value,
 ) -> Result<ureq::http::Response<ureq::Body>, Error> {
     let builder: RequestBuilder<WithBody> =
-        ctx.upstream.agent().post(format!("{}/apiv2/kimi.gateway.chat.v1.ChatService/Chat", ctx.base));
+        ctx.upstream.post(format!("{}/apiv2/kimi.gateway.chat.v1.ChatService/Chat", ctx.base));
     let framed = envelope::encode(envelope::FLAG_DATA, body.to_string().as_bytes());
     ctx.chats.sent(framed.len());
     let response = signed(builder, ctx, token, who)
         .header("Content-Type", "application/connect+json")
         .send(&framed[..])
-        .map_err(http::from_ureq)?;
+        .map_err(|e| ctx.upstream.failed(e))?;
     if response.status().as_u16() != 200 {
         return Err(http::error_of(response));
     }

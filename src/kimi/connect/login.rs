@@ -27,14 +27,14 @@ struct Tokens {
 /// Exchanges `refresh_token` for a new session.
 pub fn refresh(ctx: Context<'_>, refresh_token: &str) -> Result<Session, Error> {
     let url = format!("{}/api/account.gateway.v1.AuthService/RefreshToken", ctx.auth_base);
-    let response = super::call::browser_headers(ctx.upstream.agent().post(url), ctx)
+    let response = super::call::browser_headers(ctx.upstream.post(url), ctx)
         .header("Content-Type", "application/json")
         .header("Connect-Protocol-Version", "1")
         .header("X-Msh-Platform", "web")
         .header("Origin", ctx.base)
         .header("Referer", format!("{}/", ctx.base))
         .send(json!({ "refresh_token": refresh_token }).to_string().as_bytes())
-        .map_err(http::from_ureq)?;
+        .map_err(|e| ctx.upstream.failed(e))?;
     let status = response.status().as_u16();
     let body = http::read_small(response)?;
     if matches!(status, 401 | 403) {

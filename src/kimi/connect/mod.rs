@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::kimi::Error;
 use crate::kimi::attachment::Fetch;
 use crate::kimi::guard::ChatCounts;
-use crate::kimi::http::Upstream;
+use crate::kimi::http::Via;
 use crate::kimi::token::ConnectIdentity;
 use crate::kimi::tool_mode::ToolModes;
 
@@ -31,7 +31,8 @@ pub use memory::Memory;
 /// token is presented.
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
-    pub upstream: &'a Upstream,
+    /// The shared agents, through the account's proxy if it has one.
+    pub upstream: Via<'a>,
     /// The chat API (www.kimi.com or www.kimi.ai).
     pub base: &'a str,
     /// The auth host that renews 2026 web logins (auth.kimi.com or auth.kimi.ai).

@@ -31,11 +31,11 @@ pub(super) fn upload(
     body.extend_from_slice(&attachment.bytes);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     let builder: RequestBuilder<WithBody> =
-        ctx.upstream.agent().post(format!("{}/apiv2-files/file/upload", ctx.base));
+        ctx.upstream.post(format!("{}/apiv2-files/file/upload", ctx.base));
     let response = signed(builder, ctx, token, who)
         .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
         .send(&body[..])
-        .map_err(http::from_ureq)?;
+        .map_err(|e| ctx.upstream.failed(e))?;
     let status = response.status().as_u16();
     let answer = http::read_small(response)?;
     if status != 200 {

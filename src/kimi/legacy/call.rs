@@ -52,11 +52,11 @@ pub(super) fn post_json(
     path: &str,
     body: &Value,
 ) -> Result<ureq::http::Response<ureq::Body>, Error> {
-    let builder: RequestBuilder<WithBody> = ctx.upstream.agent().post(format!("{}{path}", ctx.base));
+    let builder: RequestBuilder<WithBody> = ctx.upstream.post(format!("{}{path}", ctx.base));
     signed(builder, ctx, session, chat_id)
         .header("Content-Type", "application/json")
         .send(body.to_string().as_bytes())
-        .map_err(http::from_ureq)
+        .map_err(|e| ctx.upstream.failed(e))
 }
 
 /// An SSE response from Kimi, read as bytes arrive.

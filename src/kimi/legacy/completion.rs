@@ -126,7 +126,7 @@ fn follow_up(mode: &chat::Mode, text: &str) -> Value {
 pub(super) fn delete_chat(ctx: Context<'_>, session: &Session, id: &str) -> Result<(), Error> {
     let builder: RequestBuilder<WithoutBody> =
         ctx.upstream.cleanup().delete(format!("{}/api/chat/{id}", ctx.base));
-    let response = signed(builder, ctx, session, Some(id)).call().map_err(http::from_ureq)?;
+    let response = signed(builder, ctx, session, Some(id)).call().map_err(|e| ctx.upstream.failed(e))?;
     let status = response.status().as_u16();
     if response.status().is_success() {
         Ok(())
@@ -161,8 +161,8 @@ fn check_research_quota(ctx: Context<'_>, session: &Session) -> Result<(), Error
         used: u64,
     }
     let builder: RequestBuilder<WithoutBody> =
-        ctx.upstream.agent().get(format!("{}/api/chat/research/usage", ctx.base));
-    let response = signed(builder, ctx, session, None).call().map_err(http::from_ureq)?;
+        ctx.upstream.get(format!("{}/api/chat/research/usage", ctx.base));
+    let response = signed(builder, ctx, session, None).call().map_err(|e| ctx.upstream.failed(e))?;
     match http::read_json::<Usage>(response) {
         Ok(usage) if usage.used >= usage.total => {
             Err(Error::QuotaUsedUp(format!("research quota used up ({} of {})", usage.used, usage.total)))

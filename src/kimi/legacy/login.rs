@@ -23,12 +23,11 @@ struct User {
 fn refresh(ctx: Context<'_>, refresh_token: &str) -> Result<Tokens, Error> {
     let response = ctx
         .upstream
-        .agent()
         .get(format!("{}/api/auth/token/refresh", ctx.base))
         .header("Authorization", format!("Bearer {refresh_token}"))
         .header("Referer", format!("{}/", ctx.base))
         .call()
-        .map_err(http::from_ureq)?;
+        .map_err(|e| ctx.upstream.failed(e))?;
     // An error status keeps its meaning (a 5xx is Kimi's trouble, not a bad token); a success
     // without an access token is a refusal.
     let status = response.status().as_u16();
@@ -46,11 +45,10 @@ pub(super) fn login(ctx: Context<'_>, refresh_token: &str) -> Result<Session, Er
     let tokens = refresh(ctx, refresh_token)?;
     let response = ctx
         .upstream
-        .agent()
         .get(format!("{}/api/user", ctx.base))
         .header("Authorization", format!("Bearer {}", tokens.access_token))
         .call()
-        .map_err(http::from_ureq)?;
+        .map_err(|e| ctx.upstream.failed(e))?;
     let user: User = http::read_json(response)?;
     if user.id.is_empty() {
         return Err(Error::Upstream("Kimi returned a user without an id".into()));

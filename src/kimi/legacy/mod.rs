@@ -13,13 +13,14 @@ use crate::chat;
 use crate::kimi::Error;
 use crate::kimi::attachment::Fetch;
 use crate::kimi::guard::{ChatCounts, Halt, Progress};
-use crate::kimi::http::Upstream;
+use crate::kimi::http::Via;
 use crate::kimi::session::Sessions;
 
 /// What the legacy backend needs from the shared Kimi client.
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
-    pub upstream: &'a Upstream,
+    /// The shared agents, through the account's proxy if it has one.
+    pub upstream: Via<'a>,
     pub base: &'a str,
     pub sessions: &'a Sessions,
     pub fetch: Fetch<'a>,

@@ -32,11 +32,10 @@ pub(super) fn upload(
         http::read_json(post_json(ctx, session, Some(chat_id), "/api/pre-sign-url", &request)?)?;
     let response = ctx
         .upstream
-        .agent()
         .put(&signed.url)
         .header("Content-Type", attachment.mime.as_str())
         .send(&attachment.bytes[..])
-        .map_err(http::from_ureq)?;
+        .map_err(|e| ctx.upstream.failed(e))?;
     if !response.status().is_success() {
         return Err(Error::Upstream(format!(
             "storing the attachment answered HTTP {}",

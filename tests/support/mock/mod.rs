@@ -42,7 +42,7 @@ use serde_json::{Value, json};
 pub use {
     auth::mint_jwt,
     http::Request,
-    script::{Fault, Script, Stats, TurnSeen, Upload},
+    script::{Fault, Script, Seen, Stats, TurnSeen, Upload},
 };
 
 use http::{Flow, json_response};
@@ -61,7 +61,7 @@ impl MockKimi {
     }
 
     pub fn start_on(addr: &str) -> MockKimi {
-        let listener = TcpListener::bind(addr).expect("mock binds");
+        let listener = listen(addr).expect("mock binds");
         let url = format!("http://{}", listener.local_addr().expect("bound address"));
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
@@ -109,6 +109,21 @@ impl MockKimi {
             thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// Connections the kernel holds for the accept loop, as the server's (1024, std's is 128):
+/// a test's burst of connections must not wait for SYN retries on the mock either.
+pub const BACKLOG: i32 = 1024;
+
+/// A listening socket on `addr` (`SO_REUSEADDR`, as std's) with a backlog of [`BACKLOG`].
+fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    let addr: std::net::SocketAddr =
+        addr.parse().map_err(|_| std::io::Error::other("the mock listens on an IP:PORT"))?;
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
 }
 
 /// `POST /_mock/script`: the next completions' script (how the Python SDK tests drive the mock).

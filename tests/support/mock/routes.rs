@@ -6,11 +6,16 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use super::http::{Flow, Request, legacy_error};
+use super::script::Seen;
 use super::state::State;
 use super::{auth, catalogue, connect, files, legacy};
 
 /// A handler: the state, the request, its JSON body (`null` if none) and what the path's `*` matched.
 type Handler = fn(&Mutex<State>, Request, Value, &str) -> Flow;
+
+/// Requests remembered at most (the newest): a long run (the SDK suites, the bench) would
+/// otherwise grow the list without bound.
+const MAX_SEEN: usize = 4096;
 
 /// The routes, in the order they are tried.
 #[rustfmt::skip]
@@ -43,6 +48,19 @@ const ROUTES: &[(&str, &str, Handler)] = &[
 pub(super) fn serve(state: &Mutex<State>, request: Request) -> Flow {
     let path = request.path.split('?').next().unwrap_or("").to_string();
     let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+    let seen = Seen {
+        route: format!("{} {path}", request.method),
+        peer: request.stream.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+        authorization: request.headers.iter().find(|(n, _)| n == "authorization").map(|(_, v)| v.clone()),
+    };
+    {
+        let mut state = state.lock().unwrap();
+        let requests = &mut state.stats.requests;
+        if requests.len() >= MAX_SEEN {
+            requests.remove(0);
+        }
+        requests.push(seen);
+    }
     let route = ROUTES
         .iter()
         .filter(|(method, _, _)| request.method == *method)

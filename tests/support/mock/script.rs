@@ -234,6 +234,11 @@ pub struct Stats {
     pub turns: Vec<TurnSeen>,
     /// `ChatService/CancelChat` calls: (chat id, message id) (`docs/kimi-protocol.md` §7.5).
     pub cancels: Vec<(String, String)>,
+    /// Every request, in order (the newest 4096): where it came from and with which credential
+    /// (the proxy tests tell by its peer address which proxy carried it, or none). Not in
+    /// `/_mock/stats`: the SDK suites do not need it.
+    #[serde(skip)]
+    pub requests: Vec<Seen>,
 }
 
 /// One chat turn as the mock received it.
@@ -248,6 +253,17 @@ pub struct TurnSeen {
     /// Connect: the system prompt field, if sent.
     pub system: Option<String>,
     pub parent_id: Option<String>,
+}
+
+/// One request as the mock received it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Seen {
+    /// `METHOD /path` (without the query string).
+    pub route: String,
+    /// The address it came from, `127.0.0.1:PORT`.
+    pub peer: String,
+    /// Its `Authorization` header, if any.
+    pub authorization: Option<String>,
 }
 
 /// One stored attachment.
