@@ -75,6 +75,11 @@ class Server:
         self.process.kill()
         self.process.wait(timeout=5)
 
+    def terminate(self):
+        """A clean stop (SIGTERM): the drain deletes every agent session's Kimi chat."""
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
 
 class Stack:
     """The mock and the server, with helpers to script the mock and read what it saw."""

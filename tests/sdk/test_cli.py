@@ -30,7 +30,7 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import ROOT
-from helpers import call_markup, overloaded_fault
+from helpers import call_markup, overloaded_fault, settled
 
 BIN = ROOT / "tests/cli/node_modules/.bin"
 
@@ -76,6 +76,20 @@ def test_claude_code_reports_overload_without_auth_loops(kimi, tmp_path):
     assert "overloaded" in (result.stdout + result.stderr).lower()
     requests = requests_since(kimi, mark, "/v1/messages")
     assert requests and all(" 529 " in line for line in requests), requests
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sessions_deleted(stack):
+    """The loops' servers keep agent sessions on the shared mock: stopped cleanly after this
+    module, they delete every session's chat, so later suites find no chat left behind."""
+    yield
+    for name in ("session_server", "prompt_server"):
+        server = getattr(stack, name, None)
+        if server is not None:
+            server.terminate()
+            stack.servers.remove(server)
+            delattr(stack, name)
+    assert settled(stack)["live_chats"] == [], "a clean stop deletes the sessions' chats"
 
 
 @pytest.fixture(params=["native", "prompt"])
