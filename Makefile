@@ -17,7 +17,7 @@ BUILDAH := buildah --storage-driver vfs
 RELEASE_FLAGS := --remap-path-prefix=$(CURDIR)=/build --remap-path-prefix=$(HOME)/.cargo=/cargo
 MAX_BINARY_BYTES := 4500000
 
-.PHONY: bench cli-deps run doctor build test lint source-check unit sdk-test release reproducible image \
+.PHONY: bench cli-deps run demo doctor build test lint source-check unit sdk-test release reproducible image \
         image-test unit-check deny vendor-check mutants musl-toolchain promtool clean
 
 ## Build the release binary and start the server on :8000.
@@ -25,11 +25,19 @@ run:
 	$(CARGO) build --release
 	./target/release/kimi-free-api
 
+## Try it without a Kimi account: the mock Kimi and the server on free loopback ports, a token
+## of each kind and commands to paste (examples/demo.rs); Ctrl-C stops both.
+demo:
+	$(CARGO) build --bin kimi-free-api --example demo
+	./target/debug/examples/demo
+
 ## Check the token in $KIMI_TOKEN against Kimi step by step (the token is never printed; a
-## rotated 2026 login is saved in ./kimi-state, where `make run` finds it).
+## rotated 2026 login is saved in ./kimi-state, where `make run` finds it). DOCTOR_ARGS=--rotate
+## logs in with a 2026 token whose rotation ./kimi-state does not hold (README "The doctor").
+DOCTOR_ARGS ?=
 doctor:
 	$(CARGO) build --release
-	./target/release/kimi-free-api doctor
+	./target/release/kimi-free-api doctor $(DOCTOR_ARGS)
 
 build:
 	$(CARGO) build --bins --examples
