@@ -164,6 +164,7 @@ fn doctor_asks_a_pass_through_server_to_run_the_steps_with_the_callers_token() {
     let token = Kind::Web.token_for("doctor-through");
     let out = doctor_at(&server.base, &[&token]);
     assert_all_pass(&out, &[]);
+    assert!(line(&out, "deletion").contains("5 of 5 chats deleted"), "{}", out.stdout);
     assert!(!out.stdout.contains(&token[40..80]), "the token is never printed");
     let stats = mock.settled();
     assert_eq!((stats.web_refreshes, stats.sessions_revoked), (1, 0), "the server's one login: {stats:?}");
@@ -189,6 +190,8 @@ fn doctor_asks_a_pool_server_with_an_api_key_to_check_each_of_its_accounts() {
     assert_eq!(accounts.len(), 2, "{}", out.stdout);
     assert_eq!(out.stdout.matches("doctor: every step passed").count(), 2, "{}", out.stdout);
     assert_eq!(out.stdout.lines().filter(|l| l.starts_with("search     ok ")).count(), 2, "{}", out.stdout);
+    let deletions = out.stdout.lines().filter(|l| l.contains("ok   5 of 5 chats deleted")).count();
+    assert_eq!(deletions, 2, "each account's own chats: {}", out.stdout);
     assert!(!out.stdout.contains(KEY) && tokens.iter().all(|t| !out.stdout.contains(t.as_str())));
     let stats = mock.settled();
     assert!(

@@ -35,7 +35,7 @@ class Demo:
         try:
             for _ in range(200):
                 line = self.process.stdout.readline()
-                if not line or line.strip() == READY:
+                if not line or line.startswith(READY):
                     break
                 lines.append(line)
         finally:
