@@ -16,9 +16,14 @@ BUILDAH := buildah --storage-driver vfs
 # Reproducible release builds: no build path and no registry path in the binary.
 RELEASE_FLAGS := --remap-path-prefix=$(CURDIR)=/build --remap-path-prefix=$(HOME)/.cargo=/cargo
 MAX_BINARY_BYTES := 4500000
+# Tools built from crates.io when missing (cargo-deny, cargo-mutants) go here, outside the clone,
+# so that they are built once per machine, not once per clone.
+TOOLS := $(HOME)/.cache/kimi-free-api
+export PATH := $(TOOLS)/bin:$(PATH)
 
-.PHONY: bench cli-deps run demo doctor build test lint source-check unit sdk-test release reproducible image \
-        image-test unit-check deny vendor-check mutants musl-toolchain promtool clean
+.PHONY: bench cli-deps run demo doctor build test rust-checks sdk-deps lint source-check unit unit-lanes \
+        unit-waits unit-hardening unit-rest sdk-test release reproducible image image-test unit-check deny \
+        vendor-check mutants musl-toolchain promtool clean
 
 ## Build the release binary and start the server on :8000.
 run:
@@ -46,8 +51,17 @@ build:
 bench: release
 	$(CARGO) bench --locked --bench proxy
 
-## Everything CI checks.
-test: lint source-check vendor-check deny unit-check unit image-test reproducible sdk-test
+## Everything CI checks. The SDKs and CLIs (network, little CPU) install in the background while
+## the Rust checks compile and run (their log: target/sdk-deps.log); their suites run last.
+test:
+	@mkdir -p target
+	@$(MAKE) --no-print-directory sdk-deps > target/sdk-deps.log 2>&1 & deps=$$!; \
+	$(MAKE) --no-print-directory rust-checks; checks=$$?; \
+	wait $$deps || { cat target/sdk-deps.log; echo "make test: installing the SDKs and CLIs failed"; exit 1; }; \
+	[ $$checks -eq 0 ] || exit $$checks; \
+	$(MAKE) --no-print-directory sdk-test
+
+rust-checks: lint source-check vendor-check deny unit-check unit image-test reproducible
 
 lint:
 	$(CARGO) fmt --check
@@ -66,8 +80,24 @@ source-check:
 vendor-check:
 	vendor/check.sh
 
+## The unit and behaviour tests. Once built, the test binaries run in three lanes side by side:
+## most of their time is waiting (drains, idle timeouts, a minute for idle workers to exit), not
+## CPU. Each lane's output is printed when it ends.
+UNIT_WAITS := shutdown_and_load
+UNIT_HARDENING := hardening pool kimi_autumn_pool
+UNIT_REST := $(filter-out $(UNIT_WAITS) $(UNIT_HARDENING),$(basename $(notdir $(wildcard tests/*.rs))))
 unit: promtool
-	$(CARGO) test
+	$(CARGO) test --no-run
+	$(MAKE) --no-print-directory -j3 --output-sync=target unit-lanes
+
+unit-lanes: unit-waits unit-hardening unit-rest
+unit-waits:
+	$(CARGO) test $(addprefix --test ,$(UNIT_WAITS))
+unit-hardening:
+	$(CARGO) test $(addprefix --test ,$(UNIT_HARDENING))
+unit-rest:
+	$(CARGO) test --lib --bins $(addprefix --test ,$(UNIT_REST))
+	$(CARGO) test --doc
 
 ## promtool checks /metrics in the pool tests (Debian's prometheus package has it).
 promtool:
@@ -77,6 +107,8 @@ $(VENV_STAMP): tests/sdk/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
 	touch $@
+
+sdk-deps: $(VENV_STAMP) $(CLI_STAMP)
 
 ## Claude Code and Gemini CLI, pinned by tests/cli/package-lock.json.
 $(CLI_STAMP): tests/cli/package.json tests/cli/package-lock.json
@@ -92,7 +124,7 @@ sdk-test: build $(VENV_STAMP) $(CLI_STAMP)
 ## Licenses, bans and sources of every dependency, and RustSec advisories: against the live
 ## database when it can be fetched, else against the snapshot in .ci/advisory-db (it says which).
 deny:
-	@command -v cargo-deny >/dev/null || $(CARGO) install --locked cargo-deny@0.20.2
+	@command -v cargo-deny >/dev/null || $(CARGO) install --locked --root $(TOOLS) cargo-deny@0.20.2
 	$(CARGO) deny check bans licenses sources
 	.ci/advisories.sh
 
@@ -102,7 +134,7 @@ MUTANTS_VERSION := 27.1.0
 MUTANTS_FILES := src/kimi/legacy/sse.rs src/kimi/connect/envelope.rs src/kimi/connect/event.rs \
                  src/kimi/legacy/event.rs src/kimi/token.rs src/chat/mod.rs
 mutants:
-	@command -v cargo-mutants >/dev/null || $(CARGO) install --locked cargo-mutants@$(MUTANTS_VERSION)
+	@command -v cargo-mutants >/dev/null || $(CARGO) install --locked --root $(TOOLS) cargo-mutants@$(MUTANTS_VERSION)
 	$(CARGO) mutants --no-shuffle --timeout 60 --output target/mutants $(addprefix -f ,$(MUTANTS_FILES)) \
 	  --cargo-arg=--lib $(MUTANTS_ARGS)
 
@@ -118,14 +150,14 @@ release: musl-toolchain
 	[ $$size -le $(MAX_BINARY_BYTES) ] || { echo "binary over $(MAX_BINARY_BYTES) bytes"; exit 1; }
 	@sha256sum $(RELEASE_BIN)
 
-## Two clean release builds in different target directories must be byte-identical.
-reproducible: musl-toolchain
-	rm -rf target/repro-a target/repro-b
-	for dir in target/repro-a target/repro-b; do \
-	  RUSTFLAGS="$(RELEASE_FLAGS)" CARGO_TARGET_DIR=$$dir $(CARGO) build --release --locked \
-	    --target $(MUSL_TARGET) || exit 1; done
-	cmp target/repro-a/$(MUSL_TARGET)/release/kimi-free-api target/repro-b/$(MUSL_TARGET)/release/kimi-free-api
-	sha256sum target/repro-a/$(MUSL_TARGET)/release/kimi-free-api
+## A second release build, from a clean target directory elsewhere (target/repro), must be
+## byte-identical to `make release`'s (one compile fewer than two fresh ones, same proof).
+reproducible: release
+	rm -rf target/repro
+	RUSTFLAGS="$(RELEASE_FLAGS)" CARGO_TARGET_DIR=target/repro $(CARGO) build --release --locked \
+	  --target $(MUSL_TARGET)
+	cmp $(RELEASE_BIN) target/repro/$(MUSL_TARGET)/release/kimi-free-api
+	sha256sum target/repro/$(MUSL_TARGET)/release/kimi-free-api
 
 ## The FROM-scratch image, built with buildah (its empty /data comes from target/image-root/).
 image: release
