@@ -17,10 +17,14 @@ use support::pool::PoolServer;
 use support::process::{Finished, ServerProcess, at_mock, binary, run_within};
 use support::{Harness, Kind, MockKimi, Script, post_json};
 
-const STEPS: [&str; 11] = [
-    "token", "login", "models", "credits", "chat", "stream", "search", "thinking", "k3", "deletion",
-    "unknown",
-];
+/// Every step's name, from the doctor's own list (a step added there is checked here too).
+fn steps() -> Vec<&'static str> {
+    let names: Vec<&str> = kimi_free_api::doctor::STEPS.iter().map(|step| step.name).collect();
+    for known in ["token", "login", "models", "credits", "chat", "stream", "search", "thinking", "k3", "deletion"] {
+        assert!(names.contains(&known), "{known}: {names:?}");
+    }
+    names
+}
 const KEY: &str = "key-doctor-5e0b2c91";
 
 /// The mock of `make demo`, unpaced (the pacing is for eyes, not tests).
@@ -59,7 +63,7 @@ fn line<'a>(out: &'a Finished, step: &str) -> &'a str {
 /// Every step has its line, each a pass (`ok`) or, where `notes` allows, a note.
 fn assert_all_pass(out: &Finished, notes: &[&str]) {
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
-    for step in STEPS {
+    for step in steps() {
         let line = line(out, step);
         let allowed = line.contains(" ok   ") || (notes.contains(&step) && line.contains(" note "));
         assert!(allowed && line.ends_with(" ms)"), "{line}\n{}", out.stdout);
