@@ -20,7 +20,9 @@ use support::{Harness, Kind, MockKimi, Script, post_json};
 /// Every step's name, from the doctor's own list (a step added there is checked here too).
 fn steps() -> Vec<&'static str> {
     let names: Vec<&str> = kimi_free_api::doctor::STEPS.iter().map(|step| step.name).collect();
-    for known in ["token", "login", "models", "credits", "chat", "stream", "search", "thinking", "k3", "deletion"] {
+    for known in
+        ["token", "login", "models", "credits", "chat", "stream", "search", "thinking", "k3", "deletion"]
+    {
         assert!(names.contains(&known), "{known}: {names:?}");
     }
     names
