@@ -25,11 +25,12 @@ class Demo:
     def __init__(self, tmp):
         self.tmp = tmp
         env = {"PATH": os.environ["PATH"], "HOME": str(tmp), "TMPDIR": str(tmp)}
+        # A session of its own, as a terminal gives: Ctrl-C (and a kill here) reach the server too.
         self.process = subprocess.Popen([DEMO_BIN], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True, env=env)
+                                        text=True, env=env, start_new_session=True)
         self.log = []
         threading.Thread(target=self._drain, daemon=True).start()
-        timer = threading.Timer(START_TIMEOUT, self.process.kill)
+        timer = threading.Timer(START_TIMEOUT, self.kill)
         timer.start()
         lines = []
         try:
@@ -72,9 +73,17 @@ class Demo:
         lines = section.splitlines()[1:]
         return {lines[i].strip().split(" (")[0]: lines[i + 1].strip() for i in range(0, len(lines) - 1, 2)}
 
+    def kill(self):
+        os.killpg(self.process.pid, signal.SIGKILL)
+
     def stop(self):
-        self.process.send_signal(signal.SIGINT)
-        return self.process.wait(timeout=15)
+        """Ctrl-C: SIGINT to the demo and the server it started."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            return self.process.wait(timeout=15)
+        finally:
+            if self.process.poll() is None:
+                self.kill()
 
 
 def paste(command, cwd, timeout=120):
