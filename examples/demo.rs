@@ -200,7 +200,7 @@ fn guide(url: &str, mock_url: &str, server_bin: &Path) -> String {
     ));
     let venv = Path::new(ROOT).join(".venv/bin/python");
     let (python, needs) = if venv.exists() {
-        (venv.display().to_string(), "from `make test`'s .venv")
+        (shell_word(&venv), "from `make test`'s .venv")
     } else {
         ("python3".to_string(), "pip install openai")
     };
@@ -218,7 +218,7 @@ fn guide(url: &str, mock_url: &str, server_bin: &Path) -> String {
     ));
     let pinned = Path::new(ROOT).join("tests/cli/node_modules/.bin/claude");
     let (claude, needs) = if pinned.exists() {
-        (pinned.display().to_string(), "pinned by `make test`")
+        (shell_word(&pinned), "pinned by `make test`")
     } else {
         ("claude".to_string(), "npm install -g @anthropic-ai/claude-code")
     };
@@ -231,7 +231,14 @@ fn guide(url: &str, mock_url: &str, server_bin: &Path) -> String {
         "\n# The doctor: the server checks the token step by step with its own login\n\
          {} doctor --server {url} --api-key {token}\n\n\
          Ready. The server's log follows; Ctrl-C stops both.\n",
-        server_bin.display()
+        shell_word(server_bin)
     ));
     out
+}
+
+/// A path as one shell word: as it is when it is plain, else single-quoted.
+fn shell_word(path: &Path) -> String {
+    let text = path.display().to_string();
+    let plain = text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c));
+    if plain { text } else { format!("'{}'", text.replace('\'', r"'\''")) }
 }
