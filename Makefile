@@ -21,7 +21,7 @@ MAX_BINARY_BYTES := 4500000
 TOOLS := $(HOME)/.cache/kimi-free-api
 export PATH := $(TOOLS)/bin:$(PATH)
 
-.PHONY: bench cli-deps run demo doctor build test rust-checks sdk-deps lint source-check unit unit-lanes \
+.PHONY: bench cli-deps run demo doctor build test sdk-deps lint source-check unit unit-build unit-lanes \
         unit-waits unit-hardening unit-rest sdk-test release reproducible image image-test unit-check deny \
         vendor-check mutants musl-toolchain promtool clean
 
@@ -51,17 +51,11 @@ build:
 bench: release
 	$(CARGO) bench --locked --bench proxy
 
-## Everything CI checks. The SDKs and CLIs (network, little CPU) install in the background while
-## the Rust checks compile and run (their log: target/sdk-deps.log); their suites run last.
-test:
-	@mkdir -p target
-	@$(MAKE) --no-print-directory sdk-deps > target/sdk-deps.log 2>&1 & deps=$$!; \
-	$(MAKE) --no-print-directory rust-checks; checks=$$?; \
-	wait $$deps || { cat target/sdk-deps.log; echo "make test: installing the SDKs and CLIs failed"; exit 1; }; \
-	[ $$checks -eq 0 ] || exit $$checks; \
-	$(MAKE) --no-print-directory sdk-test
-
-rust-checks: lint source-check vendor-check deny unit-check unit image-test reproducible
+## Everything CI checks. The test binaries spend most of their time waiting, so the SDKs and CLIs
+## (network, a little CPU) install beside them, not beside a compile.
+test: lint source-check vendor-check deny unit-check unit-build
+	$(MAKE) --no-print-directory -j4 --output-sync=target unit-lanes sdk-deps
+	$(MAKE) --no-print-directory image-test reproducible sdk-test
 
 lint:
 	$(CARGO) fmt --check
@@ -86,9 +80,11 @@ vendor-check:
 UNIT_WAITS := shutdown_and_load
 UNIT_HARDENING := hardening pool kimi_autumn_pool
 UNIT_REST := $(filter-out $(UNIT_WAITS) $(UNIT_HARDENING),$(basename $(notdir $(wildcard tests/*.rs))))
-unit: promtool
-	$(CARGO) test --no-run
+unit: unit-build
 	$(MAKE) --no-print-directory -j3 --output-sync=target unit-lanes
+
+unit-build: promtool
+	$(CARGO) test --no-run
 
 unit-lanes: unit-waits unit-hardening unit-rest
 unit-waits:
