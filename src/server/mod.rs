@@ -27,6 +27,7 @@
 //! with its dialect's error, and its chat is deleted.
 
 mod accounts;
+mod doctor;
 mod exchange;
 mod healthz;
 mod keys;

@@ -76,6 +76,10 @@ pub struct Script {
     /// with `invalid_argument`, "unknown field options.systemPrompt", before any chat frame: Kimi
     /// may not take the field (`docs/kimi-protocol.md` §7.3).
     pub refuse_system_prompt: bool,
+    /// Legacy: search results only when the request asks for search (`use_search`) and thinking
+    /// only when it asks for the K1 agent (`kimiplus_id`; `docs/kimi-protocol.md` §3.3, §3.4), as Kimi
+    /// does; otherwise the script's are sent whatever was asked. Connect always checks.
+    pub as_asked: bool,
 }
 
 /// A stamped answer piece: the send time, a space, and padding.
@@ -110,6 +114,29 @@ impl Default for Script {
             upload_status: None,
             research_question: None,
             refuse_system_prompt: false,
+            as_asked: false,
+        }
+    }
+}
+
+impl Script {
+    /// What `make demo` answers (`examples/demo.rs`): an answer paced like Kimi's, with thinking
+    /// and citations when the model asks for them (`-thinking`, `-search`) and only then.
+    pub fn demo() -> Script {
+        let words = "This is the mock Kimi of `make demo`: nothing leaves this machine. Give the \
+                     server your own Kimi token for real answers.";
+        Script {
+            text: words.split_inclusive(' ').map(String::from).collect(),
+            thinking: ["The user ", "wants to see ", "the server work ", "without a Kimi account."]
+                .map(String::from)
+                .to_vec(),
+            search: vec![
+                ("The Rust Programming Language".into(), "https://www.rust-lang.org/".into()),
+                ("Rust Blog".into(), "https://blog.rust-lang.org/".into()),
+            ],
+            delay_ms: 40,
+            as_asked: true,
+            ..Script::default()
         }
     }
 }
