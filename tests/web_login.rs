@@ -285,7 +285,8 @@ fn doctor_checks_every_step_and_leaves_nothing_behind() {
     });
     let state = support::temp_state_dir();
     let token = Kind::Web.token_for("doctor");
-    let output = binary(&["doctor", &token], &mock, &state).output().unwrap();
+    // A fresh login nothing else uses: --rotate lets the doctor log in with it.
+    let output = binary(&["doctor", &token, "--rotate"], &mock, &state).output().unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(output.status.success(), "{stdout}");
     for step in [
@@ -322,7 +323,7 @@ fn doctor_says_when_the_token_is_the_problem() {
     let mock = MockKimi::start();
     let state = support::temp_state_dir();
     let token = Kind::Web.refused_token();
-    let output = binary(&["doctor", &token], &mock, &state).output().unwrap();
+    let output = binary(&["doctor", &token, "--rotate"], &mock, &state).output().unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.lines().any(|l| l.starts_with("login") && l.contains("FAIL")), "{stdout}");

@@ -2,6 +2,7 @@
 //! every way out, and [`Progress`] remembers whether the client has seen anything (after
 //! which no attempt may be repeated).
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Error;
@@ -16,6 +17,26 @@ pub struct ChatCounts {
     pub to_delete: AtomicU64,
     pub deleted: AtomicU64,
     pub failed: AtomicU64,
+}
+
+thread_local! {
+    /// This thread's share of the counts, `[to_delete, deleted, failed]`: a chat is created and
+    /// deleted on the thread that runs it, so what one caller's chats did can be told apart
+    /// from what other requests do meanwhile (the doctor's `deletion` step inside a busy server).
+    static ON_THIS_THREAD: Cell<[u64; 3]> = const { Cell::new([0; 3]) };
+}
+
+/// `[to_delete, deleted, failed]` of the chats run on this thread since it started.
+pub fn counts_on_this_thread() -> [u64; 3] {
+    ON_THIS_THREAD.get()
+}
+
+fn count_here(which: usize) {
+    ON_THIS_THREAD.with(|counts| {
+        let mut now = counts.get();
+        now[which] += 1;
+        counts.set(now);
+    });
 }
 
 /// Deletes an upstream chat when dropped, so every path out of a request (success, error,
@@ -42,6 +63,7 @@ impl<'a> ChatGuard<'a> {
     ) -> Self {
         if !keep {
             counts.to_delete.fetch_add(1, Ordering::Relaxed);
+            count_here(0);
         }
         ChatGuard { chat_id, keep, counts, delete: Box::new(delete) }
     }
@@ -64,12 +86,16 @@ impl Drop for ChatGuard<'_> {
             (self.delete)(&self.chat_id)
         });
         match result {
-            Ok(()) => self.counts.deleted.fetch_add(1, Ordering::Relaxed),
+            Ok(()) => {
+                self.counts.deleted.fetch_add(1, Ordering::Relaxed);
+                count_here(1);
+            }
             Err(error) => {
                 eprintln!("kimi: could not delete chat {}: {error}", self.chat_id);
-                self.counts.failed.fetch_add(1, Ordering::Relaxed)
+                self.counts.failed.fetch_add(1, Ordering::Relaxed);
+                count_here(2);
             }
-        };
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use tiny_http::{Method, Request};
 
 use super::App;
 use super::exchange::{self, EventStream};
-use super::{healthz, metrics};
+use super::{doctor, healthz, metrics};
 use crate::chat::output;
 use crate::chat::{self, Answer, Ended, ErrorKind, Layers, Stop};
 use crate::dialect::{Aggregator, Dialect, StreamRenderer, anthropic, gemini, openai, responses};
@@ -97,6 +97,8 @@ enum Route<'a> {
     AnthropicChat,
     AnthropicCountTokens,
     TokenCheck,
+    /// The doctor's steps on the caller's account or the server's (`server/doctor.rs`).
+    Doctor,
     /// `models/{model}:{action}`: generateContent, streamGenerateContent or countTokens.
     GeminiCall {
         model: &'a str,
@@ -118,6 +120,7 @@ impl Route<'_> {
             Route::Responses => "responses",
             Route::AnthropicCountTokens | Route::GeminiCall { action: "countTokens", .. } => "count_tokens",
             Route::TokenCheck => "token_check",
+            Route::Doctor => "doctor",
             Route::GeminiCall { .. } => "generate_content",
             Route::Healthz => "healthz",
             Route::Metrics => "metrics",
@@ -140,6 +143,7 @@ fn resolve(path: &str) -> Option<(Route<'_>, &'static [Method])> {
         "/v1/messages" => (Route::AnthropicChat, POST),
         "/v1/messages/count_tokens" => (Route::AnthropicCountTokens, POST),
         "/token/check" => (Route::TokenCheck, POST),
+        "/doctor" => (Route::Doctor, POST),
         "/healthz" => (Route::Healthz, GET_HEAD),
         "/metrics" => (Route::Metrics, GET),
         _ => match gemini_target(path)? {
@@ -193,6 +197,7 @@ fn route(app: &App, request: Request, method: &Method, path: &str) -> Outcome {
             anthropic::parse(body).map(|parsed| anthropic::count_tokens(&parsed))
         }),
         Route::TokenCheck => token_check(app, request),
+        Route::Doctor => Outcome::plain(doctor::serve(app, request)),
         Route::GeminiCall { model, action } => gemini_call(app, request, model.to_string(), action),
         Route::Healthz => Outcome::plain(healthz::serve(app, request)),
         Route::Metrics => Outcome::plain(metrics::serve(app, request)),
@@ -280,7 +285,7 @@ fn credential_header(dialect: Dialect, what: &str) -> String {
 /// Reads the credential and body every chat endpoint needs. In server-pool mode the credential
 /// must be one of the server's API keys, and the request runs on the pool (`None`); otherwise
 /// it is the caller's own Kimi token (or list).
-fn credential_and_body(
+pub(super) fn credential_and_body(
     app: &App,
     request: &mut Request,
     dialect: Dialect,
