@@ -290,8 +290,8 @@ fn doctor_checks_every_step_and_leaves_nothing_behind() {
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(output.status.success(), "{stdout}");
     for step in [
-        "token", "login", "models", "credits", "chat", "stream", "search", "thinking", "k3", "deletion",
-        "unknown",
+        "token", "login", "models", "credits", "chat", "stream", "search", "thinking", "k3", "tools",
+        "deletion", "unknown",
     ] {
         let line = stdout.lines().find(|l| l.starts_with(step)).unwrap_or_else(|| panic!("{step}: {stdout}"));
         assert!(line.contains(" ok ") && line.ends_with(" ms)"), "{line}");
@@ -299,7 +299,7 @@ fn doctor_checks_every_step_and_leaves_nothing_behind() {
     assert!(stdout.contains("web refresh_token") && stdout.contains("every step passed"), "{stdout}");
     assert!(!stdout.contains(&token[30..60]), "the token is never printed");
     let stats = mock.settled();
-    assert!(stats.live_chats.is_empty() && stats.chats_created == 5, "{stats:?}");
+    assert!(stats.live_chats.is_empty() && stats.chats_created == 7, "{stats:?}: two for the tool probe");
     assert!(
         stdout.contains("k2d6-chat (SCENARIO_CHAT, default)")
             && stdout.contains("75% left, reset 2026-12-31"),
