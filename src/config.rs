@@ -148,10 +148,11 @@ impl Default for Config {
 #[derive(Debug, PartialEq)]
 pub enum Command {
     Serve(Config),
-    /// `doctor [TOKEN]`: one round trip per step against the configured Kimi.
+    /// `doctor [TOKEN]`: one round trip per step against the configured Kimi, or, with
+    /// `--server`, the same steps run by a running server with its own login.
     Doctor {
         config: Config,
-        token: Option<String>,
+        args: DoctorArgs,
     },
     /// `health [URL]`: probes a running server's `/healthz` (exit 0 when it answers 200).
     Health {
@@ -160,6 +161,41 @@ pub enum Command {
     },
     Help,
     Version,
+}
+
+/// What `doctor` was given besides the server's flags.
+#[derive(Debug, Default, PartialEq)]
+pub struct DoctorArgs {
+    /// TOKEN, else `$KIMI_TOKEN`.
+    pub token: Option<String>,
+    /// `--rotate`: log in with a 2026 refresh token whose newest rotation the state directory
+    /// does not hold (whoever else uses that login is then logged out).
+    pub rotate: bool,
+    /// `--server URL`: ask that server to run the steps with its own accounts.
+    pub server: Option<String>,
+    /// `--api-key KEY`: what to present to `--server` (else the token, in pass-through mode).
+    pub api_key: Option<String>,
+}
+
+impl DoctorArgs {
+    /// Takes `arg` (and its value from `rest`) if it is one of the doctor's own flags.
+    fn take<I: Iterator<Item = String>>(&mut self, arg: &str, rest: &mut I) -> Result<bool, ConfigError> {
+        let (flag, inline) = arg.split_once('=').map_or((arg, None), |(f, v)| (f, Some(v.to_string())));
+        let mut value = || inline.clone().or_else(|| rest.next()).ok_or(format!("{flag} needs a value"));
+        match flag {
+            "--rotate" if inline.is_none() => self.rotate = true,
+            "--server" => {
+                let given = value().map_err(ConfigError)?;
+                let mut server = String::new();
+                url(&mut server, &given)
+                    .map_err(|what| ConfigError(format!("--server: {what}, got {given:?}")))?;
+                self.server = Some(server);
+            }
+            "--api-key" => self.api_key = Some(value().map_err(ConfigError)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
 }
 
 /// A flag or environment variable that could not be understood.
@@ -495,8 +531,16 @@ pub fn help_text() -> String {
     let mut text = String::from(
         "kimi-free-api: your Kimi web-chat account behind the OpenAI, Anthropic and Gemini APIs\n\n\
          usage: kimi-free-api [FLAG VALUE]...              run the server\n\
-         \x20      kimi-free-api doctor [TOKEN] [FLAG VALUE]... check a token against Kimi, step by step\n\
-         \x20                                                     (TOKEN, else $KIMI_TOKEN)\n\
+         \x20      kimi-free-api doctor [TOKEN] [--rotate] [FLAG VALUE]...\n\
+         \x20                                                     check a token against Kimi, step by step\n\
+         \x20                                                     (TOKEN, else $KIMI_TOKEN), with the server's\n\
+         \x20                                                     state directory; --rotate: log in even with\n\
+         \x20                                                     a 2026 refresh_token whose newest rotation\n\
+         \x20                                                     is not there (its other users are logged out)\n\
+         \x20      kimi-free-api doctor --server URL [--api-key KEY]\n\
+         \x20                                                     the same steps, run by that server with its\n\
+         \x20                                                     own login (KEY: one of its API keys; in\n\
+         \x20                                                     pass-through mode, the token)\n\
          \x20      kimi-free-api health [URL] [FLAG VALUE]...   probe /healthz: exit 0 if it answers 200\n\
          \x20                                                     (URL, else http://127.0.0.1:$PORT/healthz)\n\n\
          Every flag has an environment variable of the same meaning; flags win. Defaults in [].\n\n",
@@ -653,6 +697,7 @@ where
     let doctor = args.next_if(|arg| arg == "doctor").is_some();
     let health = !doctor && args.next_if(|arg| arg == "health").is_some();
     let mut positional = None;
+    let mut doctor_args = DoctorArgs::default();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
@@ -661,6 +706,7 @@ where
                 positional = Some(arg);
                 continue;
             }
+            _ if doctor && doctor_args.take(&arg, &mut args)? => continue,
             _ => {}
         }
         let (flag, value) = match arg.split_once('=') {
@@ -676,8 +722,8 @@ where
         config.set(&flag, &value, &flag)?;
     }
     if doctor {
-        let token = positional.or_else(|| env("KIMI_TOKEN")).filter(|t| !t.is_empty());
-        return Ok(Command::Doctor { config, token });
+        doctor_args.token = positional.or_else(|| env("KIMI_TOKEN")).filter(|t| !t.is_empty());
+        return Ok(Command::Doctor { config, args: doctor_args });
     }
     if health {
         return Ok(Command::Health { config, url: positional });

@@ -63,18 +63,64 @@ fn state_dir_from_systemd_unless_set() {
     assert_eq!(config.state_dir, PathBuf::from("./kimi-state"));
 }
 
+/// An environment for [`parse`].
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+#[test]
+fn doctor_resolves_the_state_directory_as_the_server_does() {
+    let envs: [Env; 4] = [
+        &no_env,
+        &|name: &str| (name == "STATE_DIRECTORY").then(|| "/var/lib/kimi-free-api".to_string()),
+        &|name: &str| (name == "STATE_DIR").then(|| "/srv/kimi".to_string()),
+        &|name: &str| match name {
+            "STATE_DIRECTORY" => Some("/var/lib/kimi-free-api".into()),
+            "STATE_DIR" => Some("/srv/kimi".into()),
+            _ => None,
+        },
+    ];
+    for env in envs {
+        for flags in [&[][..], &["--state-dir", "/data"][..]] {
+            let Ok(Command::Serve(server)) = parse(args(flags), env) else { panic!() };
+            let doctor_args = [&["doctor", "tok"][..], flags].concat();
+            let Ok(Command::Doctor { config, .. }) = parse(args(&doctor_args), env) else { panic!() };
+            assert_eq!(config.state_dir, server.state_dir, "{flags:?}");
+        }
+    }
+}
+
+#[test]
+fn doctor_flags_rotate_server_and_api_key_are_the_doctors_alone() {
+    let given = args(&["doctor", "--rotate", "--server", "http://127.0.0.1:8000/", "--api-key=k-1", "tok"]);
+    let Ok(Command::Doctor { args: doctor, .. }) = parse(given, no_env) else { panic!() };
+    let expected = DoctorArgs {
+        token: Some("tok".into()),
+        rotate: true,
+        server: Some("http://127.0.0.1:8000".into()),
+        api_key: Some("k-1".into()),
+    };
+    assert_eq!(doctor, expected);
+    let err = parse(args(&["doctor", "--server", "localhost:8000"]), no_env).unwrap_err();
+    assert!(err.to_string().starts_with("--server: expected an http(s) URL"), "{err}");
+    assert!(parse(args(&["doctor", "--api-key"]), no_env).unwrap_err().to_string().contains("needs a value"));
+    for flag in ["--rotate", "--server"] {
+        let err = parse(args(&[flag, "x"]), no_env).unwrap_err();
+        assert!(err.to_string().contains(&format!("unknown flag {flag}")), "{err}");
+    }
+}
+
 #[test]
 fn regions_and_doctor() {
     let Ok(Command::Serve(config)) = parse(args(&["--kimi-region", "global"]), no_env) else { panic!() };
     assert_eq!(config.kimi_region, RegionChoice::Global);
     assert!(parse(args(&["--kimi-region", "mars"]), no_env).is_err());
-    let Ok(Command::Doctor { token, config }) = parse(args(&["doctor", "tok", "--port", "1"]), no_env) else {
+    let Ok(Command::Doctor { args: doctor, config }) = parse(args(&["doctor", "tok", "--port", "1"]), no_env)
+    else {
         panic!()
     };
-    assert_eq!((token.as_deref(), config.port), (Some("tok"), 1));
+    assert_eq!((doctor.token.as_deref(), config.port, doctor.rotate), (Some("tok"), 1, false));
     let env = |name: &str| (name == "KIMI_TOKEN").then(|| "from-env".to_string());
-    let Ok(Command::Doctor { token, .. }) = parse(args(&["doctor"]), env) else { panic!() };
-    assert_eq!(token.as_deref(), Some("from-env"));
+    let Ok(Command::Doctor { args: doctor, .. }) = parse(args(&["doctor"]), env) else { panic!() };
+    assert_eq!(doctor.token.as_deref(), Some("from-env"));
     assert!(parse(args(&["stray"]), no_env).is_err(), "positional arguments only after doctor");
 }
 

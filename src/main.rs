@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     let command = config::parse(std::env::args().skip(1), |name| std::env::var(name).ok());
     let config = match command {
         Ok(Command::Serve(config)) => config,
-        Ok(Command::Doctor { config, token }) => return doctor::run(&config, token.as_deref()),
+        Ok(Command::Doctor { config, args }) => return doctor::run(&config, &args),
         Ok(Command::Health { config, url }) => return health::run(&config, url.as_deref()),
         Ok(Command::Help) => {
             print!("{}", config::help_text());

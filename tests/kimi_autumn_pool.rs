@@ -315,7 +315,7 @@ fn doctor_on_a_free_account_notes_that_k3_needs_a_paid_plan() {
     let state = support::temp_state_dir();
     let token = web_refresh_token_with("doctor-free", json!({"plan": "free"}));
     let mut command = Command::new(env!("CARGO_BIN_EXE_kimi-free-api"));
-    command.args(["doctor", &token]);
+    command.args(["doctor", &token, "--rotate"]);
     // The web token is of a global (kimi.ai) account: every host is the mock.
     support::process::at_mock(&mut command, &mock);
     let output = command.arg("--state-dir").arg(&state).output().unwrap();

@@ -217,7 +217,7 @@ fn a_proxy_that_refuses_the_login_is_unreachable_and_says_so_without_the_passwor
 fn doctor(mock: &MockKimi, token: &str, extra: &[&str]) -> (String, String) {
     let state = std::env::temp_dir().join(format!("kimi-doctor-proxy-{}", std::process::id()));
     let mut command = Command::new(env!("CARGO_BIN_EXE_kimi-free-api"));
-    command.args(["doctor", token, "--upstream-timeout", "5"]);
+    command.args(["doctor", token, "--rotate", "--upstream-timeout", "5"]);
     support::process::at_mock(&mut command, mock);
     let output = command.arg("--state-dir").arg(&state).args(extra).output().expect("doctor runs");
     let _ = std::fs::remove_dir_all(&state);

@@ -285,12 +285,13 @@ fn doctor_checks_every_step_and_leaves_nothing_behind() {
     });
     let state = support::temp_state_dir();
     let token = Kind::Web.token_for("doctor");
-    let output = binary(&["doctor", &token], &mock, &state).output().unwrap();
+    // A fresh login nothing else uses: --rotate lets the doctor log in with it.
+    let output = binary(&["doctor", &token, "--rotate"], &mock, &state).output().unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(output.status.success(), "{stdout}");
     for step in [
-        "token", "login", "models", "credits", "chat", "stream", "search", "thinking", "k3", "deletion",
-        "unknown",
+        "token", "login", "models", "credits", "chat", "stream", "search", "thinking", "k3", "tools",
+        "deletion", "unknown",
     ] {
         let line = stdout.lines().find(|l| l.starts_with(step)).unwrap_or_else(|| panic!("{step}: {stdout}"));
         assert!(line.contains(" ok ") && line.ends_with(" ms)"), "{line}");
@@ -298,7 +299,7 @@ fn doctor_checks_every_step_and_leaves_nothing_behind() {
     assert!(stdout.contains("web refresh_token") && stdout.contains("every step passed"), "{stdout}");
     assert!(!stdout.contains(&token[30..60]), "the token is never printed");
     let stats = mock.settled();
-    assert!(stats.live_chats.is_empty() && stats.chats_created == 5, "{stats:?}");
+    assert!(stats.live_chats.is_empty() && stats.chats_created == 7, "{stats:?}: two for the tool probe");
     assert!(
         stdout.contains("k2d6-chat (SCENARIO_CHAT, default)")
             && stdout.contains("75% left, reset 2026-12-31"),
@@ -322,7 +323,7 @@ fn doctor_says_when_the_token_is_the_problem() {
     let mock = MockKimi::start();
     let state = support::temp_state_dir();
     let token = Kind::Web.refused_token();
-    let output = binary(&["doctor", &token], &mock, &state).output().unwrap();
+    let output = binary(&["doctor", &token, "--rotate"], &mock, &state).output().unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.lines().any(|l| l.starts_with("login") && l.contains("FAIL")), "{stdout}");

@@ -28,9 +28,12 @@ enum Tried {
 /// Asks for the call in each mode and recommends one.
 pub fn probe(kimi: &Kimi, token: &str, settings: &tools::Settings) -> Verdict {
     let connect = kimi.catalogue(Credential::Tokens(token)).is_some();
-    let offers: &[ToolOffer] = if connect { &[ToolOffer::Native, ToolOffer::Prompt] } else { &[ToolOffer::Prompt] };
-    let tried: Vec<(ToolOffer, Tried)> = offers.iter().map(|&o| (o, try_offer(kimi, token, settings, o))).collect();
-    let parts: Vec<String> = tried.iter().map(|(offer, t)| format!("{}: {}", offer.name(), describe(t))).collect();
+    let offers: &[ToolOffer] =
+        if connect { &[ToolOffer::Native, ToolOffer::Prompt] } else { &[ToolOffer::Prompt] };
+    let tried: Vec<(ToolOffer, Tried)> =
+        offers.iter().map(|&o| (o, try_offer(kimi, token, settings, o))).collect();
+    let parts: Vec<String> =
+        tried.iter().map(|(offer, t)| format!("{}: {}", offer.name(), describe(t))).collect();
     let Some((works, _)) = tried.iter().find(|(_, t)| matches!(t, Tried::Called(..))) else {
         return Verdict::fail(format!(
             "{}; no mode gave the call: tune the templates (docs/tools.md §6)",
@@ -68,7 +71,11 @@ fn try_offer(kimi: &Kimi, token: &str, settings: &tools::Settings, offer: ToolOf
     }
     let good = answer.calls.iter().any(|call| {
         call.name == "get_time"
-            && call.arguments.get("timezone").and_then(|v| v.as_str()).is_some_and(|z| z.eq_ignore_ascii_case("utc"))
+            && call
+                .arguments
+                .get("timezone")
+                .and_then(|v| v.as_str())
+                .is_some_and(|z| z.eq_ignore_ascii_case("utc"))
     });
     match report.forms.first() {
         Some(form) if good => Tried::Called(form, started.elapsed().as_millis()),

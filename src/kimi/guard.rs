@@ -2,6 +2,7 @@
 //! every way out, and [`Progress`] remembers whether the client has seen anything (after
 //! which no attempt may be repeated).
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Error;
@@ -36,6 +37,7 @@ impl ChatCounts {
         mut delete: impl FnMut(&str) -> Result<(), Error>,
     ) -> Result<(), Error> {
         self.to_delete.fetch_add(1, Ordering::Relaxed);
+        count_here(0);
         delete_counted(self, chat_id, &mut delete)
     }
 }
@@ -53,13 +55,37 @@ fn delete_counted(
         delete(chat_id)
     });
     match &result {
-        Ok(()) => counts.deleted.fetch_add(1, Ordering::Relaxed),
+        Ok(()) => {
+            counts.deleted.fetch_add(1, Ordering::Relaxed);
+            count_here(1);
+        }
         Err(error) => {
             eprintln!("kimi: could not delete chat {chat_id}: {error}");
-            counts.failed.fetch_add(1, Ordering::Relaxed)
+            counts.failed.fetch_add(1, Ordering::Relaxed);
+            count_here(2);
         }
-    };
+    }
     result
+}
+
+thread_local! {
+    /// This thread's share of the counts, `[to_delete, deleted, failed]`: a chat is created and
+    /// deleted on the thread that runs it, so what one caller's chats did can be told apart
+    /// from what other requests do meanwhile (the doctor's `deletion` step inside a busy server).
+    static ON_THIS_THREAD: Cell<[u64; 3]> = const { Cell::new([0; 3]) };
+}
+
+/// `[to_delete, deleted, failed]` of the chats run on this thread since it started.
+pub fn counts_on_this_thread() -> [u64; 3] {
+    ON_THIS_THREAD.get()
+}
+
+fn count_here(which: usize) {
+    ON_THIS_THREAD.with(|counts| {
+        let mut now = counts.get();
+        now[which] += 1;
+        counts.set(now);
+    });
 }
 
 /// Deletes an upstream chat when dropped, so every path out of a request (success, error,
@@ -86,6 +112,7 @@ impl<'a> ChatGuard<'a> {
     ) -> Self {
         if !keep {
             counts.to_delete.fetch_add(1, Ordering::Relaxed);
+            count_here(0);
         }
         ChatGuard { chat_id, keep, counts, delete: Box::new(delete) }
     }

@@ -169,6 +169,12 @@ impl Kimi {
         self.pool.set_server(&tokens)
     }
 
+    /// The proxy the calls of `token`'s account go through, as `SCHEME://HOST:PORT` (never its
+    /// credentials); `None` when they go straight to Kimi.
+    pub fn proxy_of(&self, token: &str) -> Option<String> {
+        self.proxies.of(token).map(|proxy| proxy.shown().to_string())
+    }
+
     /// The accounts' own proxies (`proxy=URL` in the tokens file), for whatever uses their
     /// tokens: the pool, `/token/check`, `doctor`.
     pub fn set_account_proxies(&self, entries: &[Entry]) {
@@ -240,6 +246,27 @@ impl Kimi {
         accounts::all(credential).into_iter().map(|token| self.check_one(token)).collect()
     }
 
+    /// What a token is, read from the token alone (Kimi is not asked): its kind's name
+    /// (`unknown` when only trying it can tell), or why it is no Kimi token.
+    pub fn token_kind(token: &str) -> Result<&'static str, Error> {
+        token::kind(token, session::now_ms() / 1000).map(|kind| kind.name())
+    }
+
+    /// Whether logging in with `token` would rotate a login this process does not hold: a 2026
+    /// web refresh token whose newest rotation is neither in memory nor in the state directory.
+    /// Whoever else uses that login (a server with another state directory) then holds a spent
+    /// token, and Kimi ends the session when it comes back (`docs/kimi-protocol.md` §2.5).
+    pub fn rotates_a_login_it_does_not_hold(&self, token: &str) -> bool {
+        let web = matches!(token::kind(token, session::now_ms() / 1000), Ok(TokenKind::WebRefresh));
+        web && !self.web_sessions.knows(token)
+    }
+
+    /// The tokens of a credential's accounts, in order (the server's own for `Pool`): for the
+    /// doctor's steps, which run on each; never shown.
+    pub fn tokens_of(&self, credential: Credential<'_>) -> Vec<String> {
+        self.pool.accounts(credential).iter().map(|account| account.token().to_string()).collect()
+    }
+
     /// The model catalogue of a credential's first account (`docs/kimi-protocol.md` §7.1);
     /// `None` for legacy tokens, or when it cannot be read.
     pub(crate) fn catalogue(&self, credential: Credential<'_>) -> Option<Arc<connect::models::Catalogue>> {
@@ -293,5 +320,12 @@ impl Kimi {
     pub fn chat_counts(&self) -> (u64, u64, u64) {
         let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
         (load(&self.chats.to_delete), load(&self.chats.deleted), load(&self.chats.failed))
+    }
+
+    /// [`Kimi::chat_counts`] of the chats run on the calling thread alone (each chat is created
+    /// and deleted on the thread that runs it), whatever other requests do meanwhile.
+    pub fn chat_counts_on_this_thread(&self) -> (u64, u64, u64) {
+        let [to_delete, deleted, failed] = guard::counts_on_this_thread();
+        (to_delete, deleted, failed)
     }
 }

@@ -301,12 +301,18 @@ impl Pool {
                 let mut list: Vec<Arc<Account>> = Vec::new();
                 for token in accounts::all(tokens) {
                     if !list.iter().any(|a| a.token == token) {
-                        list.push(self.known(token));
+                        list.push(self.server_account(token).unwrap_or_else(|| self.known(token)));
                     }
                 }
                 list
             }
         }
+    }
+
+    /// The server's own account of `token`, if it is one (the doctor's steps share its slots).
+    fn server_account(&self, token: &str) -> Option<Arc<Account>> {
+        let server = self.server.read().unwrap_or_else(PoisonError::into_inner);
+        server.as_deref()?.iter().find(|account| account.token == token).cloned()
     }
 
     fn known(&self, token: &str) -> Arc<Account> {

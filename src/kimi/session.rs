@@ -117,6 +117,15 @@ impl Sessions {
         }
     }
 
+    /// Whether this process holds a login of the account `seed`: in memory, or saved in the
+    /// state directory (by this process or another one sharing the directory).
+    pub fn knows(&self, seed: &str) -> bool {
+        let slot = self.slots.lock().unwrap_or_else(PoisonError::into_inner).get(seed).cloned();
+        let in_memory =
+            slot.is_some_and(|slot| slot.lock().unwrap_or_else(PoisonError::into_inner).is_some());
+        in_memory || self.load(seed).is_some()
+    }
+
     /// The refresh token the account will use next (the newest rotation), if it has logged in.
     pub fn newest_refresh_token(&self, seed: &str) -> Option<String> {
         let slot = self.slots.lock().unwrap_or_else(PoisonError::into_inner).get(seed).cloned()?;

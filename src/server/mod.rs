@@ -27,6 +27,7 @@
 //! with its dialect's error, and its chat is deleted.
 
 mod accounts;
+mod doctor;
 mod exchange;
 mod healthz;
 mod keys;
@@ -300,7 +301,7 @@ fn refuse_while_draining(request: tiny_http::Request) {
     exchange::respond_error(request, dialect, &error, &[("Connection", "close")]);
 }
 /// How tools are offered: the shipped prompt templates or the operator's files.
-fn tool_settings(config: &Config) -> io::Result<tools::Settings> {
+pub fn tool_settings(config: &Config) -> io::Result<tools::Settings> {
     let read = |path: &Option<std::path::PathBuf>, flag: &str, shipped: &str| match path {
         Some(path) => std::fs::read_to_string(path)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot read the {flag} file: {e}"))),

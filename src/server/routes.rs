@@ -8,7 +8,7 @@ use tiny_http::{Method, Request};
 use super::App;
 use super::exchange::{self, EventStream};
 use super::transcript::Recorder;
-use super::{healthz, metrics};
+use super::{doctor, healthz, metrics};
 use crate::chat::output;
 use crate::chat::{self, Answer, Ended, ErrorKind, Layers, Stop};
 use crate::dialect::{Aggregator, Dialect, StreamRenderer, anthropic, gemini, openai, responses};
@@ -98,6 +98,8 @@ enum Route<'a> {
     AnthropicChat,
     AnthropicCountTokens,
     TokenCheck,
+    /// The doctor's steps on the caller's account or the server's (`server/doctor.rs`).
+    Doctor,
     /// `models/{model}:{action}`: generateContent, streamGenerateContent or countTokens.
     GeminiCall {
         model: &'a str,
@@ -119,6 +121,7 @@ impl Route<'_> {
             Route::Responses => "responses",
             Route::AnthropicCountTokens | Route::GeminiCall { action: "countTokens", .. } => "count_tokens",
             Route::TokenCheck => "token_check",
+            Route::Doctor => "doctor",
             Route::GeminiCall { .. } => "generate_content",
             Route::Healthz => "healthz",
             Route::Metrics => "metrics",
@@ -141,6 +144,7 @@ fn resolve(path: &str) -> Option<(Route<'_>, &'static [Method])> {
         "/v1/messages" => (Route::AnthropicChat, POST),
         "/v1/messages/count_tokens" => (Route::AnthropicCountTokens, POST),
         "/token/check" => (Route::TokenCheck, POST),
+        "/doctor" => (Route::Doctor, POST),
         "/healthz" => (Route::Healthz, GET_HEAD),
         "/metrics" => (Route::Metrics, GET),
         _ => match gemini_target(path)? {
@@ -194,6 +198,7 @@ fn route(app: &App, request: Request, method: &Method, path: &str) -> Outcome {
             anthropic::parse(body).map(|parsed| anthropic::count_tokens(&parsed))
         }),
         Route::TokenCheck => token_check(app, request),
+        Route::Doctor => Outcome::plain(doctor::serve(app, request)),
         Route::GeminiCall { model, action } => gemini_call(app, request, model.to_string(), action),
         Route::Healthz => Outcome::plain(healthz::serve(app, request)),
         Route::Metrics => Outcome::plain(metrics::serve(app, request)),
@@ -282,7 +287,7 @@ fn credential_header(dialect: Dialect, what: &str) -> String {
 /// must be one of the server's API keys, and the request runs on the pool (`None`); otherwise
 /// it is the caller's own Kimi token (or list).
 /// Also returns what the caller presented (its key or token): an agent session's owner.
-fn credential_and_body(
+pub(super) fn credential_and_body(
     app: &App,
     request: &mut Request,
     dialect: Dialect,

@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -24,7 +25,7 @@ pub struct ServerProcess {
     /// `127.0.0.1:PORT`
     pub addr: String,
     log: Arc<Mutex<String>>,
-    state_dir: std::path::PathBuf,
+    state_dir: PathBuf,
 }
 
 /// Points every Kimi host of the binary's `command` at the mock (both regions).
@@ -45,8 +46,21 @@ impl ServerProcess {
     /// extra flags given; returns once it answers `/ping`.
     pub fn start(mock: &MockKimi, extra: &[&str]) -> ServerProcess {
         let state_dir = temp_state_dir();
-        // Many streams run on one token here: the per-account limit is the pool tests' matter.
         let mut command = Command::new(binary());
+        command.arg("--state-dir").arg(&state_dir);
+        Self::spawn(command, mock, extra, state_dir)
+    }
+
+    /// [`ServerProcess::start`] in the working directory `dir` and without `--state-dir`: the
+    /// server finds its state directory as it would by default (`./kimi-state` there).
+    pub fn start_in(dir: &std::path::Path, mock: &MockKimi, extra: &[&str]) -> ServerProcess {
+        let mut command = Command::new(binary());
+        command.current_dir(dir);
+        Self::spawn(command, mock, extra, dir.join("kimi-state"))
+    }
+
+    fn spawn(mut command: Command, mock: &MockKimi, extra: &[&str], state_dir: PathBuf) -> ServerProcess {
+        // Many streams run on one token here: the per-account limit is the pool tests' matter.
         command.args([
             "--host",
             "127.0.0.1",
@@ -58,7 +72,7 @@ impl ServerProcess {
             "64",
         ]);
         at_mock(&mut command, mock);
-        command.arg("--state-dir").arg(&state_dir).args(extra);
+        command.args(extra);
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -162,4 +176,40 @@ pub fn ping(addr: &str) -> bool {
     }
     let mut answer = [0u8; 12];
     socket.read_exact(&mut answer).is_ok() && answer.starts_with(b"HTTP/1.1 2")
+}
+
+/// What a command that ran to its end printed.
+pub struct Finished {
+    /// The exit code (`None` when a signal ended it).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `command` to its end, at most `within` (then it is killed and the test fails).
+pub fn run_within(mut command: Command, within: Duration) -> Finished {
+    let mut child =
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starts");
+    let read = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read(Box::new(child.stdout.take().unwrap()));
+    let stderr = read(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} did not end within {within:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Finished { code: status.code(), stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
 }

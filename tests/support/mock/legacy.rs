@@ -11,7 +11,7 @@ use super::http::{
     Chunked, Flow, Request, bearer, json_response, json_response_with, legacy_error, request_header,
     retry_after_header,
 };
-use super::script::{Fault, Strike, TurnSeen, answer_pieces, micros_now, stamp_piece, strike};
+use super::script::{Fault, Script, Strike, TurnSeen, answer_pieces, micros_now, stamp_piece, strike};
 use super::state::{State, Streaming, delete_chat, fault_applies};
 
 /// `GET /api/auth/token/refresh`: an access token for a refresh token (any but empty or `bad…`);
@@ -150,10 +150,11 @@ pub(super) fn completion(state: &Mutex<State>, request: Request, chat_id: &str, 
         json!({"event": "resp", "id": format!("resp{round}"), "group_id": "grp"}),
     ];
     let mut content = Vec::new();
-    for (title, url) in &script.search {
+    let (searching, thinking) = asked(&script, &body);
+    for (title, url) in script.search.iter().filter(|_| searching) {
         content.push(json!({"event": "search_plus", "msg": {"type": "get_res", "title": title, "url": url}}));
     }
-    for piece in &script.thinking {
+    for piece in script.thinking.iter().filter(|_| thinking) {
         content.push(json!({"event": "k1", "text": piece}));
     }
     let text = answer_pieces(&script, &prompt, turn);
@@ -210,6 +211,19 @@ pub(super) fn completion(state: &Mutex<State>, request: Request, chat_id: &str, 
         }
     }
     out.end()
+}
+
+/// The K1 long-thinking assistant's Kimi+ id (`docs/kimi-protocol.md` §3.3).
+const K1_AGENT: &str = "crm40ee9e5jvhsn7ptcg";
+
+/// Whether a completion gets the script's search results and thinking: always, unless the
+/// script answers [as asked](Script::as_asked): search for `use_search`, thinking for
+/// the K1 agent (`docs/kimi-protocol.md` §3.3, §3.4).
+fn asked(script: &Script, body: &Value) -> (bool, bool) {
+    if !script.as_asked {
+        return (true, true);
+    }
+    (body["use_search"] == true, body["kimiplus_id"] == K1_AGENT)
 }
 
 /// `POST /api/pre-sign-url`: where to store an attachment (the mock's own `/_oss/` host).

@@ -86,6 +86,10 @@ pub struct Script {
     /// `CancelChat` answers after this pause (a turn of a kept chat then ends after its answer
     /// reached the client).
     pub cancel_delay_ms: u64,
+    /// Legacy: search results only when the request asks for search (`use_search`) and thinking
+    /// only when it asks for the K1 agent (`kimiplus_id`; `docs/kimi-protocol.md` §3.3, §3.4), as Kimi
+    /// does; otherwise the script's are sent whatever was asked. Connect always checks.
+    pub as_asked: bool,
 }
 
 /// A stamped answer piece: the send time, a space, and padding.
@@ -136,6 +140,29 @@ impl Default for Script {
             refuse_device_tools: false,
             ignore_probe: false,
             cancel_delay_ms: 0,
+            as_asked: false,
+        }
+    }
+}
+
+impl Script {
+    /// What `make demo` answers (`examples/demo.rs`): an answer paced like Kimi's, with thinking
+    /// and citations when the model asks for them (`-thinking`, `-search`) and only then.
+    pub fn demo() -> Script {
+        let words = "This is the mock Kimi of `make demo`: nothing leaves this machine. Give the \
+                     server your own Kimi token for real answers.";
+        Script {
+            text: words.split_inclusive(' ').map(String::from).collect(),
+            thinking: ["The user ", "wants to see ", "the server work ", "without a Kimi account."]
+                .map(String::from)
+                .to_vec(),
+            search: vec![
+                ("The Rust Programming Language".into(), "https://www.rust-lang.org/".into()),
+                ("Rust Blog".into(), "https://blog.rust-lang.org/".into()),
+            ],
+            delay_ms: 40,
+            as_asked: true,
+            ..Script::default()
         }
     }
 }
@@ -289,7 +316,7 @@ const PROBE_CALL: &str = "<function_calls>\n<invoke name=\"get_time\">\n<paramet
 /// The answer of completion number `turn` (1 for the first) to `prompt`: a `MOCK-REPLY:` line,
 /// the turn's pieces, the script's text, the prompt (echo), or placeholders to be stamped.
 pub(super) fn answer_pieces(script: &Script, prompt: &str, turn: usize) -> Vec<String> {
-    if !script.ignore_probe && prompt.contains(PROBE_MARKER) && !prompt.contains("<tool_result") {
+    if !script.ignore_probe && prompt.contains(PROBE_MARKER) && !prompt.contains("<tool_result name=") {
         return vec![PROBE_CALL.to_string()];
     }
     if let Some(at) = prompt.rfind(REPLY_MARKER) {
