@@ -176,7 +176,9 @@ pub fn config_for(mock: &MockKimi) -> Config {
         kimi_global_auth_base_url: mock.url().to_string(),
         state_dir: temp_state_dir(),
         workers: 8,
-        queue_depth: 8,
+        // Room for a test's burst (ten requests at once) while the workers it starts on demand
+        // come up: a queue of 8 answered the last two 503 when no worker had taken one yet.
+        queue_depth: 16,
         upstream_timeout: Duration::from_secs(1),
         // Tests that are not about the account pool run many streams on one token.
         account_streams: 64,
