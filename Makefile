@@ -53,10 +53,13 @@ bench: release
 	$(CARGO) bench --locked --bench sessions
 
 ## Everything CI checks. The test binaries spend most of their time waiting, so the SDKs and CLIs
-## (network, a little CPU) install beside them, not beside a compile.
+## (network, a little CPU) install beside them, and the reproducibility rebuild (CPU) runs beside
+## the SDK and CLI suites (which mostly wait on their clients). Each one's output is printed when
+## it ends.
 test: lint source-check vendor-check deny unit-check unit-build
 	$(MAKE) --no-print-directory -j4 --output-sync=target unit-lanes sdk-deps
-	$(MAKE) --no-print-directory image-test reproducible sdk-test
+	$(MAKE) --no-print-directory image-test
+	$(MAKE) --no-print-directory -j2 --output-sync=target reproducible sdk-test
 
 lint:
 	$(CARGO) fmt --check

@@ -197,12 +197,12 @@ pub(super) fn chat(state: &Mutex<State>, request: Request) -> Flow {
     let script = st.script.clone();
     let (number, research) = (st.stats.completions as usize, kimiplus_id(&body) == Some("deep-researcher"));
     let free = claim["plan"] == "free";
-    let _streaming = Streaming::begin(state, &mut st, &sub);
+    let streaming = Streaming::begin(state, &mut st, &sub);
     drop(st);
     let turn = Turn { chat_id, message_id, prompt, body, entry, research, free, too_long, number };
     let (events, ending) = chat_events(&script, &turn, &fault);
     let Ok(out) = Chunked::open(request) else { return Flow::Close };
-    send_chat(state, out, &script, &fault, events, ending)
+    send_chat(state, out, &script, &fault, events, ending, streaming)
 }
 
 /// `ChatService/DeleteChat`.
@@ -397,7 +397,9 @@ enum Sent {
     Gone,
 }
 
-/// Writes a turn's frames and its ending.
+/// Writes a turn's frames and its ending. The answer stops counting as streaming before the
+/// stream's last envelope (a parked one when the park ends): a client that has read the end of
+/// one answer may start the next at once, as on Kimi.
 fn send_chat(
     state: &Mutex<State>,
     mut out: Chunked,
@@ -405,8 +407,13 @@ fn send_chat(
     fault: &Option<Fault>,
     events: Vec<(bool, Value)>,
     ending: Ending,
+    streaming: Streaming<'_>,
 ) -> Flow {
-    match write_frames(&mut out, script, fault, events) {
+    let sent = write_frames(&mut out, script, fault, events);
+    if !matches!(ending, Ending::Park) || !matches!(sent, Sent::All) {
+        drop(streaming);
+    }
+    match sent {
         Sent::All => {}
         Sent::Error(code, message) => return end_with_error(out, &code, &message),
         Sent::Gone => return Flow::Close,
