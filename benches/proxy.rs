@@ -314,26 +314,8 @@ impl Server {
         let started = Instant::now();
         let binary = std::env::var("BENCH_SERVER").unwrap_or_else(|_| SERVER.to_string());
         let mut child = Command::new(binary)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--kimi-base-url",
-                mock,
-                "--kimi-connect-base-url",
-                mock,
-                // Every Kimi host on the mock: a token of no known shape (the legacy bench token)
-                // is first tried at the auth host, which must not be the real one.
-                "--kimi-auth-base-url",
-                mock,
-                "--kimi-global-base-url",
-                mock,
-                "--kimi-global-auth-base-url",
-                mock,
-                "--account-streams",
-                "1024",
-            ])
+            .args(["--host", "127.0.0.1", "--port", "0", "--account-streams", "1024"])
+            .args(mock::host_flags(mock))
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -54,8 +54,7 @@ impl Server {
         let binary = std::env::var("BENCH_SERVER").unwrap_or_else(|_| SERVER.to_string());
         let mut child = Command::new(binary)
             .args(["--host", "127.0.0.1", "--port", "0", "--sessions", sessions])
-            .args(["--kimi-base-url", mock, "--kimi-connect-base-url", mock, "--kimi-auth-base-url", mock])
-            .args(["--kimi-global-base-url", mock, "--kimi-global-auth-base-url", mock])
+            .args(mock::host_flags(mock))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

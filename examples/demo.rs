@@ -70,16 +70,7 @@ fn server_binary() -> PathBuf {
 /// says where it listens (at most 10 s), with its base URL. Its log then goes to our stderr.
 fn start_server(bin: &Path, mock: &mock::MockKimi, state: &Path) -> Result<(Child, String), String> {
     let mut command = Command::new(bin);
-    command.args(["--host", "127.0.0.1", "--port", "0"]);
-    for flag in [
-        "--kimi-base-url",
-        "--kimi-connect-base-url",
-        "--kimi-auth-base-url",
-        "--kimi-global-base-url",
-        "--kimi-global-auth-base-url",
-    ] {
-        command.args([flag, mock.url()]);
-    }
+    command.args(["--host", "127.0.0.1", "--port", "0"]).args(mock::host_flags(mock.url()));
     command.arg("--state-dir").arg(state);
     let mut child = command
         .stdin(Stdio::null())

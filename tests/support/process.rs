@@ -30,15 +30,7 @@ pub struct ServerProcess {
 
 /// Points every Kimi host of the binary's `command` at the mock (both regions).
 pub fn at_mock(command: &mut Command, mock: &MockKimi) {
-    for flag in [
-        "--kimi-base-url",
-        "--kimi-connect-base-url",
-        "--kimi-auth-base-url",
-        "--kimi-global-base-url",
-        "--kimi-global-auth-base-url",
-    ] {
-        command.args([flag, mock.url()]);
-    }
+    command.args(super::mock::host_flags(mock.url()));
 }
 
 impl ServerProcess {

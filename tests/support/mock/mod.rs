@@ -45,6 +45,20 @@ pub use {
     script::{Fault, Script, Seen, Stats, TurnSeen, Upload},
 };
 
+/// The server's flags that point every Kimi host at the mock at `url` (both regions: a token of
+/// no known shape is first tried at the auth host, which must not be the real one).
+#[allow(dead_code)]
+pub fn host_flags(url: &str) -> Vec<&str> {
+    let flags = [
+        "--kimi-base-url",
+        "--kimi-connect-base-url",
+        "--kimi-auth-base-url",
+        "--kimi-global-base-url",
+        "--kimi-global-auth-base-url",
+    ];
+    flags.into_iter().flat_map(|flag| [flag, url]).collect()
+}
+
 use http::{Flow, json_response};
 use state::State;
 
