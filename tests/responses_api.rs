@@ -186,8 +186,15 @@ fn a_custom_tool_call_carries_the_raw_input(kind: Kind) {
             let done = events.iter().find(|(n, _)| n == "response.custom_tool_call_input.done").unwrap();
             assert_eq!(done.1["input"], PATCH);
         }
-        let prompt = h.mock.stats().sent_prompt();
+        let stats = h.mock.stats();
+        let prompt = stats.sent_prompt();
         assert!(prompt.contains("## apply_patch") && prompt.contains("input (text)"), "{prompt}");
+        let native = if kind == Kind::Legacy { vec![] } else { vec!["get_weather", "apply_patch"] };
+        assert_eq!(
+            support::device_tools(stats.last_completion.as_ref()),
+            native,
+            "declared natively on Connect"
+        );
     }
 }
 

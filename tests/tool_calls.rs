@@ -273,8 +273,14 @@ fn one_call_in_every_dialect(kind: Kind) {
             Api::Gemini => "",
         };
         assert!(got.ids.iter().all(|id| id.starts_with(prefix) && id.len() > prefix.len()), "{:?}", got.ids);
-        let prompt = h.mock.stats().sent_prompt();
+        let stats = h.mock.stats();
+        let prompt = stats.sent_prompt();
         assert!(prompt.contains("## get_weather") && prompt.contains("<tool_calls>"), "the tools reach Kimi");
+        // On the Connect API each declared tool is declared natively, its schema in the system
+        // prompt field (`docs/tools.md` §3); the legacy API has the tools in the turn.
+        let declared = support::device_tools(stats.last_completion.as_ref());
+        let native = if kind == Kind::Legacy { vec![] } else { vec!["get_weather", "get_time"] };
+        assert_eq!(declared, native, "{api:?} {stream}");
     });
 }
 

@@ -158,6 +158,17 @@ impl Drop for Harness {
 }
 
 /// A state directory of its own for each server a test starts.
+/// The names a Connect chat body declared as device tools (`docs/tools.md` §3), in order.
+#[allow(dead_code)]
+pub fn device_tools(body: Option<&Value>) -> Vec<String> {
+    let tools = body.and_then(|b| b["tools"].as_array()).cloned().unwrap_or_default();
+    tools
+        .iter()
+        .filter(|t| t["type"] == "TOOL_TYPE_DEVICE_TOOL")
+        .filter_map(|t| t["name"].as_str().map(str::to_string))
+        .collect()
+}
+
 pub fn temp_state_dir() -> std::path::PathBuf {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
