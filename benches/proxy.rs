@@ -10,10 +10,12 @@
 
 #[path = "../tests/support/mock/mod.rs"]
 mod mock;
+#[path = "common/server.rs"]
+mod server;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -55,9 +57,6 @@ struct Delta {
     content: Option<String>,
 }
 
-/// The binary under test: the static musl release that ships (`make release`), unless
-/// `BENCH_SERVER` names another.
-const SERVER: &str = "target/x86_64-unknown-linux-musl/release/kimi-free-api";
 const LEGACY_TOKEN: &str = "rt-bench";
 /// Sequential streams per side and backend for latency.
 const LATENCY_RUNS: usize = 40;
@@ -312,26 +311,10 @@ impl Server {
 
     fn start_with(mock: &str, extra: &[&str], key: Option<&str>) -> (Server, Duration) {
         let started = Instant::now();
-        let binary = std::env::var("BENCH_SERVER").unwrap_or_else(|_| SERVER.to_string());
-        let mut child = Command::new(binary)
-            .args(["--host", "127.0.0.1", "--port", "0", "--account-streams", "1024"])
-            .args(mock::host_flags(mock))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the release server is built (make bench runs make release first)");
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        for _ in 0..10 {
-            line.clear();
-            if stderr.read_line(&mut line).unwrap() == 0 || line.contains("listening on") {
-                break;
-            }
-        }
-        let addr = line.trim().rsplit("http://").next().unwrap().to_string();
-        // Drain the log so the server never blocks on a full pipe.
-        thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        let mut flags = vec!["--account-streams", "1024"];
+        flags.extend_from_slice(extra);
+        let (child, base) = server::spawn(mock, &flags);
+        let addr = base.trim_start_matches("http://").to_string();
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             if ping(&addr) {
@@ -341,7 +324,7 @@ impl Server {
             thread::sleep(Duration::from_micros(200));
         }
         let startup = started.elapsed();
-        (Server { child, base: format!("http://{addr}"), key: key.map(str::to_string) }, startup)
+        (Server { child, base, key: key.map(str::to_string) }, startup)
     }
 
     fn rss_kb(&self) -> u64 {

@@ -9,17 +9,18 @@
 
 #[path = "../tests/support/mock/mod.rs"]
 mod mock;
+#[path = "common/server.rs"]
+mod server;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use mock::{MockKimi, Script};
 use serde_json::{Value, json};
 
-const SERVER: &str = "target/x86_64-unknown-linux-musl/release/kimi-free-api";
 const TURNS: usize = 40;
 const RESULT_BYTES: usize = 2048;
 
@@ -51,26 +52,9 @@ struct Server {
 
 impl Server {
     fn start(mock: &str, sessions: &str) -> Server {
-        let binary = std::env::var("BENCH_SERVER").unwrap_or_else(|_| SERVER.to_string());
-        let mut child = Command::new(binary)
-            .args(["--host", "127.0.0.1", "--port", "0", "--sessions", sessions])
-            .args(mock::host_flags(mock))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the release server is built (make bench runs make release first)");
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        for _ in 0..10 {
-            line.clear();
-            if stderr.read_line(&mut line).unwrap() == 0 || line.contains("listening on") {
-                break;
-            }
-        }
-        let addr = line.trim().rsplit("http://").next().unwrap().to_string();
-        thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        let (child, base) = server::spawn(mock, &["--sessions", sessions]);
         thread::sleep(Duration::from_millis(200));
-        Server { child, base: format!("http://{addr}") }
+        Server { child, base }
     }
 
     /// A counter of `/metrics`.
