@@ -89,8 +89,8 @@ pub struct Ticket {
     frame: Digest,
     history: Turns,
     continued: Option<Continued>,
-    /// The request with its whole history, to start afresh with.
-    full: chat::Request,
+    /// A continued session's request with its whole history, to start afresh with.
+    full: Option<chat::Request>,
 }
 
 /// A chat to delete, with the token of its caller (pass-through) or none (the pool).
@@ -170,19 +170,25 @@ impl Sessions {
         };
         let (found, stale) = self.take(&owner, &frame, &history, &token);
         self.delete(kimi, stale);
-        let mut full = request.clone();
-        full.conversation = Conversation::Keep;
         let (id, found) = found;
         let Some((continued, from)) = found else {
             request.conversation = Conversation::Keep;
-            return (request, Some(Ticket { id, owner, token, frame, history, continued: None, full }));
+            let ticket = Ticket { id, owner, token, frame, history, continued: None, full: None };
+            return (request, Some(ticket));
         };
-        // The tail: the turn after the session's last answer, its tool results named.
+        // The tail: the turn after the session's last answer, its tool results named. The whole
+        // request is kept aside, not copied (a long history is most of it).
         transcript::name_results(&mut request.messages);
-        request.messages.drain(..history.starts[from]);
-        request.conversation = Conversation::Continue(continued.chat.clone());
-        request.tool_prompt = Some(ToolPrompt::already_in_chat());
-        (request, Some(Ticket { id, owner, token, frame, history, continued: Some(continued), full }))
+        let messages = std::mem::take(&mut request.messages);
+        let mut tail = request.clone();
+        tail.messages = messages[history.starts[from]..].to_vec();
+        tail.conversation = Conversation::Continue(continued.chat.clone());
+        tail.tool_prompt = Some(ToolPrompt::already_in_chat());
+        request.messages = messages;
+        request.conversation = Conversation::Keep;
+        let ticket =
+            Ticket { id, owner, token, frame, history, continued: Some(continued), full: Some(request) };
+        (tail, Some(ticket))
     }
 
     /// After a request's answer: the session recorded, or its chat deleted; a request to run
@@ -223,7 +229,7 @@ impl Sessions {
                 }
                 self.rotations.fetch_add(1, Ordering::Relaxed);
                 ticket.id = self.list_new(&ticket.owner, &ticket.frame, &ticket.token, &ticket.history);
-                Some((ticket.full.clone(), ticket))
+                ticket.full.take().map(|full| (full, ticket))
             }
         }
     }
@@ -240,7 +246,7 @@ impl Sessions {
         let counter = if continued.is_some() { &self.tails } else { &self.fulls };
         counter.fetch_add(1, Ordering::Relaxed);
         let mut turns = ticket.history.digests;
-        turns.push(transcript::answer_turn(&record.text, &record.calls));
+        turns.push(record.answer.clone().finish(record.calls.iter()));
         let session = Session {
             id: ticket.id,
             running: None,
