@@ -1,7 +1,6 @@
 //! SHA-256 (FIPS 180-4), for naming what belongs to an account without writing its token down:
 //! the state file of a login and the short fingerprint shown in logs are derived from the
-//! hash of the token the user gave; an agent session compares a conversation's turns by their
-//! digests. Some eighty lines of arithmetic do not earn a dependency.
+//! hash of the token the user gave. Some sixty lines of arithmetic do not earn a dependency.
 
 const K: [u32; 64] = [
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -24,8 +23,7 @@ pub fn digest(data: &[u8]) -> [u8; 32] {
     hasher.finish()
 }
 
-/// A digest fed in pieces, copying nothing but the last partial block: what an agent session
-/// hashes of a long history is never assembled first (`src/server/transcript.rs`).
+/// A digest fed in pieces, copying nothing but the last partial block.
 #[derive(Debug, Clone)]
 pub struct Sha256 {
     state: [u32; 8],
@@ -79,18 +77,6 @@ impl Sha256 {
             bytes.copy_from_slice(&word.to_be_bytes());
         }
         out
-    }
-}
-
-/// For `serde_json::to_writer`: canonical JSON hashed as it is written.
-impl std::io::Write for Sha256 {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.update(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 

@@ -26,6 +26,9 @@ use super::transcript::{self, Digest, Record, Turns};
 use crate::chat::{self, Conversation, Ended, Stop, ToolPrompt};
 use crate::kimi::{self, Backend, Credential, Kimi, sha256};
 
+/// The caller a session belongs to: the SHA-256 of its credential.
+type Owner = [u8; 32];
+
 /// How long a request waits for the session it continues while that session's previous turn
 /// is still ending (its answer already reached the client; Kimi's answer is being stopped).
 const WAIT_FOR_SESSION: Duration = Duration::from_secs(5);
@@ -62,7 +65,7 @@ struct Session {
     id: u64,
     /// A request is running on it: the turns of that request (its answer not yet known).
     running: Option<Vec<Digest>>,
-    owner: Digest,
+    owner: Owner,
     /// The caller's token (pass-through) to delete the chat with; `None` on the server's pool.
     token: Option<String>,
     frame: Digest,
@@ -84,7 +87,7 @@ struct Continued {
 pub struct Ticket {
     /// The session's id in the live list (listed, in use, from the start of the request).
     id: u64,
-    owner: Digest,
+    owner: Owner,
     token: Option<String>,
     frame: Digest,
     history: Turns,
@@ -267,7 +270,7 @@ impl Sessions {
     /// Takes out, to delete, the sessions the history replaces (same caller and frame, same
     /// first turn, then a difference: an edit or a compaction), the one it continues when it
     /// reached the turn limit, and the idle ones.
-    fn take(&self, owner: &Digest, frame: &Digest, history: &Turns, token: &Option<String>) -> Taken {
+    fn take(&self, owner: &Owner, frame: &Digest, history: &Turns, token: &Option<String>) -> Taken {
         let deadline = Instant::now() + WAIT_FOR_SESSION;
         let mut live = self.lock();
         let mut stale = Vec::new();
@@ -301,7 +304,7 @@ impl Sessions {
     }
 
     /// Lists a new session whose first turn runs now (so that the next turn finds it).
-    fn list_new(&self, owner: &Digest, frame: &Digest, token: &Option<String>, history: &Turns) -> u64 {
+    fn list_new(&self, owner: &Owner, frame: &Digest, token: &Option<String>, history: &Turns) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock().push(Session {
             id,
@@ -318,13 +321,7 @@ impl Sessions {
     }
 
     /// Takes out the idle sessions and those the history replaces (not those in use).
-    fn expire(
-        &self,
-        live: &mut Vec<Session>,
-        owner: &Digest,
-        frame: &Digest,
-        history: &Turns,
-    ) -> Vec<Doomed> {
+    fn expire(&self, live: &mut Vec<Session>, owner: &Owner, frame: &Digest, history: &Turns) -> Vec<Doomed> {
         let idle = self.settings.idle;
         let replaced = |s: &Session| {
             s.owner == *owner

@@ -11,10 +11,11 @@
 
 use serde_json::{Value, json};
 
+use super::siphash::Keyed;
 use crate::chat::{self, Event, Flow, Message, Part, Role, Sink, ToolCall};
-use crate::kimi::sha256::Sha256;
 
-pub type Digest = [u8; 32];
+/// A turn's or a frame's digest (keyed per process: `siphash.rs`).
+pub type Digest = u64;
 
 /// A conversation's turns: each one's digest, whether it is the assistant's, and the index of
 /// its first message.
@@ -91,11 +92,11 @@ fn other_turn<'a>(parts: impl Iterator<Item = &'a Part>) -> Digest {
 /// Call ids are left out; a call's arguments go in as canonical JSON (serde_json's maps are
 /// ordered by key, and a JSON object delimits itself).
 #[derive(Debug, Clone)]
-struct TurnHasher(Sha256);
+struct TurnHasher(Keyed);
 
 impl TurnHasher {
     fn new(assistant: bool) -> Self {
-        let mut hasher = Sha256::new();
+        let mut hasher = Keyed::keyed();
         hasher.update(&[u8::from(assistant)]);
         TurnHasher(hasher)
     }
@@ -129,7 +130,7 @@ struct Words {
 }
 
 impl Words {
-    fn feed(&mut self, hasher: &mut Sha256, text: &str) {
+    fn feed(&mut self, hasher: &mut Keyed, text: &str) {
         for (index, piece) in text.split(char::is_whitespace).enumerate() {
             self.gap |= index > 0;
             if piece.is_empty() {
@@ -191,7 +192,7 @@ pub fn frame(request: &chat::Request) -> Digest {
         .iter()
         .map(|t| json!([t.name, t.description, t.parameters.to_string(), t.deferred, t.freeform]))
         .collect();
-    let mut hasher = Sha256::new();
+    let mut hasher = Keyed::keyed();
     serde_json::to_writer(&mut hasher, &json!([request.model, system, tools])).expect("JSON serialises");
     hasher.finish()
 }
