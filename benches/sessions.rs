@@ -1,9 +1,11 @@
 //! `make bench`, the agent-session row: a 40-turn tool loop through the Anthropic API (streamed,
 //! each tool result 2 KB) against the mock Kimi, with agent sessions on (the default) and off:
 //! the bytes the server sent to Kimi in all, against the sum of what each turn added (the new
-//! tail), and the time to the first answer byte of the first and of the last turn. Target
+//! tail), and the time to the first answer byte of the first and of the last turn. The loop
+//! runs [`LOOPS`] times on one server (each loop its own session) and each TTFT is the median
+//! of its loops: one turn is a single sample of a few milliseconds on a noisy machine. Target
 //! (issue #22): with sessions, upstream bytes at most 1.5× the sum of the tails, and the last
-//! turn's TTFT no worse than the first's. Loopback only; the loop is bounded.
+//! turn's TTFT no worse than the first's. Loopback only; the loops are bounded.
 //!
 //! Appends its rows to `target/bench/report.md` (written by the `proxy` bench before it).
 
@@ -22,6 +24,7 @@ use mock::{MockKimi, Script};
 use serde_json::{Value, json};
 
 const TURNS: usize = 40;
+const LOOPS: usize = 5;
 const RESULT_BYTES: usize = 2048;
 
 fn connect_token() -> String {
@@ -108,32 +111,48 @@ fn turn(base: &str, body: &Value) -> (Duration, bool) {
     }
 }
 
-/// The loop on one server: upstream bytes, the sum of the tails, TTFT of the first and last turns.
+/// The loops on one server: upstream bytes and the sum of the tails (all loops), the median
+/// TTFT of the loops' first and last turns.
 fn run(mock: &MockKimi, sessions: &str) -> (f64, usize, Duration, Duration) {
     // The scripted turns count from the mock's first completion.
     mock.reset_stats();
-    mock.script(Script { turns: (1..=TURNS).map(|n| vec![answer(n)]).collect(), ..Script::default() });
+    let turns = (0..LOOPS).flat_map(|_| (1..=TURNS).map(|n| vec![answer(n)]));
+    mock.script(Script { turns: turns.collect(), ..Script::default() });
     let server = Server::start(mock.url(), sessions);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))
         .build()
         .into();
+    let (mut tails, mut firsts, mut lasts) = (0, Vec::new(), Vec::new());
+    for round in 1..=LOOPS {
+        let (added, first, last) = agent_loop(&server.base, round);
+        tails += added;
+        firsts.push(first);
+        lasts.push(last);
+    }
+    let bytes = server.metric(&agent, "kimi_free_api_upstream_bytes_total");
+    (bytes, tails, median(firsts), median(lasts))
+}
+
+/// One agent loop of [`TURNS`] turns (`round` makes its task its own): the sum of its tails,
+/// the TTFT of its first and last turns.
+fn agent_loop(base: &str, round: usize) -> (usize, Duration, Duration) {
     let schema =
         json!({"type": "object", "properties": {"file_path": {"type": "string"}}, "required": ["file_path"]});
     let tools = json!([{"name": "Read", "description": "Reads a file from the local filesystem.", "input_schema": schema}]);
-    let first =
-        json!({"role": "user", "content": "Read the files of the project one by one and summarise them."});
+    let task = format!("Task {round}: read the files of the project one by one and summarise them.");
+    let first = json!({"role": "user", "content": task});
     let mut tails = first.to_string().len();
     let mut messages = vec![first];
     let mut ttfts = Vec::new();
     for n in 1..=TURNS {
         let body = json!({"model": "kimi", "max_tokens": 4096, "stream": true,
             "system": "You are a coding agent. Use the tools.", "tools": tools, "messages": messages});
-        let (ttft, called) = turn(&server.base, &body);
+        let (ttft, called) = turn(base, &body);
         assert!(called, "turn {n} ends with its call");
         ttfts.push(ttft);
-        let id = format!("toolu_{n:04}");
+        let id = format!("toolu_{round}_{n:04}");
         messages.push(json!({"role": "assistant", "content": [
             {"type": "text", "text": format!("Step {n}: reading the next file.")},
             {"type": "tool_use", "id": id, "name": "Read", "input": {"file_path": format!("/src/f{n}.rs")}}]}));
@@ -143,8 +162,12 @@ fn run(mock: &MockKimi, sessions: &str) -> (f64, usize, Duration, Duration) {
         }
         messages.push(result);
     }
-    let bytes = server.metric(&agent, "kimi_free_api_upstream_bytes_total");
-    (bytes, tails, ttfts[0], ttfts[TURNS - 1])
+    (tails, ttfts[0], ttfts[TURNS - 1])
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
 }
 
 fn ms(d: Duration) -> String {
@@ -158,10 +181,10 @@ fn main() {
     let rows = [
         String::new(),
         format!(
-            "### Agent session: {TURNS}-turn tool loop, Anthropic API, {RESULT_BYTES}-byte tool results (connect)"
+            "### Agent session: {TURNS}-turn tool loop ×{LOOPS}, Anthropic API, {RESULT_BYTES}-byte tool results (connect)"
         ),
         String::new(),
-        "| sessions | bytes sent to Kimi | × the sum of the new tails | TTFT first turn | TTFT last turn |"
+        "| sessions | bytes sent to Kimi | × the sum of the new tails | TTFT first turn (median) | TTFT last turn (median) |"
             .into(),
         "| --- | --- | --- | --- | --- |".into(),
         format!(

@@ -58,6 +58,22 @@ pub enum Part {
     ToolResult(ToolResult),
 }
 
+impl Part {
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Part::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    pub fn as_call(&self) -> Option<&ToolCall> {
+        match self {
+            Part::ToolCall(call) => Some(call),
+            _ => None,
+        }
+    }
+}
+
 /// A function the client's program runs when the model asks for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tool {
@@ -127,13 +143,7 @@ impl Message {
 
 /// The text parts among `parts`, one per line.
 pub fn text_of(parts: &[Part]) -> String {
-    let texts: Vec<&str> = parts
-        .iter()
-        .filter_map(|part| match part {
-            Part::Text(text) => Some(text.as_str()),
-            _ => None,
-        })
-        .collect();
+    let texts: Vec<&str> = parts.iter().filter_map(Part::as_text).collect();
     texts.join("\n")
 }
 

@@ -79,7 +79,7 @@ pub fn read_body(request: &mut Request, limit: usize, timeout: Duration) -> Resu
     // The request timeout runs from the head's first byte: what the head took is spent.
     let timeout = timeout.saturating_sub(request.head_time());
     let started = Instant::now();
-    let mut body = Vec::new();
+    let mut body = Vec::with_capacity(request.body_length().unwrap_or(0));
     let mut reader = request.as_reader().take(limit as u64 + 1);
     let mut buf = [0u8; 16 * 1024];
     loop {

@@ -34,6 +34,7 @@ mod keys;
 mod metrics;
 mod routes;
 mod sessions;
+mod siphash;
 mod transcript;
 
 use std::io;

@@ -26,6 +26,9 @@ use super::transcript::{self, Digest, Record, Turns};
 use crate::chat::{self, Conversation, Ended, Stop, ToolPrompt};
 use crate::kimi::{self, Backend, Credential, Kimi, sha256};
 
+/// The caller a session belongs to: the SHA-256 of its credential.
+type Owner = [u8; 32];
+
 /// How long a request waits for the session it continues while that session's previous turn
 /// is still ending (its answer already reached the client; Kimi's answer is being stopped).
 const WAIT_FOR_SESSION: Duration = Duration::from_secs(5);
@@ -62,7 +65,7 @@ struct Session {
     id: u64,
     /// A request is running on it: the turns of that request (its answer not yet known).
     running: Option<Vec<Digest>>,
-    owner: Digest,
+    owner: Owner,
     /// The caller's token (pass-through) to delete the chat with; `None` on the server's pool.
     token: Option<String>,
     frame: Digest,
@@ -84,13 +87,13 @@ struct Continued {
 pub struct Ticket {
     /// The session's id in the live list (listed, in use, from the start of the request).
     id: u64,
-    owner: Digest,
+    owner: Owner,
     token: Option<String>,
     frame: Digest,
     history: Turns,
     continued: Option<Continued>,
-    /// The request with its whole history, to start afresh with.
-    full: chat::Request,
+    /// A continued session's request with its whole history, to start afresh with.
+    full: Option<chat::Request>,
 }
 
 /// A chat to delete, with the token of its caller (pass-through) or none (the pool).
@@ -170,19 +173,25 @@ impl Sessions {
         };
         let (found, stale) = self.take(&owner, &frame, &history, &token);
         self.delete(kimi, stale);
-        let mut full = request.clone();
-        full.conversation = Conversation::Keep;
         let (id, found) = found;
         let Some((continued, from)) = found else {
             request.conversation = Conversation::Keep;
-            return (request, Some(Ticket { id, owner, token, frame, history, continued: None, full }));
+            let ticket = Ticket { id, owner, token, frame, history, continued: None, full: None };
+            return (request, Some(ticket));
         };
-        // The tail: the turn after the session's last answer, its tool results named.
+        // The tail: the turn after the session's last answer, its tool results named. The whole
+        // request is kept aside, not copied (a long history is most of it).
         transcript::name_results(&mut request.messages);
-        request.messages.drain(..history.starts[from]);
-        request.conversation = Conversation::Continue(continued.chat.clone());
-        request.tool_prompt = Some(ToolPrompt::already_in_chat());
-        (request, Some(Ticket { id, owner, token, frame, history, continued: Some(continued), full }))
+        let messages = std::mem::take(&mut request.messages);
+        let mut tail = request.clone();
+        tail.messages = messages[history.starts[from]..].to_vec();
+        tail.conversation = Conversation::Continue(continued.chat.clone());
+        tail.tool_prompt = Some(ToolPrompt::already_in_chat());
+        request.messages = messages;
+        request.conversation = Conversation::Keep;
+        let ticket =
+            Ticket { id, owner, token, frame, history, continued: Some(continued), full: Some(request) };
+        (tail, Some(ticket))
     }
 
     /// After a request's answer: the session recorded, or its chat deleted; a request to run
@@ -223,7 +232,7 @@ impl Sessions {
                 }
                 self.rotations.fetch_add(1, Ordering::Relaxed);
                 ticket.id = self.list_new(&ticket.owner, &ticket.frame, &ticket.token, &ticket.history);
-                Some((ticket.full.clone(), ticket))
+                ticket.full.take().map(|full| (full, ticket))
             }
         }
     }
@@ -240,7 +249,7 @@ impl Sessions {
         let counter = if continued.is_some() { &self.tails } else { &self.fulls };
         counter.fetch_add(1, Ordering::Relaxed);
         let mut turns = ticket.history.digests;
-        turns.push(transcript::answer_turn(&record.text, &record.calls));
+        turns.push(record.answer.clone().finish(record.calls.iter()));
         let session = Session {
             id: ticket.id,
             running: None,
@@ -261,7 +270,7 @@ impl Sessions {
     /// Takes out, to delete, the sessions the history replaces (same caller and frame, same
     /// first turn, then a difference: an edit or a compaction), the one it continues when it
     /// reached the turn limit, and the idle ones.
-    fn take(&self, owner: &Digest, frame: &Digest, history: &Turns, token: &Option<String>) -> Taken {
+    fn take(&self, owner: &Owner, frame: &Digest, history: &Turns, token: &Option<String>) -> Taken {
         let deadline = Instant::now() + WAIT_FOR_SESSION;
         let mut live = self.lock();
         let mut stale = Vec::new();
@@ -295,7 +304,7 @@ impl Sessions {
     }
 
     /// Lists a new session whose first turn runs now (so that the next turn finds it).
-    fn list_new(&self, owner: &Digest, frame: &Digest, token: &Option<String>, history: &Turns) -> u64 {
+    fn list_new(&self, owner: &Owner, frame: &Digest, token: &Option<String>, history: &Turns) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock().push(Session {
             id,
@@ -312,13 +321,7 @@ impl Sessions {
     }
 
     /// Takes out the idle sessions and those the history replaces (not those in use).
-    fn expire(
-        &self,
-        live: &mut Vec<Session>,
-        owner: &Digest,
-        frame: &Digest,
-        history: &Turns,
-    ) -> Vec<Doomed> {
+    fn expire(&self, live: &mut Vec<Session>, owner: &Owner, frame: &Digest, history: &Turns) -> Vec<Doomed> {
         let idle = self.settings.idle;
         let replaced = |s: &Session| {
             s.owner == *owner

@@ -11,10 +11,11 @@
 
 use serde_json::{Value, json};
 
+use super::siphash::Keyed;
 use crate::chat::{self, Event, Flow, Message, Part, Role, Sink, ToolCall};
-use crate::kimi::sha256;
 
-pub type Digest = [u8; 32];
+/// A turn's or a frame's digest (keyed per process: `siphash.rs`).
+pub type Digest = u64;
 
 /// A conversation's turns: each one's digest, whether it is the assistant's, and the index of
 /// its first message.
@@ -25,39 +26,32 @@ pub struct Turns {
     pub starts: Vec<usize>,
 }
 
-/// The turns of `messages` (system messages left out: they belong to the frame).
+/// The turns of `messages` (system messages left out: they belong to the frame). Each turn is
+/// hashed as it is read: a long history is neither copied nor serialised for it.
 pub fn turns(messages: &[Message]) -> Turns {
+    let sides: Vec<(usize, bool)> = messages
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.role != Role::System)
+        .map(|(index, m)| (index, m.role == Role::Assistant))
+        .collect();
     let mut turns = Turns::default();
-    let mut current: Option<(bool, Vec<Value>)> = None;
-    for (index, message) in messages.iter().enumerate() {
-        if message.role == Role::System {
-            continue;
-        }
-        let assistant = message.role == Role::Assistant;
-        match &mut current {
-            Some((side, parts)) if *side == assistant => parts.extend(message.parts.iter().map(part)),
-            _ => {
-                if let Some((side, parts)) = current.take() {
-                    turns.push(side, &parts);
-                }
-                turns.starts.push(index);
-                current = Some((assistant, message.parts.iter().map(part).collect()));
-            }
-        }
-    }
-    if let Some((side, parts)) = current {
-        turns.push(side, &parts);
+    for run in sides.chunk_by(|a, b| a.1 == b.1) {
+        let (start, assistant) = run[0];
+        let parts = run.iter().flat_map(|&(index, _)| &messages[index].parts);
+        let digest = if assistant {
+            assistant_turn(parts.clone().filter_map(Part::as_text), parts.filter_map(Part::as_call))
+        } else {
+            other_turn(parts)
+        };
+        turns.digests.push(digest);
+        turns.assistant.push(assistant);
+        turns.starts.push(start);
     }
     turns
 }
 
 impl Turns {
-    fn push(&mut self, assistant: bool, parts: &[Value]) {
-        let parts = if assistant { assistant_parts(parts) } else { parts.to_vec() };
-        self.digests.push(digest(&json!([assistant, parts])));
-        self.assistant.push(assistant);
-    }
-
     pub fn len(&self) -> usize {
         self.digests.len()
     }
@@ -65,40 +59,123 @@ impl Turns {
 
 /// An assistant turn as its text (all text parts, in one) and its calls, in order: a client
 /// may echo one answer as several text blocks or messages.
-fn assistant_parts(parts: &[Value]) -> Vec<Value> {
-    let text: Vec<&str> = parts.iter().filter_map(|p| p["t"].as_str()).collect();
-    let mut out = vec![json!({"t": collapse(&text.join(" "))})];
-    out.extend(parts.iter().filter(|p| p.get("c").is_some()).cloned());
-    out
+fn assistant_turn<'a>(
+    texts: impl Iterator<Item = &'a str>,
+    calls: impl Iterator<Item = &'a ToolCall>,
+) -> Digest {
+    let mut turn = AnswerTurn::default();
+    texts.for_each(|text| turn.text(text));
+    turn.finish(calls)
 }
 
-/// One part as compared: its kind and what identifies it.
-fn part(part: &Part) -> Value {
-    match part {
-        Part::Text(text) => json!({"t": collapse(text)}),
-        Part::Image(url) => json!({"i": digest_hex(url)}),
-        Part::File(url) => json!({"f": digest_hex(url)}),
-        Part::ToolCall(call) => call_value(call),
-        Part::ToolResult(result) => json!({"r": collapse(&result.content), "e": result.is_error}),
+/// Any other turn, part by part: its kind and what identifies it.
+fn other_turn<'a>(parts: impl Iterator<Item = &'a Part>) -> Digest {
+    let mut turn = TurnHasher::new(false);
+    for part in parts {
+        match part {
+            Part::Text(text) => turn.words(b't', text),
+            Part::Image(url) => turn.field(b'i', url.as_bytes()),
+            Part::File(url) => turn.field(b'f', url.as_bytes()),
+            Part::ToolCall(call) => turn.call(call),
+            Part::ToolResult(result) => {
+                turn.words(b'r', &result.content);
+                turn.0.update(&[u8::from(result.is_error)]);
+            }
+        }
+    }
+    turn.0.finish()
+}
+
+/// One turn's digest as it is fed: its side, then each part as a tag and its fields, so that
+/// two different turns never feed the same bytes: a field has its length before it, a text
+/// ends with a line feed (its words are joined by one space, and no word holds a line feed).
+/// Call ids are left out; a call's arguments go in as canonical JSON (serde_json's maps are
+/// ordered by key, and a JSON object delimits itself).
+#[derive(Debug, Clone)]
+struct TurnHasher(Keyed);
+
+impl TurnHasher {
+    fn new(assistant: bool) -> Self {
+        let mut hasher = Keyed::keyed();
+        hasher.update(&[u8::from(assistant)]);
+        TurnHasher(hasher)
+    }
+
+    fn field(&mut self, tag: u8, bytes: &[u8]) {
+        self.0.update(&[tag]);
+        self.0.update(&(bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+    }
+
+    fn words(&mut self, tag: u8, text: &str) {
+        self.0.update(&[tag]);
+        Words::default().feed(&mut self.0, text);
+        self.0.update(b"\n");
+    }
+
+    fn call(&mut self, call: &ToolCall) {
+        self.field(b'c', call.name.as_bytes());
+        serde_json::to_writer(&mut self.0, &call.arguments).expect("a map of JSON values serialises");
     }
 }
 
-fn call_value(call: &ToolCall) -> Value {
-    // serde_json's maps are ordered by key: the arguments' JSON is canonical.
-    json!({"c": call.name, "a": Value::Object(call.arguments.clone()).to_string()})
+/// A text fed in pieces with its white space collapsed: the words, one space between them, as
+/// `split_whitespace` would find them in the whole text (a word may straddle two pieces).
+#[derive(Debug, Clone, Default)]
+struct Words {
+    /// A word was fed.
+    started: bool,
+    /// White space came after the last word fed.
+    gap: bool,
+}
+
+impl Words {
+    fn feed(&mut self, hasher: &mut Keyed, text: &str) {
+        for (index, piece) in text.split(char::is_whitespace).enumerate() {
+            self.gap |= index > 0;
+            if piece.is_empty() {
+                continue;
+            }
+            if self.started && self.gap {
+                hasher.update(b" ");
+            }
+            hasher.update(piece.as_bytes());
+            (self.started, self.gap) = (true, false);
+        }
+    }
+}
+
+/// The assistant turn an answer makes, hashed as its text streams (the text is not kept: a
+/// long answer costs no memory), its calls added at the end.
+#[derive(Debug, Clone)]
+pub struct AnswerTurn {
+    turn: TurnHasher,
+    words: Words,
+}
+
+impl Default for AnswerTurn {
+    fn default() -> Self {
+        let mut turn = TurnHasher::new(true);
+        turn.0.update(b"t");
+        AnswerTurn { turn, words: Words::default() }
+    }
+}
+
+impl AnswerTurn {
+    pub fn text(&mut self, text: &str) {
+        self.words.feed(&mut self.turn.0, text);
+    }
+
+    pub fn finish<'a>(mut self, calls: impl Iterator<Item = &'a ToolCall>) -> Digest {
+        self.turn.0.update(b"\n");
+        calls.for_each(|call| self.turn.call(call));
+        self.turn.0.finish()
+    }
 }
 
 /// The text with every run of white space as one space, trimmed.
 fn collapse(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn digest(value: &Value) -> Digest {
-    sha256::digest(value.to_string().as_bytes())
-}
-
-fn digest_hex(text: &str) -> String {
-    sha256::hex(&sha256::digest(text.as_bytes()))
 }
 
 /// The digest of what a session's chat was started with and does not receive again: the model,
@@ -115,16 +192,9 @@ pub fn frame(request: &chat::Request) -> Digest {
         .iter()
         .map(|t| json!([t.name, t.description, t.parameters.to_string(), t.deferred, t.freeform]))
         .collect();
-    digest(&json!([request.model, system, tools]))
-}
-
-/// The digest of the assistant turn an answer made: what the client will send back.
-pub fn answer_turn(text: &str, calls: &[ToolCall]) -> Digest {
-    let mut parts = vec![json!({"t": text})];
-    parts.extend(calls.iter().map(call_value));
-    let mut turns = Turns::default();
-    turns.push(true, &parts);
-    turns.digests[0]
+    let mut hasher = Keyed::keyed();
+    serde_json::to_writer(&mut hasher, &json!([request.model, system, tools])).expect("JSON serialises");
+    hasher.finish()
 }
 
 /// Tool results without a tool name get it from their call earlier in the history, so that a
@@ -152,7 +222,8 @@ pub fn name_results(messages: &mut [Message]) {
 pub struct Record {
     /// The conversation id the backend gave (marked with its account when it had a choice).
     pub conversation: Option<String>,
-    pub text: String,
+    /// The answer as the client will echo it: its text hashed as it passed, and its calls.
+    pub answer: AnswerTurn,
     pub calls: Vec<ToolCall>,
     /// Whether any content reached the dialect (then a request cannot be run again).
     pub delivered: bool,
@@ -175,7 +246,7 @@ impl<S: Sink> Sink for Recorder<'_, S> {
         match &event {
             Event::ConversationId(id) => self.record.conversation = Some(id.clone()),
             Event::Text(text) => {
-                self.record.text.push_str(text);
+                self.record.answer.text(text);
                 self.record.delivered = true;
             }
             Event::ToolCall(call) => {

@@ -20,6 +20,13 @@ fn result(id: &str, content: &str) -> Part {
     })
 }
 
+/// The digest of the assistant turn an answer made, its text fed in one piece.
+fn answer_turn(text: &str, calls: &[ToolCall]) -> Digest {
+    let mut turn = AnswerTurn::default();
+    turn.text(text);
+    turn.finish(calls.iter())
+}
+
 fn loop_history() -> Vec<Message> {
     vec![
         Message::text(Role::System, "be brief"),
@@ -101,9 +108,45 @@ fn the_recorder_keeps_what_reaches_the_dialect() {
     let _ = recorder.send(Event::Heartbeat);
     assert!(!recorder.record.delivered);
     let _ = recorder.send(Event::Text("hi".into()));
-    assert_eq!(
-        (record.conversation.as_deref(), record.text.as_str(), record.delivered),
-        (Some("c~1"), "hi", true)
-    );
+    assert_eq!((record.conversation.as_deref(), record.delivered), (Some("c~1"), true));
+    assert_eq!(record.answer.clone().finish([].iter()), answer_turn("hi", &[]));
     assert_eq!(inner.0.len(), 3);
+}
+
+#[test]
+fn parts_that_would_read_alike_joined_stay_apart() {
+    let user = |parts: Vec<Part>| turns(&[Message { role: Role::User, parts }]).digests[0];
+    let text = |t: &str| Part::Text(t.into());
+    assert_ne!(user(vec![text("ab"), text("c")]), user(vec![text("a"), text("bc")]));
+    assert_ne!(user(vec![text("a b")]), user(vec![text("a"), text("b")]));
+    assert_ne!(user(vec![text("AAA")]), user(vec![result("c1", "AAA")]), "a text is not a tool result");
+    let mut failed = result("c1", "AAA");
+    if let Part::ToolResult(r) = &mut failed {
+        r.is_error = true;
+    }
+    assert_ne!(user(vec![result("c1", "AAA")]), user(vec![failed]), "the error flag counts");
+    assert_eq!(user(vec![text(" a \n b ")]), user(vec![text("a b")]), "white space runs do not count");
+    let assistant = |parts: Vec<Part>| turns(&[Message { role: Role::Assistant, parts }]).digests[0];
+    assert_ne!(assistant(vec![text("a")]), user(vec![text("a")]), "the side counts");
+    let calls = |a: Value, b: Value| assistant(vec![call("1", "Read", a), call("2", "Read", b)]);
+    assert_ne!(
+        calls(json!({"x": 1}), json!({"x": 2})),
+        calls(json!({"x": 2}), json!({"x": 1})),
+        "call order counts"
+    );
+}
+
+#[test]
+fn an_answer_streamed_in_pieces_matches_its_echo_at_every_split() {
+    let text = " Reading  the\tfile.\n\nThen  \u{2003}the next one ";
+    let echoed = turns(&[Message::text(Role::Assistant, text.trim())]).digests[0];
+    let splits: Vec<usize> = (0..=text.len()).filter(|&i| text.is_char_boundary(i)).collect();
+    for &first in &splits {
+        for &second in splits.iter().filter(|&&s| s >= first) {
+            let mut turn = AnswerTurn::default();
+            [&text[..first], &text[first..second], &text[second..]].iter().for_each(|piece| turn.text(piece));
+            assert_eq!(turn.finish([].iter()), echoed, "pieces split at {first} and {second}");
+        }
+    }
+    assert_eq!(answer_turn("", &[]), turns(&[Message::text(Role::Assistant, "  ")]).digests[0]);
 }
