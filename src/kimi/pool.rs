@@ -18,6 +18,18 @@
 //! carries that account's fingerprint (`{chat id}@{fingerprint}`): unlike a map kept by the
 //! server, that survives restarts and reloads, costs no memory, and can say clearly when the
 //! account has left the pool.
+//!
+//! This file holds the accounts, their health, selection and leases. Beside it, as its own
+//! modules: `pool_credits.rs` (what the pool knows of each account's monthly credits),
+//! `pool_pace.rs` (pacing of one account's starts) and `pool_report.rs` (the accounts as
+//! `/healthz` and `/metrics` show them, and the pool's counters).
+
+#[path = "pool_credits.rs"]
+mod credits;
+#[path = "pool_pace.rs"]
+mod pace;
+#[path = "pool_report.rs"]
+mod report;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -27,6 +39,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::connect::credits::Credits;
 use super::{Error, accounts};
 use crate::chat::{Ended, Stop};
+use pace::{Pace, jitter};
+pub use report::{AccountReport, AccountState};
 
 /// The first cool-down after a rate limit that says nothing of when to come back.
 const FIRST_BACKOFF: Duration = Duration::from_secs(30);
@@ -42,16 +56,8 @@ const RESEARCH_RECHECK: Duration = Duration::from_secs(60 * 60);
 const MODEL_RECHECK: Duration = Duration::from_secs(30 * 60);
 /// Models remembered as refused per account at most.
 const MAX_REFUSED_MODELS: usize = 16;
-/// How old an account's credits may be before a successful chat reads them again.
-const CREDITS_STALE: Duration = Duration::from_secs(10 * 60);
-/// How long an account whose credits are used up is skipped when Kimi does not say when they
-/// reset.
-const CREDITS_RECHECK: Duration = Duration::from_secs(60 * 60);
 /// Pass-through accounts remembered at most.
 const MAX_KNOWN: usize = 4096;
-/// Pacing's jitter: each gap between two starts on an account is the interval times a factor
-/// drawn in `[1 - JITTER, 1 + JITTER]`.
-const JITTER: f64 = 0.2;
 /// Separates a kept conversation's Kimi id from its account's fingerprint.
 const MARK: char = '@';
 
@@ -73,44 +79,6 @@ pub struct Account {
     requests: AtomicU64,
     health: Mutex<Health>,
     pace: Mutex<Pace>,
-}
-
-/// Pacing of one account (`--account-min-interval`): the earliest the next request may start
-/// on it (the last start plus the jittered interval). The decision is pure: time and jitter
-/// are given.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Pace {
-    next: Option<Instant>,
-}
-
-impl Pace {
-    /// Claims the next start for a request that may wait until `deadline`: the later of `now`
-    /// and the next allowed start, after which the next one is `interval` times `jitter` later
-    /// (the caller draws `jitter` in `[0.8, 1.2]`). `None`, and nothing claimed, when that start
-    /// would come after `deadline`. An `interval` of zero never waits and remembers nothing.
-    pub fn claim(
-        &mut self,
-        now: Instant,
-        deadline: Instant,
-        interval: Duration,
-        jitter: f64,
-    ) -> Option<Instant> {
-        if interval.is_zero() {
-            return Some(now);
-        }
-        let start = self.next.map_or(now, |next| next.max(now));
-        if start > deadline {
-            return None;
-        }
-        let factor = jitter.clamp(1.0 - JITTER, 1.0 + JITTER);
-        self.next = Some(start + interval.mul_f64(factor));
-        Some(start)
-    }
-}
-
-/// A jitter factor for [`Pace::claim`], drawn in `[0.8, 1.2)`.
-pub fn jitter() -> f64 {
-    1.0 - JITTER + 2.0 * JITTER * accounts::random_fraction()
 }
 
 /// What the last requests on an account taught.
@@ -151,57 +119,6 @@ impl Health {
     fn spent(&self, now: Instant) -> Option<u64> {
         self.spent_until.filter(|(until, _)| *until > now).map(|(_, unix)| unix)
     }
-}
-
-/// What an account looks like from outside, for `/healthz` and `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccountState {
-    Healthy,
-    /// Its token expires within three days (a kimi-auth cookie is never renewed).
-    Expiring,
-    /// As many requests in flight as `--account-streams` allows.
-    Busy,
-    CoolingDown,
-    Dead,
-}
-
-impl AccountState {
-    pub const ALL: [AccountState; 5] = [
-        AccountState::Healthy,
-        AccountState::Expiring,
-        AccountState::Busy,
-        AccountState::CoolingDown,
-        AccountState::Dead,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            AccountState::Healthy => "healthy",
-            AccountState::Expiring => "expiring",
-            AccountState::Busy => "busy",
-            AccountState::CoolingDown => "cooling_down",
-            AccountState::Dead => "dead",
-        }
-    }
-}
-
-/// One account as `/healthz` shows it: never its token.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AccountReport {
-    pub fingerprint: String,
-    pub kind: &'static str,
-    pub state: AccountState,
-    /// When its token stops working (Unix seconds), when known.
-    pub expires: Option<u64>,
-    pub streams: usize,
-    pub requests: u64,
-    /// Whether research requests may use it.
-    pub research: bool,
-    /// The last error and when (Unix seconds).
-    pub last_error: Option<(String, u64)>,
-    /// The monthly credits, when they were read, and when (Unix seconds).
-    pub credits: Option<Credits>,
-    pub credits_read_at: Option<u64>,
 }
 
 /// Why no account could take a request.
@@ -472,86 +389,6 @@ impl Pool {
         }
         refusal
     }
-
-    /// When the first of the candidates whose credits are used up gets them back (Unix
-    /// seconds): what a refused caller is told.
-    pub fn credits_back(&self, candidates: &[Arc<Account>]) -> Option<u64> {
-        let now = Instant::now();
-        candidates.iter().filter_map(|a| lock(&a.health).spent(now)).min()
-    }
-
-    /// Learns the credits of the account of `token`, if the pool knows it (`/token/check`
-    /// read them); an unknown token is not added.
-    pub fn learn_credits(&self, token: &str, outcome: &Result<Credits, Error>) {
-        let server = self.server.read().unwrap_or_else(PoisonError::into_inner).clone();
-        let in_server = server.and_then(|list| list.iter().find(|a| a.token == token).cloned());
-        let account = in_server.or_else(|| lock(&self.known).get(token).cloned());
-        if let Some(account) = account {
-            account.note_credits(outcome);
-        }
-    }
-
-    /// The server pool's accounts, or else the pass-through accounts seen so far.
-    pub fn reports(&self, expires: impl Fn(&str, &str) -> Option<u64>) -> Vec<AccountReport> {
-        let server = self.server.read().unwrap_or_else(PoisonError::into_inner).clone();
-        let accounts: Vec<Arc<Account>> = match server {
-            Some(list) => list.to_vec(),
-            None => {
-                let mut known: Vec<Arc<Account>> = lock(&self.known).values().cloned().collect();
-                known.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
-                known
-            }
-        };
-        accounts.iter().map(|a| self.report(a, &expires)).collect()
-    }
-
-    fn report(&self, account: &Account, expires: &impl Fn(&str, &str) -> Option<u64>) -> AccountReport {
-        let now = Instant::now();
-        let health = lock(&account.health);
-        let kind = health.kind;
-        let expires = expires(&account.token, kind);
-        let streams = account.in_flight.load(Ordering::Relaxed);
-        let soon = unix_now() + 3 * 86_400;
-        let state = if health.dead(now) {
-            AccountState::Dead
-        } else if health.cooling(now) {
-            AccountState::CoolingDown
-        } else if streams >= self.limit {
-            AccountState::Busy
-        } else if expires.is_some_and(|at| at <= soon) {
-            AccountState::Expiring
-        } else {
-            AccountState::Healthy
-        };
-        AccountReport {
-            fingerprint: account.fingerprint.clone(),
-            kind,
-            state,
-            expires,
-            streams,
-            requests: account.requests.load(Ordering::Relaxed),
-            research: health.research_until.is_none_or(|until| until <= now),
-            last_error: health.last_error.clone(),
-            credits: health.credits.as_ref().map(|(credits, _)| credits.clone()),
-            credits_read_at: health.credits.as_ref().map(|(_, at)| *at),
-        }
-    }
-
-    /// Failovers since the start: requests that moved to another account before the client
-    /// saw anything.
-    pub fn failovers(&self) -> u64 {
-        self.failovers.load(Ordering::Relaxed)
-    }
-
-    /// Time requests spent waiting for their paced start on an account, since the start.
-    pub fn pacing_wait(&self) -> Duration {
-        Duration::from_micros(self.paced_micros.load(Ordering::Relaxed))
-    }
-
-    /// Errors Kimi answered, by kind, since the start.
-    pub fn errors(&self) -> Vec<(&'static str, u64)> {
-        lock(&self.errors).iter().map(|(kind, n)| (*kind, *n)).collect()
-    }
 }
 
 impl Account {
@@ -573,51 +410,6 @@ impl Account {
 
     pub fn token(&self) -> &str {
         &self.token
-    }
-
-    /// Whether a successful chat should read the account's credits now: they are unknown or
-    /// older than ten minutes, and no other request is reading them. Says yes once per turn.
-    pub fn credits_due(&self) -> bool {
-        self.credits_due_at(Instant::now())
-    }
-
-    fn credits_due_at(&self, now: Instant) -> bool {
-        let mut health = lock(&self.health);
-        let due = health.credits_tried.is_none_or(|at| now.saturating_duration_since(at) >= CREDITS_STALE);
-        if due {
-            health.credits_tried = Some(now);
-        }
-        due
-    }
-
-    /// Learns the account's credits (a failed read changes nothing). An account whose credits
-    /// are used up is skipped until they reset, or for an hour when Kimi does not say when.
-    pub fn note_credits(&self, outcome: &Result<Credits, Error>) {
-        self.note_credits_at(outcome, Instant::now(), unix_now());
-    }
-
-    fn note_credits_at(&self, outcome: &Result<Credits, Error>, now: Instant, unix: u64) {
-        let Ok(credits) = outcome else { return };
-        let mut health = lock(&self.health);
-        health.credits_tried = Some(now);
-        let was_spent = health.spent(now).is_some();
-        health.credits = Some((credits.clone(), unix));
-        health.spent_until = None;
-        if !credits.used_up() {
-            return;
-        }
-        let wait = credits
-            .resets_at
-            .filter(|at| *at > unix)
-            .map_or(CREDITS_RECHECK, |at| Duration::from_secs(at - unix));
-        health.spent_until = Some((now + wait, unix + wait.as_secs()));
-        if !was_spent {
-            eprintln!(
-                "kimi: account {} has used up its monthly credits: skipped until {}",
-                self.fingerprint,
-                super::token::utc(unix + wait.as_secs())
-            );
-        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The pool's unit tests (kept beside `pool.rs`, which they test through `super`).
 
+use super::credits::{CREDITS_RECHECK, CREDITS_STALE};
 use super::*;
 
 fn pool(limit: usize, tokens: &[&str]) -> (Pool, Vec<Arc<Account>>) {
@@ -285,63 +286,6 @@ fn conversation_ids_carry_the_fingerprint() {
     for plain in ["cm0123", "cm@short", "@0a1b2c3d", "19be5aab-32f2-8b55-8000-000000000001"] {
         assert_eq!(split_conversation(plain), None, "{plain}");
     }
-}
-
-#[test]
-fn pacing_lets_the_first_start_go_at_once_and_spaces_the_next_by_the_interval() {
-    let (t0, interval) = (Instant::now(), Duration::from_secs(6));
-    let far = t0 + Duration::from_secs(60);
-    let mut pace = Pace::default();
-    assert_eq!(pace.claim(t0, far, interval, 1.0), Some(t0), "the first request is not delayed");
-    let one_second_later = t0 + Duration::from_secs(1);
-    assert_eq!(pace.claim(one_second_later, far, interval, 1.0), Some(t0 + interval));
-    // A request long after the last start goes at once.
-    let later = t0 + Duration::from_secs(30);
-    assert_eq!(pace.claim(later, far, interval, 1.0), Some(later));
-}
-
-#[test]
-fn pacing_jitter_stays_within_a_fifth_of_the_interval() {
-    let (t0, interval) = (Instant::now(), Duration::from_secs(10));
-    let far = t0 + Duration::from_secs(600);
-    for (jitter, gap) in [(0.8, 8.0), (1.2, 12.0), (0.5, 8.0), (3.0, 12.0), (1.0, 10.0)] {
-        let mut pace = Pace::default();
-        pace.claim(t0, far, interval, jitter);
-        let next = pace.claim(t0, far, interval, 1.0).unwrap();
-        assert_eq!(next.duration_since(t0).as_secs_f64(), gap, "jitter {jitter}");
-    }
-    for _ in 0..1000 {
-        let j = jitter();
-        assert!((0.8..1.2).contains(&j), "{j}");
-    }
-}
-
-#[test]
-fn concurrent_requests_are_serialised_and_a_start_past_the_deadline_is_not_claimed() {
-    let (t0, interval) = (Instant::now(), Duration::from_secs(6));
-    let far = t0 + Duration::from_secs(60);
-    let mut pace = Pace::default();
-    let starts: Vec<Instant> = (0..4).map(|_| pace.claim(t0, far, interval, 1.0).unwrap()).collect();
-    assert_eq!(starts, [t0, t0 + interval, t0 + 2 * interval, t0 + 3 * interval]);
-    let before = pace;
-    let near = t0 + Duration::from_secs(20);
-    assert_eq!(pace.claim(t0, near, interval, 1.0), None, "t0 + 24 s is past the deadline");
-    assert_eq!(pace, before, "nothing claimed");
-    assert_eq!(
-        pace.claim(t0, t0 + 4 * interval, interval, 1.0),
-        Some(t0 + 4 * interval),
-        "a start at the deadline is allowed"
-    );
-}
-
-#[test]
-fn pacing_off_never_waits() {
-    let t0 = Instant::now();
-    let mut pace = Pace::default();
-    for _ in 0..3 {
-        assert_eq!(pace.claim(t0, t0, Duration::ZERO, 1.2), Some(t0));
-    }
-    assert_eq!(pace, Pace::default());
 }
 
 #[test]
