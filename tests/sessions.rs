@@ -3,7 +3,8 @@
 //! edit, a compaction, a too-long refusal and a chat Kimi lost each rotate to a fresh chat (the
 //! old one deleted); sessions of one caller and of two callers never cross; idle sessions and
 //! every session at shutdown are deleted; `--sessions 0` is one chat per request; a client that
-//! hangs up mid-answer has Kimi's answer stopped (`CancelChat`).
+//! hangs up mid-answer has Kimi's answer stopped (`CancelChat`); a session whose account left the
+//! pool or cools down moves to another account with its whole history.
 
 mod support;
 
@@ -562,4 +563,40 @@ fn a_session_whose_account_left_the_pool_rotates_to_another_account() {
     client.turn(&server.base, "RESULT-6 ");
     let next = server.mock.stats().turns.last().unwrap().clone();
     assert!(next.continued && next.chat_id == last.chat_id, "{next:?}");
+}
+
+#[test]
+fn a_session_whose_account_cools_down_moves_to_another_account_without_asking_it() {
+    let tokens = [support::connect_token("pool-a"), support::connect_token("pool-b")];
+    let server = support::pool::PoolServer::pass_through(&[]);
+    let script = || Script { turns: (1..=40).map(|n| vec![answer(n)]).collect(), ..Script::default() };
+    server.mock.script(script());
+    let mut client = Client::new(Api::OpenAi, &tokens.join(","), TASK);
+    for n in 1..=3 {
+        client.turn(&server.base, &format!("RESULT-{n} "));
+    }
+    let before = server.mock.stats().completions_by_user;
+    client.turn(&server.base, "RESULT-4 ");
+    let stats = server.mock.stats();
+    let (chat, last) = (stats.turns.last().unwrap().chat_id.clone(), stats.turns.last().unwrap().continued);
+    assert!(last, "the fourth turn continued the session");
+    let home =
+        stats.completions_by_user.iter().find(|(user, n)| before.get(*user) != Some(n)).unwrap().0.clone();
+    let home_token = if home == "pool-a" { &tokens[0] } else { &tokens[1] };
+    // Another request on the session's account alone is rate limited: it cools down for 30 s.
+    let fault = Fault::RateLimited { retry_after: Some(30) };
+    server.mock.script(Script { fault: Some(fault), fault_times: Some(1), ..script() });
+    let alone = json!({"model": "kimi", "messages": [{"role": "user", "content": "hello"}]});
+    let auth = format!("Bearer {home_token}");
+    assert_eq!(server.post("/v1/chat/completions", &[("Authorization", &auth)], &alone).status, 429);
+    let asked = server.mock.stats().completions_by_user[&home];
+    client.turn(&server.base, "RESULT-5 ");
+    let stats = server.mock.stats();
+    let moved = stats.turns.last().unwrap();
+    assert!(moved.chat_id != chat && !moved.continued && moved.prompt.contains(TASK), "{moved:?}");
+    assert_eq!(stats.completions_by_user[&home], asked, "the cooling account was not asked");
+    assert!(!stats.live_chats.contains(&chat), "the old chat was deleted: {:?}", stats.live_chats);
+    client.turn(&server.base, "RESULT-6 ");
+    let next = server.mock.stats().turns.last().unwrap().clone();
+    assert!(next.continued && next.chat_id == moved.chat_id, "{next:?}");
 }

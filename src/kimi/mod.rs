@@ -301,6 +301,12 @@ impl Kimi {
         self.delete_kept(credential, id)
     }
 
+    /// Whether a kept conversation should take its next turn on its own account (not when that
+    /// account is gone, dead, cooling down or spent while another of the caller's is ready).
+    pub fn kept_chat_can_stay(&self, credential: Credential<'_>, id: &str) -> bool {
+        self.stays_on_its_account(credential, id)
+    }
+
     /// Bytes of chat requests sent to Kimi since the start (bodies and attachments).
     pub fn sent_bytes(&self) -> u64 {
         self.chats.sent_bytes.load(std::sync::atomic::Ordering::Relaxed)

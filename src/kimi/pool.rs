@@ -357,6 +357,13 @@ impl Pool {
         Some(Lease { pool: self, account: Arc::clone(account) })
     }
 
+    /// Whether an account can take a request now: not dead, not cooling down, credits left.
+    pub fn ready(&self, account: &Account) -> bool {
+        let now = Instant::now();
+        let health = lock(&account.health);
+        !health.dead(now) && !health.cooling(now) && health.spent(now).is_none()
+    }
+
     /// Whether an account among `candidates`, other than `current` and those `tried`, has no
     /// request in flight and can serve (not dead, not cooling down).
     pub fn has_idle(

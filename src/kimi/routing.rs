@@ -44,6 +44,18 @@ impl Kimi {
         self.delete_chat(&account, chat_id.as_deref().unwrap_or(id))
     }
 
+    /// Whether a kept conversation should take its next turn on its own account: yes unless that
+    /// account is gone, dead, cooling down or out of credits while another of the caller's
+    /// accounts is ready (an agent session then moves there with its whole history).
+    pub(super) fn stays_on_its_account(&self, credential: Credential<'_>, id: &str) -> bool {
+        let Ok((home, _)) = self.accounts_for(credential, &Conversation::Continue(id.to_string())) else {
+            return false;
+        };
+        let Some(home) = home.first().filter(|home| !self.pool.ready(home)) else { return true };
+        let others = self.pool.accounts(credential);
+        !others.iter().any(|other| !Arc::ptr_eq(other, home) && self.pool.ready(other))
+    }
+
     /// The accounts a request may run on, and, for a kept conversation, Kimi's id of it: the
     /// conversation continues on the account whose fingerprint its id carries.
     fn accounts_for(

@@ -173,7 +173,13 @@ impl Sessions {
         };
         let (found, stale) = self.take(&owner, &frame, &history, &token);
         self.delete(kimi, stale);
-        let (id, found) = found;
+        let (mut id, mut found) = found;
+        if let Some((continued, _)) = found.take_if(|(c, _)| !kimi.kept_chat_can_stay(credential, &c.chat)) {
+            // Its account cannot take the turn now and another can: a fresh chat there.
+            self.rotations.fetch_add(1, Ordering::Relaxed);
+            self.drop_session(kimi, id, Some((token.clone(), continued.chat)));
+            id = self.list_new(&owner, &frame, &token, &history);
+        }
         let Some((continued, from)) = found else {
             request.conversation = Conversation::Keep;
             let ticket = Ticket { id, owner, token, frame, history, continued: None, full: None };
