@@ -83,15 +83,30 @@ impl Mark {
     }
 }
 
-/// The body without the messages `mark` covers, when it is their continuation (see the module
-/// doc) and none of the new messages is a system or developer message (those change what a
-/// session's chat was started with); with the mark of the whole body.
-pub fn elide(body: &[u8], key: &str, mark: &Mark) -> Option<(Vec<u8>, Mark)> {
-    let mut hasher = Keyed::keyed();
-    hasher.update(body.get(..mark.cut)?);
-    if hasher.clone().finish() != mark.prefix {
-        return None;
+/// The body without the messages one of `marks` covers, when it is their continuation (see
+/// the module doc) and none of the new messages is a system or developer message (those change
+/// what a session's chat was started with); with the index of that mark and the mark of the
+/// whole body. The body is hashed once, however many marks (a caller's other sessions).
+pub fn elide(body: &[u8], key: &str, marks: &[Mark]) -> Option<(usize, Vec<u8>, Mark)> {
+    let mut order: Vec<usize> = (0..marks.len()).filter(|&i| marks[i].cut < body.len()).collect();
+    order.sort_by_key(|&i| marks[i].cut);
+    let (mut hasher, mut hashed) = (Keyed::keyed(), 0);
+    for index in order {
+        let mark = &marks[index];
+        hasher.update(&body[hashed..mark.cut]);
+        hashed = mark.cut;
+        if hasher.clone().finish() != mark.prefix {
+            continue;
+        }
+        if let Some((elided, next)) = go_on(body, key, mark, hasher.clone()) {
+            return Some((index, elided, next));
+        }
     }
+    None
+}
+
+/// [`elide`] once the bytes up to a mark's cut are known to be the same (`hasher` has them).
+fn go_on(body: &[u8], key: &str, mark: &Mark, mut hasher: Keyed) -> Option<(Vec<u8>, Mark)> {
     let comma = ws(body, mark.cut);
     expect(body, comma, b',')?;
     let rest = comma + 1;

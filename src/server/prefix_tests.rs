@@ -2,6 +2,13 @@ use serde_json::{Value, json};
 
 use super::*;
 
+fn elide_one(body: &[u8], key: &str, mark: &Mark) -> Option<(Vec<u8>, Mark)> {
+    elide(body, key, std::slice::from_ref(mark)).map(|(index, elided, mark)| {
+        assert_eq!(index, 0);
+        (elided, mark)
+    })
+}
+
 fn body(messages: &[Value], model: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({"model": model, "messages": messages, "tools": [{"name": "Read"}]})).unwrap()
 }
@@ -56,14 +63,14 @@ fn a_continued_history_is_elided_to_its_new_messages() {
     let mark = Mark::of(&before, &history_span(&before, "messages").unwrap()).unwrap();
     let next = [first.clone(), turn(2)].concat();
     let after = body(&next, "k");
-    let (elided, new_mark) = elide(&after, "messages", &mark).unwrap();
+    let (elided, new_mark) = elide_one(&after, "messages", &mark).unwrap();
     let parsed: Value = serde_json::from_slice(&elided).unwrap();
     assert_eq!(parsed["messages"], json!(turn(2)));
     assert_eq!((&parsed["model"], &parsed["tools"][0]["name"]), (&json!("k"), &json!("Read")));
     assert_eq!(new_mark, Mark::of(&after, &history_span(&after, "messages").unwrap()).unwrap());
     let third = body(&[next, turn(3)].concat(), "k");
     assert_eq!(
-        serde_json::from_slice::<Value>(&elide(&third, "messages", &new_mark).unwrap().0).unwrap()["messages"],
+        serde_json::from_slice::<Value>(&elide_one(&third, "messages", &new_mark).unwrap().0).unwrap()["messages"],
         json!(turn(3))
     );
 }
@@ -83,10 +90,29 @@ fn anything_else_is_parsed_whole() {
         ("a new system message", body(&[first.clone(), system].concat(), "k")),
         ("a shorter history", body(&first[..1], "k")),
     ] {
-        assert_eq!(elide(&other, "messages", &mark), None, "{why}");
+        assert_eq!(elide_one(&other, "messages", &mark), None, "{why}");
     }
     let whole = body(&[first, turn(2)].concat(), "k");
     for cut in 0..whole.len() {
-        let _ = elide(&whole[..cut], "messages", &mark);
+        let _ = elide_one(&whole[..cut], "messages", &mark);
     }
+}
+
+#[test]
+fn of_several_sessions_the_one_the_body_continues() {
+    let task = |n: usize| {
+        vec![json!({"role": "user", "content": format!("task {n}")}), turn(n)[0].clone(), turn(n)[1].clone()]
+    };
+    let marks: Vec<Mark> = (1..=4)
+        .map(|n| {
+            let before = body(&[task(n), turn(10 + n)].concat()[..2 + n % 2], "k");
+            Mark::of(&before, &history_span(&before, "messages").unwrap()).unwrap()
+        })
+        .collect();
+    let third = [task(3), turn(13)].concat();
+    let next = body(&[third[..3].to_vec(), turn(20)].concat(), "k");
+    let (index, elided, _) = elide(&next, "messages", &marks).unwrap();
+    assert_eq!(index, 2);
+    assert_eq!(serde_json::from_slice::<Value>(&elided).unwrap()["messages"], json!(turn(20)));
+    assert_eq!(elide(&body(&task(9), "k"), "messages", &marks), None);
 }

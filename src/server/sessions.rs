@@ -200,26 +200,49 @@ impl Sessions {
     }
 
     /// The body elided to what follows one of the caller's sessions, when it continues one byte
-    /// for byte (`prefix.rs`): parsed instead of the whole body.
+    /// for byte (`prefix.rs`): parsed instead of the whole body. A body that goes on from a
+    /// session whose turn is still ending (its answer reached the client, Kimi's is being
+    /// stopped) waits for that turn a little, as [`Self::take`] would.
     pub fn prior(&self, caller: &str, key: &'static str, body: &[u8]) -> Option<Prior> {
         if self.settings.limit == 0 || self.closed.load(Ordering::Acquire) {
             return None;
         }
         let owner = sha256::digest(caller.as_bytes());
-        let marked: Vec<(Mark, Vec<Digest>, Digest)> = self
-            .lock()
-            .iter()
-            .filter(|s| s.owner == owner && s.running.is_none() && s.turns.len() >= 2)
-            .filter_map(|s| {
-                let (mark, _) = s.mark.as_ref().filter(|(_, of)| *of == key)?;
-                Some((mark.clone(), s.turns.clone(), s.frame))
-            })
-            .collect();
-        marked.into_iter().find_map(|(mark, mut turns, frame)| {
-            let (body, mark) = prefix::elide(body, key, &mark)?;
-            let answer = turns.pop()?;
-            Some(Prior { body, turns, answer, frame, mark })
+        let deadline = Instant::now() + WAIT_FOR_SESSION;
+        loop {
+            let mut waits = Vec::new();
+            let marked = self.marked(&owner, key);
+            let marks: Vec<Mark> = marked.iter().map(|(_, _, mark, _, _)| mark.clone()).collect();
+            if let Some((index, body, mark)) = prefix::elide(body, key, &marks) {
+                let (id, running, _, mut turns, frame) = marked.into_iter().nth(index)?;
+                if !running {
+                    let answer = turns.pop()?;
+                    return Some(Prior { body, turns, answer, frame, mark });
+                }
+                waits.push(id);
+            }
+            let now = Instant::now();
+            if waits.is_empty() || now >= deadline {
+                return None;
+            }
+            // Looked at again under the lock the wait releases: its end may have come between.
+            let live = self.lock();
+            if live.iter().any(|s| waits.contains(&s.id) && s.running.is_some()) {
+                drop(self.freed.wait_timeout(live, deadline - now));
+            }
+        }
+    }
+
+    /// The caller's sessions with a mark under `key`: each one's id, whether it runs, its mark,
+    /// turns and frame.
+    fn marked(&self, owner: &Owner, key: &str) -> Vec<(u64, bool, Mark, Vec<Digest>, Digest)> {
+        let live = self.lock();
+        let mine = live.iter().filter(|s| s.owner == *owner && s.turns.len() >= 2);
+        mine.filter_map(|s| {
+            let (mark, _) = s.mark.as_ref().filter(|(_, of)| *of == key)?;
+            Some((s.id, s.running.is_some(), mark.clone(), s.turns.clone(), s.frame))
         })
+        .collect()
     }
 
     /// How a request runs: unchanged (no session), as a session's first turn (a kept chat with
