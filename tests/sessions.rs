@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::mock::{Fault, TurnSeen};
 use support::process::ServerProcess;
-use support::{Harness, Kind, Script, post_with};
+use support::{Harness, Kind, Script, post_bytes};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Api {
@@ -45,11 +45,14 @@ struct Client {
     token: String,
     history: Vec<Value>,
     system: String,
+    /// Sends its bodies pretty-printed (each byte of the history moves).
+    pretty: bool,
 }
 
 impl Client {
     fn new(api: Api, token: &str, first: &str) -> Client {
-        let mut client = Client { api, token: token.into(), history: Vec::new(), system: SYSTEM.into() };
+        let mut client =
+            Client { api, token: token.into(), history: Vec::new(), system: SYSTEM.into(), pretty: false };
         client.user(first);
         client
     }
@@ -105,7 +108,13 @@ impl Client {
     fn send(&mut self, base: &str) -> Vec<String> {
         let headers = self.headers();
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        let reply = post_with(&format!("{base}{}", self.path()), &headers, &self.body());
+        let body = self.body();
+        let body = if self.pretty {
+            serde_json::to_vec_pretty(&body).unwrap()
+        } else {
+            body.to_string().into_bytes()
+        };
+        let reply = post_bytes(&format!("{base}{}", self.path()), &headers, &body);
         assert_eq!(reply.status, 200, "{:?}: {}", self.api, reply.body);
         let body = reply.json();
         match self.api {
@@ -260,6 +269,8 @@ fn a_ten_turn_tool_loop_reuses_one_chat_and_sends_only_tails_in_every_api() {
             assert_eq!(stats.live_chats.len(), 1, "{kind:?} {api:?}: the session's chat is kept");
             assert_eq!(metric(&h, "kimi_free_api_session_turns_total{sent=\"tail\"}"), 8.0);
             assert_eq!(metric(&h, "kimi_free_api_session_turns_total{sent=\"full\"}"), 1.0);
+            let elided = metric(&h, "kimi_free_api_session_bodies_elided_total");
+            assert_eq!(elided, 8.0, "{kind:?} {api:?}: each continued turn read without the history");
             assert_eq!(metric(&h, "kimi_free_api_sessions "), 1.0);
             assert!(metric(&h, "kimi_free_api_upstream_bytes_total") > 0.0);
         }
@@ -599,4 +610,35 @@ fn a_session_whose_account_cools_down_moves_to_another_account_without_asking_it
     client.turn(&server.base, "RESULT-6 ");
     let next = server.mock.stats().turns.last().unwrap().clone();
     assert!(next.continued && next.chat_id == moved.chat_id, "{next:?}");
+}
+
+#[test]
+fn a_body_laid_out_anew_is_read_whole_and_still_continues_its_session() {
+    for api in APIS {
+        let h = sessions_on(|_| {});
+        scripted(&h);
+        let mut client = Client::new(api, &Kind::Web.token(), TASK);
+        for n in 1..=3 {
+            client.turn(&h.url(""), &format!("RESULT-{n} "));
+        }
+        assert_eq!(metric(&h, "kimi_free_api_session_bodies_elided_total"), 1.0, "{api:?}: the third turn");
+        client.pretty = true;
+        client.turn(&h.url(""), "RESULT-4 ");
+        client.turn(&h.url(""), "RESULT-5 ");
+        client.pretty = false;
+        client.turn(&h.url(""), "RESULT-6 ");
+        let seen = turns(&h);
+        let chat = &seen[1].chat_id;
+        for (i, turn) in seen.iter().enumerate().skip(2) {
+            let label = format!("{api:?} turn {}", i + 1);
+            assert!(
+                turn.continued && &turn.chat_id == chat && !turn.prompt.contains(TASK),
+                "{label}: {turn:?}"
+            );
+            assert!(turn.prompt.contains(&format!("RESULT-{i} ")), "{label}: {}", turn.prompt);
+        }
+        // Pretty-printed: the fourth turn is read whole, the fifth elided again after it, the
+        // sixth (laid out as before the fourth) read whole.
+        assert_eq!(metric(&h, "kimi_free_api_session_bodies_elided_total"), 2.0, "{api:?}");
+    }
 }

@@ -79,20 +79,25 @@ pub fn read_body(request: &mut Request, limit: usize, timeout: Duration) -> Resu
     // The request timeout runs from the head's first byte: what the head took is spent.
     let timeout = timeout.saturating_sub(request.head_time());
     let started = Instant::now();
-    let mut body = Vec::with_capacity(request.body_length().unwrap_or(0));
+    // Read straight into the body, as much as has come each time (a long agent history arrives
+    // in a few reads, not one per 16 KB), and no further than its announced length.
+    let expected = request.body_length();
+    let mut body = Vec::with_capacity(expected.unwrap_or(0));
     let mut reader = request.as_reader().take(limit as u64 + 1);
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        let n = match reader.read(&mut buf) {
+    while expected != Some(body.len()) {
+        let len = body.len();
+        body.resize(len + (body.capacity() - len).max(16 * 1024), 0);
+        let read = reader.read(&mut body[len..]);
+        body.truncate(len + read.as_ref().map_or(0, |n| *n));
+        match read {
             Ok(0) => break,
-            Ok(n) => n,
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 return Err(too_slow());
             }
             Err(e) => return Err(chat::Error::invalid(format!("could not read the request body: {e}"))),
-        };
-        body.extend_from_slice(&buf[..n]);
+        }
         if started.elapsed() > timeout {
             return Err(too_slow());
         }

@@ -216,6 +216,14 @@ fn render_sessions(out: &mut String, app: &App) {
         writeln!(out, "kimi_free_api_session_rotations_total {}", sessions.rotations.load(Ordering::Relaxed));
     family(
         out,
+        "session_bodies_elided_total",
+        "counter",
+        "Requests continuing a session byte for byte, read without the history its chat holds.",
+    );
+    let elided = sessions.elided.load(Ordering::Relaxed);
+    let _ = writeln!(out, "kimi_free_api_session_bodies_elided_total {elided}");
+    family(
+        out,
         "upstream_bytes_total",
         "counter",
         "Bytes of chat requests sent to Kimi (bodies and attachments).",

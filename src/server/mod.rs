@@ -32,6 +32,7 @@ mod exchange;
 mod healthz;
 mod keys;
 mod metrics;
+mod prefix;
 mod routes;
 mod sessions;
 mod siphash;

@@ -1,5 +1,6 @@
 //! Routing and the handlers of each endpoint.
 
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -7,6 +8,7 @@ use tiny_http::{Method, Request};
 
 use super::App;
 use super::exchange::{self, EventStream};
+use super::sessions::Raw;
 use super::transcript::Recorder;
 use super::{doctor, healthz, metrics};
 use crate::chat::output;
@@ -326,23 +328,39 @@ fn chat<S, A>(
     app: &App,
     mut request: Request,
     dialect: Dialect,
-    parse: impl FnOnce(&[u8]) -> Result<(chat::Request, S, A), chat::Error>,
+    parse: impl Fn(&[u8]) -> Result<(chat::Request, S, A), chat::Error>,
 ) -> Outcome
 where
     S: StreamRenderer,
     A: Aggregator,
 {
-    let parsed = credential_and_body(app, &mut request, dialect)
-        .and_then(|(credential, caller, body)| Ok((credential, caller, parse(&body)?)));
-    let (credential, caller, (chat, renderer, aggregator)) = match parsed {
+    let (credential, caller, body) = match credential_and_body(app, &mut request, dialect) {
+        Ok(read) => read,
+        Err(error) => {
+            exchange::respond_error(request, dialect, &error, &[]);
+            return Outcome::failed(dialect, &error);
+        }
+    };
+    // A body that continues one of the caller's agent sessions byte for byte is parsed without
+    // what the session's chat holds (`sessions.rs`, `prefix.rs`).
+    let key = history_key(dialect);
+    let elided =
+        app.sessions.prior(&caller, key, &body).and_then(|prior| Some((parse(&prior.body).ok()?, prior)));
+    let (parsed, prior) = match elided {
+        Some((parsed, prior)) => (Ok(parsed), Some(prior)),
+        None => (parse(&body), None),
+    };
+    let (chat, renderer, aggregator) = match parsed {
         Ok(parsed) => parsed,
         Err(error) => {
             exchange::respond_error(request, dialect, &error, &[]);
             return Outcome::failed(dialect, &error);
         }
     };
+    let whole = || parse(&body).map(|(chat, _, _)| chat);
+    let raw = Raw { body: &body, key, prior: Cell::new(prior), whole: &whole };
     let credential = credential.as_deref().map_or(Credential::Pool, Credential::Tokens);
-    let caller = Caller { credential, owner: &caller };
+    let caller = Caller { credential, owner: &caller, raw: &raw };
     let _in_flight = app.metrics.chat_started();
     if chat.stream {
         stream_chat(app, request, dialect, renderer, caller, chat)
@@ -351,12 +369,22 @@ where
     }
 }
 
-/// Who asks: the credential a chat runs with, and what the caller presented (its key or token),
-/// which owns its agent sessions (`sessions.rs`).
+/// The member of a dialect's request body that holds the conversation's messages.
+fn history_key(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::OpenAi | Dialect::Anthropic => "messages",
+        Dialect::Responses => "input",
+        Dialect::Gemini => "contents",
+    }
+}
+
+/// Who asks: the credential a chat runs with, what the caller presented (its key or token),
+/// which owns its agent sessions (`sessions.rs`), and the request's body as it came.
 #[derive(Clone, Copy)]
 struct Caller<'a> {
     credential: Credential<'a>,
     owner: &'a str,
+    raw: &'a Raw<'a>,
 }
 
 /// Streams the answer as it comes; a JSON answer is unfenced on the way and checked at the end
@@ -372,7 +400,7 @@ fn stream_chat<S: StreamRenderer>(
     let started = Instant::now();
     let mut stream = EventStream::new(request, dialect, renderer);
     let (backend, result) =
-        app.sessions.serve(&app.kimi, caller.credential, caller.owner, chat, |chat, record| {
+        app.sessions.serve(&app.kimi, caller.credential, caller.owner, chat, caller.raw, |chat, record| {
             let (chat, layers) = Layers::prepare(chat, &app.tools);
             let mut sink = layers.over(Recorder::new(record, &mut stream), true);
             let (backend, result) = app.kimi.chat(caller.credential, &chat, &mut sink);
@@ -449,7 +477,7 @@ fn whole_answer(
 ) -> (Backend, Result<Answer, kimi::Error>) {
     let mut answer = Answer::default();
     let (backend, result) =
-        app.sessions.serve(&app.kimi, caller.credential, caller.owner, chat, |chat, record| {
+        app.sessions.serve(&app.kimi, caller.credential, caller.owner, chat, caller.raw, |chat, record| {
             let (chat, layers) = Layers::prepare(chat, &app.tools);
             answer = Answer::default();
             let mut sink = layers.over(Recorder::new(record, &mut answer), false);

@@ -18,10 +18,12 @@
 //! answer arrived (while the last turn still stops Kimi's answer) waits for it, 5 s at most,
 //! instead of starting another session.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::prefix::{self, Mark};
 use super::transcript::{self, Digest, Record, Turns};
 use crate::chat::{self, Conversation, Ended, Stop, ToolPrompt};
 use crate::kimi::{self, Backend, Credential, Kimi, sha256};
@@ -58,6 +60,8 @@ pub struct Sessions {
     pub fulls: AtomicU64,
     /// Sessions whose chat was replaced by a fresh one.
     pub rotations: AtomicU64,
+    /// Continued turns read from an elided body (`prefix.rs`).
+    pub elided: AtomicU64,
 }
 
 /// One session: whose it is, its chat, and the turns its chat holds.
@@ -73,6 +77,8 @@ struct Session {
     /// a new session's first turn runs.
     chat: String,
     turns: Vec<Digest>,
+    /// Where its last request's history lay in the body, and under which member name.
+    mark: Option<(Mark, &'static str)>,
     answers: u32,
     last_use: Instant,
 }
@@ -92,8 +98,50 @@ pub struct Ticket {
     frame: Digest,
     history: Turns,
     continued: Option<Continued>,
-    /// A continued session's request with its whole history, to start afresh with.
+    /// A continued session's request with its whole history, to start afresh with (parsed
+    /// again from the body when it came elided).
     full: Option<chat::Request>,
+    mark: Option<(Mark, &'static str)>,
+}
+
+/// A request's body as it came, for a session to go on from without parsing what its chat
+/// holds (`prefix.rs`): the member holding the history, the body elided to its new messages
+/// when it continues a session byte for byte ([`Sessions::prior`]; what was parsed then), and
+/// how to parse the whole body when a fresh chat needs all of it.
+pub struct Raw<'a> {
+    pub body: &'a [u8],
+    pub key: &'static str,
+    /// Taken by the first request run with it (a JSON answer's corrective turn runs again).
+    pub prior: Cell<Option<Prior>>,
+    pub whole: &'a dyn Fn() -> Result<chat::Request, chat::Error>,
+}
+
+/// A body elided to the messages after a session's last request.
+pub struct Prior {
+    pub body: Vec<u8>,
+    /// The session's turns before its last answer (what the elided messages held), that answer,
+    /// its frame, and the mark of the whole body.
+    turns: Vec<Digest>,
+    answer: Digest,
+    frame: Digest,
+    mark: Mark,
+}
+
+impl Prior {
+    /// The history: the session's turns, then those of the new messages, when these start
+    /// with the session's last answer (then the turns are those of the whole body).
+    fn joined(&self, messages: &[chat::Message]) -> Option<Turns> {
+        let rest = transcript::turns(messages);
+        if rest.digests.first() != Some(&self.answer) || rest.assistant.first() != Some(&true) {
+            return None;
+        }
+        let known = self.turns.len();
+        Some(Turns {
+            digests: [&self.turns[..], &rest.digests].concat(),
+            assistant: [vec![false; known], rest.assistant].concat(),
+            starts: [vec![0; known], rest.starts].concat(),
+        })
+    }
 }
 
 /// A chat to delete, with the token of its caller (pass-through) or none (the pool).
@@ -114,6 +162,7 @@ impl Sessions {
             tails: AtomicU64::new(0),
             fulls: AtomicU64::new(0),
             rotations: AtomicU64::new(0),
+            elided: AtomicU64::new(0),
         }
     }
 
@@ -131,42 +180,129 @@ impl Sessions {
         credential: Credential<'_>,
         caller: &str,
         request: chat::Request,
+        raw: &Raw<'_>,
         mut run: impl FnMut(chat::Request, &mut Record) -> (Backend, Result<Ended, kimi::Error>),
     ) -> (Backend, Result<Ended, kimi::Error>) {
-        let (request, ticket) = self.begin(kimi, credential, caller, request);
+        let (request, ticket) = match self.begin(kimi, credential, caller, request, raw.prior.take(), raw) {
+            Ok(begun) => begun,
+            Err(error) => return (Backend::None, Err(unreadable(&error))),
+        };
         let mut record = Record::default();
         let (backend, result) = run(request, &mut record);
         let Some(ticket) = ticket else { return (backend, result) };
-        let Some((again, ticket)) = self.end(kimi, ticket, &record, backend, &result) else {
+        let Some((again, ticket)) = self.end(kimi, ticket, &record, backend, &result, raw) else {
             return (backend, result);
         };
         let mut record = Record::default();
         let (backend, result) = run(again, &mut record);
-        let _never_again = self.end(kimi, ticket, &record, backend, &result);
+        let _never_again = self.end(kimi, ticket, &record, backend, &result, raw);
         (backend, result)
     }
 
+    /// The body elided to what follows one of the caller's sessions, when it continues one byte
+    /// for byte (`prefix.rs`): parsed instead of the whole body. A body that goes on from a
+    /// session whose turn is still ending (its answer reached the client, Kimi's is being
+    /// stopped) waits for that turn a little, as [`Self::take`] would.
+    pub fn prior(&self, caller: &str, key: &'static str, body: &[u8]) -> Option<Prior> {
+        if self.settings.limit == 0 || self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        let owner = sha256::digest(caller.as_bytes());
+        let deadline = Instant::now() + WAIT_FOR_SESSION;
+        loop {
+            let mut waits = Vec::new();
+            let marked = self.marked(&owner, key);
+            let marks: Vec<Mark> = marked.iter().map(|(_, _, mark, _, _)| mark.clone()).collect();
+            if let Some((index, body, mark)) = prefix::elide(body, key, &marks) {
+                let (id, running, _, mut turns, frame) = marked.into_iter().nth(index)?;
+                if !running {
+                    let answer = turns.pop()?;
+                    return Some(Prior { body, turns, answer, frame, mark });
+                }
+                waits.push(id);
+            }
+            let now = Instant::now();
+            if waits.is_empty() || now >= deadline {
+                return None;
+            }
+            // Looked at again under the lock the wait releases: its end may have come between.
+            let live = self.lock();
+            if live.iter().any(|s| waits.contains(&s.id) && s.running.is_some()) {
+                drop(self.freed.wait_timeout(live, deadline - now));
+            }
+        }
+    }
+
+    /// The caller's sessions with a mark under `key`: each one's id, whether it runs, its mark,
+    /// turns and frame.
+    fn marked(&self, owner: &Owner, key: &str) -> Vec<(u64, bool, Mark, Vec<Digest>, Digest)> {
+        let live = self.lock();
+        let mine = live.iter().filter(|s| s.owner == *owner && s.turns.len() >= 2);
+        mine.filter_map(|s| {
+            let (mark, _) = s.mark.as_ref().filter(|(_, of)| *of == key)?;
+            Some((s.id, s.running.is_some(), mark.clone(), s.turns.clone(), s.frame))
+        })
+        .collect()
+    }
+
     /// How a request runs: unchanged (no session), as a session's first turn (a kept chat with
-    /// the whole history), or as a continued session's tail.
+    /// the whole history), or as a continued session's tail. A request parsed from an elided
+    /// body that does not continue its session is parsed whole and looked at again.
     fn begin(
         &self,
         kimi: &Kimi,
         credential: Credential<'_>,
         caller: &str,
+        request: chat::Request,
+        prior: Option<Prior>,
+        raw: &Raw<'_>,
+    ) -> Result<(chat::Request, Option<Ticket>), chat::Error> {
+        let Some(prior) = prior else {
+            let (history, frame) = (transcript::turns(&request.messages), transcript::frame(&request));
+            let mark = || {
+                let span = prefix::history_span(raw.body, raw.key)?;
+                Some((Mark::of(raw.body, &span)?, raw.key))
+            };
+            return Ok(self.begin_with(kimi, credential, caller, request, (history, frame), false, mark));
+        };
+        let history = prior.joined(&request.messages).filter(|history| candidate(&request, history));
+        let Some(history) = history else {
+            return self.begin(kimi, credential, caller, (raw.whole)()?, None, raw);
+        };
+        let mark = || Some((prior.mark.clone(), raw.key));
+        match self.begin_with(kimi, credential, caller, request, (history, prior.frame), true, mark) {
+            (tail, Some(ticket)) if ticket.continued.is_some() => {
+                self.elided.fetch_add(1, Ordering::Relaxed);
+                Ok((tail, Some(ticket)))
+            }
+            // A fresh chat (a rotation), or no session after all (shutdown began): the whole
+            // history.
+            (_, ticket) => {
+                let whole = (raw.whole)()?;
+                Ok((if ticket.is_some() { Self::keep_whole(whole) } else { whole }, ticket))
+            }
+        }
+    }
+
+    /// [`Self::begin`] once the history and the frame are known (`elided`: the request holds
+    /// only the messages after a session's last request); `mark`: where the next request of its
+    /// session may go on from.
+    #[allow(clippy::too_many_arguments)]
+    fn begin_with(
+        &self,
+        kimi: &Kimi,
+        credential: Credential<'_>,
+        caller: &str,
         mut request: chat::Request,
+        (history, frame): (Turns, Digest),
+        elided: bool,
+        mark: impl FnOnce() -> Option<(Mark, &'static str)>,
     ) -> (chat::Request, Option<Ticket>) {
-        let history = transcript::turns(&request.messages);
-        let candidate = self.settings.limit > 0
-            && !self.closed.load(Ordering::Acquire)
-            && request.conversation == Conversation::Ephemeral
-            && !request.output.is_json()
-            && history.len() >= 2
-            && history.assistant.last() == Some(&false);
-        if !candidate {
+        let limited = self.settings.limit > 0 && !self.closed.load(Ordering::Acquire);
+        if !limited || !candidate(&request, &history) {
             return (request, None);
         }
         let owner = sha256::digest(caller.as_bytes());
-        let frame = transcript::frame(&request);
         let token = match credential {
             Credential::Tokens(token) => Some(token.to_string()),
             Credential::Pool => None,
@@ -180,24 +316,26 @@ impl Sessions {
             self.drop_session(kimi, id, Some((token.clone(), continued.chat)));
             id = self.list_new(&owner, &frame, &token, &history);
         }
+        let ticket = Ticket { id, owner, token, frame, history, continued: None, full: None, mark: mark() };
         let Some((continued, from)) = found else {
-            request.conversation = Conversation::Keep;
-            let ticket = Ticket { id, owner, token, frame, history, continued: None, full: None };
-            return (request, Some(ticket));
+            return (Self::keep_whole(request), Some(ticket));
         };
         // The tail: the turn after the session's last answer, its tool results named. The whole
         // request is kept aside, not copied (a long history is most of it).
         transcript::name_results(&mut request.messages);
         let messages = std::mem::take(&mut request.messages);
         let mut tail = request.clone();
-        tail.messages = messages[history.starts[from]..].to_vec();
+        tail.messages = messages[ticket.history.starts[from]..].to_vec();
         tail.conversation = Conversation::Continue(continued.chat.clone());
         tail.tool_prompt = Some(ToolPrompt::already_in_chat());
         request.messages = messages;
+        let full = (!elided).then(|| Self::keep_whole(request));
+        (tail, Some(Ticket { continued: Some(continued), full, ..ticket }))
+    }
+
+    fn keep_whole(mut request: chat::Request) -> chat::Request {
         request.conversation = Conversation::Keep;
-        let ticket =
-            Ticket { id, owner, token, frame, history, continued: Some(continued), full: Some(request) };
-        (tail, Some(ticket))
+        request
     }
 
     /// After a request's answer: the session recorded, or its chat deleted; a request to run
@@ -209,6 +347,7 @@ impl Sessions {
         record: &Record,
         backend: Backend,
         result: &Result<Ended, kimi::Error>,
+        raw: &Raw<'_>,
     ) -> Option<(chat::Request, Ticket)> {
         let continued = ticket.continued.take();
         let id = ticket.id;
@@ -236,9 +375,10 @@ impl Sessions {
                 if continued.is_none() || record.delivered {
                     return None;
                 }
+                let full = ticket.full.take().or_else(|| (raw.whole)().ok().map(Self::keep_whole))?;
                 self.rotations.fetch_add(1, Ordering::Relaxed);
                 ticket.id = self.list_new(&ticket.owner, &ticket.frame, &ticket.token, &ticket.history);
-                ticket.full.take().map(|full| (full, ticket))
+                Some((full, ticket))
             }
         }
     }
@@ -264,6 +404,7 @@ impl Sessions {
             frame: ticket.frame,
             chat,
             turns,
+            mark: ticket.mark,
             answers: continued.map_or(0, |c| c.answers) + 1,
             last_use: Instant::now(),
         };
@@ -320,6 +461,7 @@ impl Sessions {
             frame: *frame,
             chat: String::new(),
             turns: Vec::new(),
+            mark: None,
             answers: 0,
             last_use: Instant::now(),
         });
@@ -439,4 +581,18 @@ impl Sessions {
     fn lock(&self) -> MutexGuard<'_, Vec<Session>> {
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Whether a request may run in a session: history with a new turn of the user's at its end,
+/// no conversation of its own, no JSON output.
+fn candidate(request: &chat::Request, history: &Turns) -> bool {
+    request.conversation == Conversation::Ephemeral
+        && !request.output.is_json()
+        && history.len() >= 2
+        && history.assistant.last() == Some(&false)
+}
+
+/// A body that read well elided but not whole (never seen: both are the same bytes around).
+fn unreadable(error: &chat::Error) -> kimi::Error {
+    kimi::Error::Rejected(format!("the request's whole history could not be read: {}", error.message))
 }

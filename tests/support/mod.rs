@@ -275,11 +275,16 @@ pub fn request(method: &str, url: &str) -> Reply {
 
 /// Posts JSON with the given headers.
 pub fn post_with(url: &str, headers: &[(&str, &str)], body: &Value) -> Reply {
+    post_bytes(url, headers, body.to_string().as_bytes())
+}
+
+/// A POST of these very bytes (a body laid out otherwise than `serde_json` would).
+pub fn post_bytes(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
     let mut builder = agent().post(url).header("Content-Type", "application/json");
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
-    checked(url, reply(builder.send(body.to_string().as_bytes()).expect("POST completes")))
+    checked(url, reply(builder.send(body).expect("POST completes")))
 }
 
 /// A Responses API answer is checked against OpenAI's schemas.
