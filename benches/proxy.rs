@@ -20,6 +20,8 @@ mod figures;
 mod load;
 #[path = "../tests/support/mock/mod.rs"]
 mod mock;
+#[path = "../tests/support/ping.rs"]
+mod ping;
 #[path = "common/server.rs"]
 mod server;
 #[path = "common/stream.rs"]
@@ -35,9 +37,10 @@ use direct::Direct;
 use figures::{ms, percentile, ratio};
 use load::{burst, open_idle_keep_alive, open_stuck};
 use mock::{MockKimi, Script};
+use ping::ping;
 use serde_json::{Value, json};
 use stream::{Backend, LEGACY_TOKEN, Run, agent, connect_token_of};
-use under_test::{Server, ping, sample_peak};
+use under_test::{Server, sample_peak};
 
 /// Sequential streams per side and backend for latency.
 const LATENCY_RUNS: usize = 40;

@@ -1,8 +1,7 @@
 //! The server under test in the proxy bench: starting it as a child process, waiting for its
 //! first `/ping`, reading its memory, and streaming an OpenAI chat through it.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -60,7 +59,7 @@ impl Server {
         let addr = base.trim_start_matches("http://").to_string();
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            if ping(&addr) {
+            if super::ping::ping(&addr) {
                 break;
             }
             assert!(Instant::now() < deadline, "the server did not answer /ping");
@@ -149,16 +148,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-pub fn ping(addr: &str) -> bool {
-    let Ok(mut socket) = TcpStream::connect(addr) else { return false };
-    let _ = socket.set_read_timeout(Some(Duration::from_secs(1)));
-    if socket.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut answer = [0u8; 12];
-    socket.read_exact(&mut answer).is_ok() && answer.starts_with(b"HTTP/1.1 2")
 }
 
 /// Samples the server's RSS until told to stop; returns the peak in kB.

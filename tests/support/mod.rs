@@ -6,6 +6,7 @@
 
 pub mod mock;
 pub mod openapi;
+pub mod ping;
 pub mod pool;
 pub mod process;
 pub mod proxy;

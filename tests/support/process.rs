@@ -1,8 +1,7 @@
 //! The real binary as a child process: for what only a process shows (its exit on a signal,
 //! its memory), against the in-process mock. Every wait is bounded.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -159,16 +158,7 @@ impl Drop for ServerProcess {
     }
 }
 
-/// Whether `GET /ping` answers 2xx within a second.
-pub fn ping(addr: &str) -> bool {
-    let Ok(mut socket) = TcpStream::connect(addr) else { return false };
-    let _ = socket.set_read_timeout(Some(Duration::from_secs(1)));
-    if socket.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut answer = [0u8; 12];
-    socket.read_exact(&mut answer).is_ok() && answer.starts_with(b"HTTP/1.1 2")
-}
+pub use super::ping::ping;
 
 /// What a command that ran to its end printed.
 pub struct Finished {
