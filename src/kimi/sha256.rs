@@ -1,6 +1,6 @@
 //! SHA-256 (FIPS 180-4), for naming what belongs to an account without writing its token down:
 //! the state file of a login and the short fingerprint shown in logs are derived from the
-//! hash of the token the user gave. Some sixty lines of arithmetic do not earn a dependency.
+//! hash of the token the user gave. Forty lines of arithmetic do not earn a dependency.
 
 const K: [u32; 64] = [
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -18,66 +18,21 @@ const H0: [u32; 8] =
 
 /// The SHA-256 digest of `data`.
 pub fn digest(data: &[u8]) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(data);
-    hasher.finish()
-}
-
-/// A digest fed in pieces, copying nothing but the last partial block.
-#[derive(Debug, Clone)]
-pub struct Sha256 {
-    state: [u32; 8],
-    block: [u8; 64],
-    filled: usize,
-    length: u64,
-}
-
-impl Default for Sha256 {
-    fn default() -> Self {
-        Self::new()
+    let mut message = data.to_vec();
+    message.push(0x80);
+    while message.len() % 64 != 56 {
+        message.push(0);
     }
-}
-
-impl Sha256 {
-    pub fn new() -> Self {
-        Sha256 { state: H0, block: [0; 64], filled: 0, length: 0 }
+    message.extend_from_slice(&((data.len() as u64) * 8).to_be_bytes());
+    let mut h = H0;
+    for block in message.chunks_exact(64) {
+        compress(&mut h, block);
     }
-
-    pub fn update(&mut self, mut data: &[u8]) {
-        self.length = self.length.wrapping_add(data.len() as u64);
-        if self.filled > 0 {
-            let take = data.len().min(64 - self.filled);
-            self.block[self.filled..self.filled + take].copy_from_slice(&data[..take]);
-            self.filled += take;
-            data = &data[take..];
-            if self.filled < 64 {
-                return;
-            }
-            compress(&mut self.state, &self.block);
-            self.filled = 0;
-        }
-        let mut blocks = data.chunks_exact(64);
-        for block in &mut blocks {
-            compress(&mut self.state, block);
-        }
-        let rest = blocks.remainder();
-        self.block[..rest.len()].copy_from_slice(rest);
-        self.filled = rest.len();
+    let mut out = [0u8; 32];
+    for (bytes, word) in out.chunks_exact_mut(4).zip(h) {
+        bytes.copy_from_slice(&word.to_be_bytes());
     }
-
-    pub fn finish(mut self) -> [u8; 32] {
-        let bits = self.length.wrapping_mul(8).to_be_bytes();
-        let pad = if self.filled < 56 { 56 - self.filled } else { 120 - self.filled };
-        let mut padding = [0u8; 72];
-        padding[0] = 0x80;
-        self.update(&padding[..pad]);
-        self.update(&bits);
-        let mut out = [0u8; 32];
-        for (bytes, word) in out.chunks_exact_mut(4).zip(self.state) {
-            bytes.copy_from_slice(&word.to_be_bytes());
-        }
-        out
-    }
+    out
 }
 
 fn compress(h: &mut [u32; 8], block: &[u8]) {
@@ -130,22 +85,5 @@ mod tests {
             hex(&vec![b'a'; 1_000_000]),
             "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
         );
-    }
-
-    #[test]
-    fn a_digest_fed_in_pieces_is_the_digest_of_the_whole_at_every_split() {
-        let data: Vec<u8> = (0..300u32).map(|i| (i * 7 % 251) as u8).collect();
-        for len in [0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 300] {
-            let whole = digest(&data[..len]);
-            for split in 0..=len {
-                let mut hasher = Sha256::new();
-                hasher.update(&data[..split]);
-                hasher.update(&data[split..len]);
-                assert_eq!(hasher.finish(), whole, "length {len} split at {split}");
-            }
-        }
-        let mut bytewise = Sha256::new();
-        data.iter().for_each(|byte| bytewise.update(std::slice::from_ref(byte)));
-        assert_eq!(bytewise.finish(), digest(&data));
     }
 }

@@ -177,7 +177,7 @@ fn value_end(body: &[u8], at: usize, depth: usize) -> Option<usize> {
     }
     match *body.get(at)? {
         b'"' => string_end(body, at),
-        b'[' => array_span(body, at, depth).map(|span| span.close + 1),
+        b'[' => array_close(body, at, depth, |_| {}).map(|close| close + 1),
         b'{' => object_end(body, at, depth),
         _ => {
             let len = body[at..].iter().take_while(|b| !b",]} \t\r\n".contains(b)).count();
@@ -205,20 +205,26 @@ fn object_end(body: &[u8], at: usize, depth: usize) -> Option<usize> {
 
 /// The span of the array that opens at `at`, `depth` deep.
 fn array_span(body: &[u8], at: usize, depth: usize) -> Option<Span> {
-    expect(body, at, b'[')?;
-    let open = at + 1;
-    let mut i = ws(body, open);
     let mut items = Vec::new();
+    let close = array_close(body, at, depth, |item| items.push(item))?;
+    Some(Span { open: at + 1, items, close })
+}
+
+/// The index of the `]` of the array that opens at `at`, `depth` deep; each item's first and
+/// past-the-end index go to `item` (nested arrays are only skipped: nothing is collected).
+fn array_close(body: &[u8], at: usize, depth: usize, mut item: impl FnMut((usize, usize))) -> Option<usize> {
+    expect(body, at, b'[')?;
+    let mut i = ws(body, at + 1);
     if body.get(i) == Some(&b']') {
-        return Some(Span { open, items, close: i });
+        return Some(i);
     }
     loop {
         let end = value_end(body, i, depth + 1)?;
-        items.push((i, end));
+        item((i, end));
         i = ws(body, end);
         match body.get(i)? {
             b',' => i = ws(body, i + 1),
-            b']' => return Some(Span { open, items, close: i }),
+            b']' => return Some(i),
             _ => return None,
         }
     }

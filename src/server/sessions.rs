@@ -116,6 +116,14 @@ pub struct Raw<'a> {
     pub whole: &'a dyn Fn() -> Result<chat::Request, chat::Error>,
 }
 
+/// What a request's messages say for a session: its turns, its frame, and whether the request
+/// holds only the messages after a session's last request (an elided body).
+struct Seen {
+    history: Turns,
+    frame: Digest,
+    elided: bool,
+}
+
 /// A body elided to the messages after a session's last request.
 pub struct Prior {
     pub body: Vec<u8>,
@@ -263,14 +271,22 @@ impl Sessions {
                 let span = prefix::history_span(raw.body, raw.key)?;
                 Some((Mark::of(raw.body, &span)?, raw.key))
             };
-            return Ok(self.begin_with(kimi, credential, caller, request, (history, frame), false, mark));
+            return Ok(self.begin_with(
+                kimi,
+                credential,
+                caller,
+                request,
+                Seen { history, frame, elided: false },
+                mark,
+            ));
         };
         let history = prior.joined(&request.messages).filter(|history| candidate(&request, history));
         let Some(history) = history else {
             return self.begin(kimi, credential, caller, (raw.whole)()?, None, raw);
         };
         let mark = || Some((prior.mark.clone(), raw.key));
-        match self.begin_with(kimi, credential, caller, request, (history, prior.frame), true, mark) {
+        let seen = Seen { history, frame: prior.frame, elided: true };
+        match self.begin_with(kimi, credential, caller, request, seen, mark) {
             (tail, Some(ticket)) if ticket.continued.is_some() => {
                 self.elided.fetch_add(1, Ordering::Relaxed);
                 Ok((tail, Some(ticket)))
@@ -284,18 +300,15 @@ impl Sessions {
         }
     }
 
-    /// [`Self::begin`] once the history and the frame are known (`elided`: the request holds
-    /// only the messages after a session's last request); `mark`: where the next request of its
-    /// session may go on from.
-    #[allow(clippy::too_many_arguments)]
+    /// [`Self::begin`] once what the messages say is known; `mark`: where the next request of
+    /// its session may go on from.
     fn begin_with(
         &self,
         kimi: &Kimi,
         credential: Credential<'_>,
         caller: &str,
         mut request: chat::Request,
-        (history, frame): (Turns, Digest),
-        elided: bool,
+        Seen { history, frame, elided }: Seen,
         mark: impl FnOnce() -> Option<(Mark, &'static str)>,
     ) -> (chat::Request, Option<Ticket>) {
         let limited = self.settings.limit > 0 && !self.closed.load(Ordering::Acquire);
